@@ -1,0 +1,175 @@
+"""Datasets: the built-in default, CSV/Parquet under the data dir, the fixed split, the fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+
+from seedcore.errors import DataError
+
+BUILTIN_SOURCE = "builtin"
+BUILTIN_LABEL = "target"
+BUILTIN_FEATURES = [f"f{i}" for i in range(10)]
+SPLIT_SEED = 20240804
+SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # train / validation / holdout
+TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset split once with a fixed seed. Validation drives tuning; holdout judges the winner."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    x_holdout: np.ndarray
+    y_holdout: np.ndarray
+    feature_names: tuple[str, ...]
+    label_column: str
+    fingerprint: str
+    source: str
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.y_train) + len(self.y_valid) + len(self.y_holdout)
+
+    def describe(self) -> dict:
+        return {
+            "source": self.source,
+            "label_column": self.label_column,
+            "feature_names": list(self.feature_names),
+            "fingerprint": self.fingerprint,
+            "rows": {"train": len(self.y_train), "validation": len(self.y_valid), "holdout": len(self.y_holdout)},
+        }
+
+
+def builtin_frame(n_rows: int = 2000, seed: int = 7) -> pd.DataFrame:
+    """Deterministic synthetic binary classification: 10 numeric features f0..f9, label `target`."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n_rows, len(BUILTIN_FEATURES)))
+    logit = 1.2 * x[:, 0] - 0.9 * x[:, 1] + 0.7 * x[:, 2] * x[:, 3] + 0.6 * np.sin(2 * x[:, 4]) + 0.4 * x[:, 5] ** 2 - 0.4
+    y = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    frame = pd.DataFrame(x.astype(np.float32), columns=BUILTIN_FEATURES)
+    frame[BUILTIN_LABEL] = y
+    return frame
+
+
+def resolve_data_path(data_dir: Path, source: str, field: str = "data_source", must_exist: bool = True) -> Path:
+    """Resolve `source` inside `data_dir`; refuse URLs, `..` escapes, absolute paths and symlinks elsewhere."""
+    if not isinstance(source, str) or not source.strip():
+        raise DataError("must be a non-empty path inside the data dir", field=field)
+    if urlparse(source).scheme not in ("", "file") or "://" in source:
+        raise DataError(f"URLs are not accepted ({source!r}); give a path inside the data dir", field=field)
+    root = Path(data_dir).resolve()
+    candidate = Path(source)
+    if not candidate.is_absolute():
+        candidate = root / candidate
+    resolved = candidate.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise DataError(f"{source!r} is outside the data dir {root}", field=field)
+    if must_exist and not resolved.is_file():
+        raise DataError(f"{source!r} does not exist in the data dir {root}", field=field)
+    return resolved
+
+
+def table_format(path: Path, field: str = "data_source") -> str:
+    kind = TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{path.name}: only .csv and .parquet files are supported", field=field)
+    return kind
+
+
+def read_table(path: Path, columns: Sequence[str] | None = None, field: str = "data_source") -> pd.DataFrame:
+    """Read a whole CSV or Parquet file; an empty or unreadable file is a DataError."""
+    kind = table_format(path, field)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path.name} is empty", field=field)
+    try:
+        if kind == "csv":
+            return pd.read_csv(path, usecols=list(columns) if columns else None)
+        return pd.read_parquet(path, columns=list(columns) if columns else None)
+    except (ValueError, KeyError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"cannot read {path.name}: {exc}", field=field) from exc
+
+
+def iter_table_chunks(path: Path, columns: Sequence[str] | None, chunk_rows: int,
+                      field: str = "data_source") -> Iterator[pd.DataFrame]:
+    """Stream a CSV or Parquet file in chunks of at most `chunk_rows` rows (bounded memory)."""
+    kind = table_format(path, field)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path.name} is empty", field=field)
+    cols = list(columns) if columns else None
+    try:
+        if kind == "csv":
+            yield from pd.read_csv(path, usecols=cols, chunksize=chunk_rows)
+            return
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=cols):
+            yield batch.to_pandas()
+    except (ValueError, KeyError, pd.errors.ParserError) as exc:
+        raise DataError(f"cannot read {path.name}: {exc}", field=field) from exc
+
+
+def fingerprint_frame(frame: pd.DataFrame) -> str:
+    """Content hash of the columns and values (order-sensitive), hex sha256."""
+    digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_dataset(data_dir: Path, data_source: str | None = None, label_column: str | None = None,
+                 feature_columns: Sequence[str] | None = None) -> Dataset:
+    """Load, validate and split a dataset. Every problem is a DataError naming the field."""
+    if data_source in (None, "", BUILTIN_SOURCE):
+        frame, source = builtin_frame(), BUILTIN_SOURCE
+        label_column = label_column or BUILTIN_LABEL
+    else:
+        path = resolve_data_path(data_dir, data_source)
+        frame, source = read_table(path), str(path)
+        if not label_column:
+            raise DataError("label_column is required with a data_source", field="label_column")
+    if label_column not in frame.columns:
+        raise DataError(f"label column {label_column!r} not in {list(frame.columns)}", field="label_column")
+    features = list(feature_columns) if feature_columns else [c for c in frame.columns if c != label_column]
+    return split_frame(frame, label_column, features, source)
+
+
+def split_frame(frame: pd.DataFrame, label_column: str, features: list[str], source: str) -> Dataset:
+    """Validate features and labels, then split train / validation / holdout with the fixed seed."""
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise DataError(f"feature columns not in the data: {missing}", field="feature_columns")
+    if not features or label_column in features:
+        raise DataError("feature columns must be non-empty and exclude the label", field="feature_columns")
+    non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise DataError(f"non-numeric feature columns: {non_numeric}", field="feature_columns")
+    labels = frame[label_column]
+    if labels.isna().any() or not set(pd.unique(labels)).issubset({0, 1, True, False}):
+        raise DataError(f"label column {label_column!r} must hold only 0/1", field="label_column")
+    if labels.nunique() < 2:
+        raise DataError(f"label column {label_column!r} has one class only", field="label_column")
+    if len(frame) < 30:
+        raise DataError(f"{len(frame)} rows is too few to split (need at least 30)", field="data_source")
+    x = frame[features].to_numpy(dtype=np.float32)
+    y = labels.to_numpy(dtype=np.float32)
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(frame))
+    n_train = int(len(frame) * SPLIT_FRACTIONS[0])
+    n_valid = int(len(frame) * SPLIT_FRACTIONS[1])
+    parts = np.split(order, [n_train, n_train + n_valid])
+    for name, idx in zip(("train", "validation", "holdout"), parts):
+        if len(np.unique(y[idx])) < 2:
+            raise DataError(f"the {name} split has one class only; more rows of each class are needed",
+                            field="label_column")
+    tr, va, ho = parts
+    return Dataset(x[tr], y[tr], x[va], y[va], x[ho], y[ho], tuple(features), label_column,
+                   fingerprint_frame(frame[features + [label_column]]), source)

@@ -1,0 +1,79 @@
+"""The SeedcoreError family. Each class carries the HTTP status the API maps it to."""
+
+from __future__ import annotations
+
+
+class SeedcoreError(Exception):
+    """Base of every error we raise on purpose; `field` names the input at fault, if any."""
+
+    status_code = 500
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict:
+        return {"status": "error", "error": self.message, "field": self.field}
+
+
+class ValidationError(SeedcoreError):
+    """The caller's input is invalid (bad space, bad config, bad features)."""
+
+    status_code = 400
+
+
+class DataError(ValidationError):
+    """The dataset cannot be used (missing column, one class, outside the data dir, empty)."""
+
+
+class BudgetError(ValidationError):
+    """A sweep asks for more trials or time than the caps allow."""
+
+
+class AuthenticationError(SeedcoreError):
+    status_code = 401
+
+
+class PermissionDeniedError(SeedcoreError):
+    status_code = 403
+
+
+class NotFoundError(SeedcoreError):
+    status_code = 404
+
+
+class ConflictError(SeedcoreError):
+    status_code = 409
+
+
+class PayloadTooLargeError(SeedcoreError):
+    status_code = 413
+
+
+class SweepFailedError(SeedcoreError):
+    """No trial of a sweep produced a model; nothing was promoted."""
+
+    status_code = 500
+
+
+class SweepCancelledError(SeedcoreError):
+    """The sweep was cancelled; its runs are KILLED and nothing was promoted."""
+
+    status_code = 409
+
+
+class NoModelLoadedError(SeedcoreError):
+    """Serving has no production model yet."""
+
+    status_code = 503
+
+
+class RegistryUnavailableError(SeedcoreError):
+    status_code = 503
+
+
+class SchemaOutdatedError(SeedcoreError):
+    """Our SQL schema is behind the code; `seedcore db upgrade` fixes it."""
+
+    status_code = 500

@@ -1,0 +1,23 @@
+"""Names that must match across modules, the registry, the blessed files and the API: one place."""
+
+AUC = "auc"
+LOGLOSS = "logloss"
+ROUND = "round"  # boosting round (1-based); the time attribute ASHA prunes on
+
+PRODUCTION_ALIAS = "production"
+PRODUCTION_STAGE = "Production"
+ARCHIVED_STAGE = "Archived"
+
+MODELS_DIRNAME = "models"
+BLESSED_DIRNAME = "utility_risk_model_latest"
+BLESSED_MODEL_FILE = "model.xgb"
+METADATA_FILE = "tuning_metadata.json"
+MLFLOW_MODEL_ARTIFACT = "model"
+
+# MLflow tags
+TAG_PARENT_RUN = "mlflow.parentRunId"
+TAG_TRIAL_ID = "seedcore.trial_id"
+TAG_PRUNED = "seedcore.pruned"
+TAG_SWEEP = "seedcore.sweep"
+TAG_JOB_ID = "seedcore.job_id"
+TAG_FINGERPRINT = "seedcore.dataset_fingerprint"
