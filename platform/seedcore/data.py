@@ -54,7 +54,7 @@ def builtin_frame(n_rows: int = 2000, seed: int = 7) -> pd.DataFrame:
     """Deterministic synthetic binary classification: 10 numeric features f0..f9, label `target`."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n_rows, len(BUILTIN_FEATURES)))
-    logit = 1.2 * x[:, 0] - 0.9 * x[:, 1] + 0.7 * x[:, 2] * x[:, 3] + 0.6 * np.sin(2 * x[:, 4]) + 0.4 * x[:, 5] ** 2 - 0.4
+    logit = 2.0 * x[:, 0] - 1.5 * x[:, 1] + 1.2 * x[:, 2] * x[:, 3] + 1.0 * np.sin(2 * x[:, 4]) + 0.6 * x[:, 5] ** 2 - 0.6
     y = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
     frame = pd.DataFrame(x.astype(np.float32), columns=BUILTIN_FEATURES)
     frame[BUILTIN_LABEL] = y

@@ -1,0 +1,267 @@
+"""The MLflow Model Registry side: log and register winners, the champion gate, promotion."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+import mlflow
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from seedcore import names
+from seedcore._files import atomic_write_bytes, atomic_write_json
+from seedcore.config import Settings
+from seedcore.data import Dataset, load_dataset
+from seedcore.errors import NotFoundError, RegistryUnavailableError, ValidationError
+from seedcore.metrics import evaluate
+
+# Pinned explicitly: MLflow's own requirement inference spawns a subprocess and costs seconds.
+_PIP_REQUIREMENTS = [f"mlflow=={mlflow.__version__}", f"xgboost=={xgb.__version__}",
+                     f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
+
+# Tags on each registered version; model_info and the champion gate read them back.
+T_HOLDOUT_AUC, T_HOLDOUT_LOGLOSS = "holdout_auc", "holdout_logloss"
+T_VALID_AUC, T_VALID_LOGLOSS = "validation_auc", "validation_logloss"
+T_SOURCE_RUN, T_TRIAL, T_EXPERIMENT = "source_run_id", "trial_id", "experiment_name"
+T_DATA_SOURCE, T_LABEL, T_FEATURES, T_FINGERPRINT = "data_source", "label_column", "feature_names", "dataset_fingerprint"
+T_PARAMS, T_TRAINED_AT, T_PROMOTED_AT = "params", "trained_at", "promoted_at"
+
+
+@dataclass
+class Candidate:
+    """A trained model on its way into the registry."""
+
+    booster: xgb.Booster
+    params: dict
+    dataset: Dataset
+    validation: dict
+    run_id: str
+    experiment_name: str
+    trial_id: str = ""
+    holdout: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    accepted: bool
+    reason: str
+
+
+class ChampionGate:
+    """Promote a challenger only if it beats the champion's holdout AUC by `min_delta`."""
+
+    def __init__(self, min_delta: float = 0.0):
+        self.min_delta = min_delta
+
+    def decide(self, challenger_auc: float, champion_auc: float | None, force: bool = False) -> GateDecision:
+        if force:
+            return GateDecision(True, "forced")
+        if champion_auc is None:
+            return GateDecision(True, "no champion to beat")
+        if challenger_auc > champion_auc + self.min_delta or (self.min_delta == 0 and challenger_auc == champion_auc == 1.0):
+            return GateDecision(True, f"holdout AUC {challenger_auc:.6f} beats champion {champion_auc:.6f} "
+                                      f"by more than min_delta {self.min_delta}")
+        return GateDecision(False, f"holdout AUC {challenger_auc:.6f} does not beat champion {champion_auc:.6f} "
+                                   f"by more than min_delta {self.min_delta}")
+
+
+def configure_mlflow(settings: Settings) -> MlflowClient:
+    """Point MLflow's fluent API and a client at our tracking and registry stores."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+
+
+def ensure_experiment(client: MlflowClient, settings: Settings, name: str) -> str:
+    """The experiment's id, creating it (artifacts under our mlruns dir) if new."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            client.restore_experiment(found.experiment_id)
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=f"{settings.artifact_root}/{name}")
+    except MlflowException:  # created meanwhile by another process
+        return client.get_experiment_by_name(name).experiment_id
+
+
+class Registry:
+    """Versions of the registered model: register, describe, load, promote."""
+
+    def __init__(self, settings: Settings, client: MlflowClient | None = None):
+        self.settings = settings
+        self.name = settings.model_name
+        self.client = client or configure_mlflow(settings)
+        self.gate = ChampionGate(settings.min_delta)
+
+    # -- reading -------------------------------------------------------------------------------
+    def production_version(self):
+        """The version behind alias `production`, or None if nothing was promoted yet."""
+        try:
+            return self.client.get_model_version_by_alias(self.name, names.PRODUCTION_ALIAS)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                return None
+            raise RegistryUnavailableError(f"model registry unavailable: {exc.message}") from exc
+
+    def get_version(self, version: int | str):
+        try:
+            return self.client.get_model_version(self.name, str(int(version)))
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"version must be an integer, got {version!r}", field="version") from exc
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                raise NotFoundError(f"{self.name} has no version {version}", field="version") from exc
+            raise RegistryUnavailableError(f"model registry unavailable: {exc.message}") from exc
+
+    def load_booster(self, mv) -> xgb.Booster:
+        return mlflow.xgboost.load_model(f"models:/{self.name}/{mv.version}")
+
+    def list_versions(self, limit: int = 20, offset: int = 0) -> dict:
+        """Versions newest first, each described as `describe` does."""
+        try:
+            versions = self.client.search_model_versions(f"name = '{self.name}'", max_results=10_000)
+        except MlflowException as exc:
+            if _is_not_found(exc):
+                versions = []
+            else:
+                raise RegistryUnavailableError(f"model registry unavailable: {exc.message}") from exc
+        versions = sorted(versions, key=lambda v: int(v.version), reverse=True)
+        page = [self.client.get_model_version(self.name, v.version) for v in versions[offset: offset + limit]]
+        return {"items": [self.describe(v) for v in page], "total": len(versions), "limit": limit, "offset": offset}
+
+    def describe(self, mv) -> dict:
+        """Everything a user wants to know about a version, from its registry tags."""
+        tags = mv.tags or {}
+        return {
+            "name": mv.name,
+            "version": int(mv.version),
+            "aliases": list(mv.aliases or []),
+            "stage": mv.current_stage,
+            "source_run_id": mv.run_id,
+            "source": mv.source,
+            "experiment_name": tags.get(T_EXPERIMENT),
+            "trial_id": tags.get(T_TRIAL),
+            "metrics": {
+                names.AUC: _float(tags.get(T_HOLDOUT_AUC)),
+                names.LOGLOSS: _float(tags.get(T_HOLDOUT_LOGLOSS)),
+            },
+            "validation": {names.AUC: _float(tags.get(T_VALID_AUC)), names.LOGLOSS: _float(tags.get(T_VALID_LOGLOSS))},
+            "holdout": {names.AUC: _float(tags.get(T_HOLDOUT_AUC)), names.LOGLOSS: _float(tags.get(T_HOLDOUT_LOGLOSS))},
+            "hyperparameters": json.loads(tags.get(T_PARAMS, "{}")),
+            "feature_names": json.loads(tags.get(T_FEATURES, "[]")),
+            "dataset": {"source": tags.get(T_DATA_SOURCE), "label_column": tags.get(T_LABEL),
+                        "fingerprint": tags.get(T_FINGERPRINT)},
+            "trained_at": tags.get(T_TRAINED_AT),
+            "promoted_at": tags.get(T_PROMOTED_AT),
+            "created_at": _iso(mv.creation_timestamp / 1000.0),
+        }
+
+    # -- writing -------------------------------------------------------------------------------
+    def register(self, candidate: Candidate):
+        """Log the booster once into its source run and register it as a new version."""
+        ds = candidate.dataset
+        if not candidate.holdout:
+            candidate.holdout = evaluate(candidate.booster, ds.x_holdout, ds.y_holdout)
+        example = pd.DataFrame(ds.x_holdout[:5], columns=list(ds.feature_names))
+        signature = infer_signature(example, candidate.booster.inplace_predict(ds.x_holdout[:5]))
+        with mlflow.start_run(run_id=candidate.run_id):
+            info = mlflow.xgboost.log_model(candidate.booster, name=names.MLFLOW_MODEL_ARTIFACT,
+                                            signature=signature, input_example=example, model_format="ubj",
+                                            pip_requirements=_PIP_REQUIREMENTS)
+            mlflow.log_metrics({f"holdout_{k}": v for k, v in candidate.holdout.items()})
+        tags = {
+            T_HOLDOUT_AUC: candidate.holdout[names.AUC], T_HOLDOUT_LOGLOSS: candidate.holdout[names.LOGLOSS],
+            T_VALID_AUC: candidate.validation[names.AUC], T_VALID_LOGLOSS: candidate.validation[names.LOGLOSS],
+            T_SOURCE_RUN: candidate.run_id, T_TRIAL: candidate.trial_id, T_EXPERIMENT: candidate.experiment_name,
+            T_DATA_SOURCE: ds.source, T_LABEL: ds.label_column, T_FEATURES: json.dumps(list(ds.feature_names)),
+            T_FINGERPRINT: ds.fingerprint, T_PARAMS: json.dumps(candidate.params, sort_keys=True, default=str),
+            T_TRAINED_AT: _iso(time.time()),
+        }
+        mv = mlflow.register_model(info.model_uri, self.name, tags={k: str(v) for k, v in tags.items()})
+        return self.client.get_model_version(self.name, mv.version)
+
+    def promote(self, version: int | str, *, force: bool = False, dataset: Dataset | None = None) -> dict:
+        """Champion gate, then alias + stage + blessed files. Returns the promotion record."""
+        mv = self.get_version(version)
+        challenger = self.load_booster(mv)
+        dataset = dataset or self.dataset_of(mv)
+        challenger_scores = evaluate(challenger, dataset.x_holdout, dataset.y_holdout)
+        champion_mv = self.production_version()
+        champion_scores = self._champion_scores(champion_mv, dataset, exclude=mv.version)
+        record = {
+            "version": int(mv.version),
+            "previous_version": int(champion_mv.version) if champion_mv else None,
+            "challenger": challenger_scores,
+            "champion": champion_scores,
+            "min_delta": self.gate.min_delta,
+        }
+        decision = self.gate.decide(challenger_scores[names.AUC],
+                                    champion_scores[names.AUC] if champion_scores else None, force)
+        record["reason"] = decision.reason
+        if not decision.accepted:
+            return {"status": "rejected", **record}
+        return {"status": "success", **record, **self._bless(mv, challenger, record)}
+
+    def dataset_of(self, mv) -> Dataset:
+        """Reload the version's dataset; the fixed-seed split gives the same holdout."""
+        tags = mv.tags or {}
+        features = json.loads(tags.get(T_FEATURES, "[]")) or None
+        return load_dataset(self.settings.data_dir, tags.get(T_DATA_SOURCE), tags.get(T_LABEL), features)
+
+    def _champion_scores(self, champion_mv, dataset: Dataset, exclude: str) -> dict | None:
+        if champion_mv is None or champion_mv.version == exclude:
+            return None
+        champion = self.load_booster(champion_mv)
+        if champion.num_features() != len(dataset.feature_names):
+            return None  # trained on other features: it cannot be scored on this holdout
+        return evaluate(champion, dataset.x_holdout, dataset.y_holdout)
+
+    def _bless(self, mv, booster: xgb.Booster, record: dict) -> dict:
+        blessed_dir = self.settings.blessed_dir
+        model_path = blessed_dir / names.BLESSED_MODEL_FILE
+        metadata_path = blessed_dir / names.METADATA_FILE
+        promoted_at = _iso(time.time())
+        metadata = {**self.describe(mv), "aliases": [names.PRODUCTION_ALIAS], "stage": names.PRODUCTION_STAGE,
+                    "promoted_at": promoted_at, "promotion": record}
+        raw = bytes(booster.save_raw("ubj"))
+        self.client.set_registered_model_alias(self.name, names.PRODUCTION_ALIAS, mv.version)
+        with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still shown in its UI
+            warnings.simplefilter("ignore", FutureWarning)
+            self.client.transition_model_version_stage(self.name, mv.version, names.PRODUCTION_STAGE,
+                                                       archive_existing_versions=True)
+        self.client.set_model_version_tag(self.name, mv.version, T_PROMOTED_AT, promoted_at)
+        atomic_write_bytes(model_path, raw)
+        atomic_write_json(metadata_path, metadata)
+        return {"source_path": _model_location(self, mv), "blessed_path": str(model_path),
+                "metadata_path": str(metadata_path), "alias": names.PRODUCTION_ALIAS,
+                "stage": names.PRODUCTION_STAGE, "promoted_at": promoted_at}
+
+
+def _model_location(registry: Registry, mv) -> str:
+    """Where the version's model files live: a local path when the artifact store is local."""
+    try:
+        uri = registry.client.get_model_version_download_uri(registry.name, mv.version)
+    except MlflowException:
+        return mv.source
+    return urlparse(uri).path if uri.startswith("file:") else uri
+
+
+def _is_not_found(exc: MlflowException) -> bool:
+    return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
+
+
+def _float(value) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+def _iso(ts: float) -> str:
+    return pd.Timestamp(ts, unit="s", tz="UTC").isoformat()
