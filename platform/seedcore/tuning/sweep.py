@@ -1,0 +1,215 @@
+"""The sweep runner: validate, load data once, tune on Ray, record in MLflow, register, promote."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from mlflow.entities import Metric, Param, RunTag
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import BasicVariantGenerator
+
+from seedcore import names
+from seedcore.config import Settings
+from seedcore.data import Dataset, load_dataset
+from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
+from seedcore.registry import Candidate, Registry, ensure_experiment
+from seedcore.tuning.cluster import cluster_cpus, ensure_ray
+from seedcore.tuning.mlflow_callback import MLflowTrialLogger
+from seedcore.tuning.spaces import TuneSettings, describe_space, max_rounds, resolve_space, resolve_tune_config
+from seedcore.tuning.trainable import (BEST_ITERATION, DONE_TRAINING, TRAINING_TIME, load_checkpoint_booster,
+                                       train_xgb)
+
+log = logging.getLogger(__name__)
+# Tune's own result files are off (our callback logs to MLflow); its analysis complains it cannot find them.
+logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class SweepRequest:
+    """What a caller asks for; the guide's request fields plus the data source and promotion knobs."""
+
+    space_type: str | None = "default"
+    config_type: str | None = "default"
+    custom_search_space: dict | None = None
+    custom_tune_config: dict | None = None
+    experiment_name: str = "xgboost_tuning"
+    data_source: str | None = None
+    label_column: str | None = None
+    feature_columns: list[str] | None = None
+    promote: bool = True
+    force: bool = False
+
+
+@dataclass
+class SweepPlan:
+    request: SweepRequest
+    space: dict[str, Any]
+    tune: TuneSettings
+    max_t: int = field(default=0)
+
+
+def plan_sweep(settings: Settings, request: SweepRequest) -> SweepPlan:
+    """Validate the space, the tune config and the budget; raise our errors naming the field."""
+    if not isinstance(request.experiment_name, str) or not request.experiment_name.strip():
+        raise ValidationError("experiment_name must be a non-empty string", field="experiment_name")
+    space = resolve_space(request.space_type, request.custom_search_space)
+    config = resolve_tune_config(request.config_type, request.custom_tune_config, max_trials=settings.max_trials,
+                                 max_time_budget_s=settings.max_time_budget_s)
+    return SweepPlan(request, space, config, max_rounds(space))
+
+
+def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progress: Progress | None = None,
+              cancel_event: threading.Event | None = None, job_id: str | None = None, **fields) -> dict:
+    """Run one sweep end to end and return the guide's result shape plus ours.
+
+    Raises ValidationError/DataError before any trial starts, SweepFailedError when no trial
+    finished, SweepCancelledError when cancelled. No MLflow run is left RUNNING in any case.
+    """
+    request = request or SweepRequest(**fields)
+    plan = plan_sweep(settings, request)
+    dataset = load_dataset(settings.data_dir, request.data_source, request.label_column, request.feature_columns)
+    ensure_ray(settings)
+    registry = Registry(settings)
+    experiment_id = ensure_experiment(registry.client, settings, request.experiment_name)
+    started = time.time()
+    parent = _start_parent(registry, experiment_id, plan, dataset, job_id)
+    logger = MLflowTrialLogger(registry.client, experiment_id, parent, progress, plan.tune.num_samples)
+    cancel_event = cancel_event or threading.Event()
+    status = "FAILED"
+    try:
+        grid = _tune(settings, plan, dataset, logger, cancel_event)
+        logger.close_open_runs("KILLED")  # trials cut short by the time budget
+        if cancel_event.is_set():
+            status = "KILLED"
+            raise SweepCancelledError("the sweep was cancelled; its runs are KILLED and nothing was promoted")
+        best = _best_result(grid, logger)
+        outcome = _register_and_promote(registry, plan, dataset, best, parent)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        logger.close_open_runs("KILLED" if status == "KILLED" else "FAILED")
+        registry.client.set_terminated(parent, status)
+    counts = logger.counts()
+    return {
+        "status": "success",
+        "experiment_name": request.experiment_name,
+        "best_trial": outcome["best_trial"],
+        "promotion": outcome["promotion"],
+        "total_trials": len(grid),
+        "experiment_path": grid.experiment_path,
+        "model_version": outcome["model_version"],
+        "holdout": outcome["holdout"],
+        "mlflow": {"experiment_id": experiment_id, "parent_run_id": parent, "tracking_uri": settings.tracking_uri},
+        "trials": {"total": len(grid), **counts},
+        "dataset": dataset.describe(),
+        "tune_config": plan.tune.as_dict(),
+        "duration_s": round(time.time() - started, 3),
+    }
+
+
+def _start_parent(registry: Registry, experiment_id: str, plan: SweepPlan, dataset: Dataset, job_id) -> str:
+    request = plan.request
+    tags = {names.TAG_SWEEP: "true", names.TAG_FINGERPRINT: dataset.fingerprint,
+            "seedcore.space_type": str(request.space_type if request.custom_search_space is None else "custom"),
+            "seedcore.config_type": str(request.config_type)}
+    if job_id:
+        tags[names.TAG_JOB_ID] = job_id
+    run = registry.client.create_run(experiment_id, run_name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
+    params = {f"tune.{k}": v for k, v in plan.tune.as_dict().items()}
+    params.update({f"space.{k}": v for k, v in describe_space(plan.space).items()})
+    params.update({"data.source": dataset.source, "data.label_column": dataset.label_column,
+                   "data.fingerprint": dataset.fingerprint, "data.rows": dataset.n_rows,
+                   "data.features": ",".join(dataset.feature_names)})
+    registry.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    return run.info.run_id
+
+
+class _CancelStopper(tune.Stopper):
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __getstate__(self):  # Tune pickles its stopper into the experiment state
+        return {}
+
+    def __setstate__(self, state):
+        self.event = threading.Event()
+
+    def __call__(self, trial_id, result) -> bool:
+        return self.event.is_set()
+
+    def stop_all(self) -> bool:
+        return self.event.is_set()
+
+
+def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowTrialLogger,
+          cancel_event: threading.Event):
+    cpus = max(1, settings.cpus_per_trial)
+    concurrent = max(1, min(plan.tune.max_concurrent_trials, cluster_cpus() // cpus))
+    trainable = tune.with_resources(tune.with_parameters(train_xgb, data=dataset, nthread=cpus), {"cpu": cpus})
+    # max_t one past the last round: ASHA stops a trial AT max_t, which would cut off its final report.
+    scheduler = ASHAScheduler(time_attr=names.ROUND, max_t=plan.max_t + 1, grace_period=min(plan.tune.grace_period,
+                              plan.max_t), reduction_factor=plan.tune.reduction_factor)
+    search = BasicVariantGenerator(random_state=plan.tune.seed, max_concurrent=concurrent)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=plan.space,
+        tune_config=tune.TuneConfig(metric=names.AUC, mode="max", scheduler=scheduler, search_alg=search,
+                                    num_samples=plan.tune.num_samples, time_budget_s=plan.tune.time_budget_s,
+                                    reuse_actors=True),
+        run_config=tune.RunConfig(name=f"{_safe(plan.request.experiment_name)}_{time.strftime('%Y-%m-%d_%H-%M-%S')}",
+                                  storage_path=str(settings.ray_results_dir), callbacks=[logger], verbose=0,
+                                  stop=_CancelStopper(cancel_event),
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    return tuner.fit()
+
+
+def _best_result(grid, logger: MLflowTrialLogger):
+    finished = [r for r in grid if r.error is None and r.metrics and r.metrics.get(DONE_TRAINING)]
+    if not finished:
+        counts = logger.counts()
+        errors = [str(r.error).splitlines()[0][:300] for r in grid if r.error is not None][:3]
+        raise SweepFailedError(f"no trial finished ({counts}); first errors: {errors}")
+    return max(finished, key=lambda r: r.metrics[names.AUC])
+
+
+def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, best, parent: str) -> dict:
+    trial_id = best.metrics["trial_id"]
+    child = registry.client.search_runs([registry.client.get_run(parent).info.experiment_id],
+                                        filter_string=f"tags.`{names.TAG_TRIAL_ID}` = '{trial_id}' and "
+                                                      f"tags.`{names.TAG_PARENT_RUN}` = '{parent}'")[0]
+    booster = load_checkpoint_booster(best.checkpoint)
+    validation = {names.AUC: float(best.metrics[names.AUC]), names.LOGLOSS: float(best.metrics[names.LOGLOSS])}
+    candidate = Candidate(booster, dict(best.config), dataset, validation, child.info.run_id,
+                          plan.request.experiment_name, trial_id)
+    version = registry.register(candidate)
+    if plan.request.promote:
+        promotion = registry.promote(version.version, force=plan.request.force, dataset=dataset)
+    else:
+        promotion = {"status": "skipped", "reason": "promotion not requested", "version": int(version.version)}
+    ts = int(time.time() * 1000)
+    registry.client.log_batch(parent, metrics=[
+        Metric("best_validation_auc", validation[names.AUC], ts, 0),
+        Metric("best_validation_logloss", validation[names.LOGLOSS], ts, 0),
+        Metric("holdout_auc", candidate.holdout[names.AUC], ts, 0),
+        Metric("holdout_logloss", candidate.holdout[names.LOGLOSS], ts, 0),
+    ], tags=[RunTag("seedcore.best_trial_id", trial_id), RunTag("seedcore.best_run_id", child.info.run_id),
+             RunTag("seedcore.model_version", str(version.version)),
+             RunTag("seedcore.promotion", promotion["status"])])
+    best_trial = {"trial_id": trial_id, "auc": validation[names.AUC], "logloss": validation[names.LOGLOSS],
+                  "training_time": round(float(best.metrics[TRAINING_TIME]), 4), "config": dict(best.config),
+                  "best_iteration": int(best.metrics[BEST_ITERATION]), "run_id": child.info.run_id}
+    return {"best_trial": best_trial, "promotion": promotion, "model_version": int(version.version),
+            "holdout": dict(candidate.holdout)}
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80] or "sweep"

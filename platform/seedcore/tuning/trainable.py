@@ -1,0 +1,108 @@
+"""The trainable: one XGBoost trial that reports every boosting round to Ray Tune."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import xgboost as xgb
+from ray import tune
+
+from seedcore.data import Dataset
+from seedcore.names import AUC, LOGLOSS, ROUND
+from seedcore.tuning.spaces import EARLY_STOPPING_ROUNDS, NUM_BOOST_ROUND
+
+# Result keys beyond the metrics.
+DONE_TRAINING = "done_training"  # present only in a trial's last report: it ran to the end
+BEST_ITERATION = "best_iteration"
+TRAINING_TIME = "training_time"
+CURVE = "curve"  # per-round metrics since the previous report: [[round, auc, logloss], ...]
+CHECKPOINT_FILE = "model.ubj"
+
+_DMATRIX_CACHE: dict[str, tuple[xgb.DMatrix, xgb.DMatrix]] = {}
+
+
+def make_dmatrices(data: Dataset) -> tuple[xgb.DMatrix, xgb.DMatrix]:
+    """Train and validation DMatrix, built once per process (actors are reused across trials)."""
+    cached = _DMATRIX_CACHE.get(data.fingerprint)
+    if cached is None:
+        names = list(data.feature_names)
+        cached = (xgb.DMatrix(data.x_train, data.y_train, feature_names=names),
+                  xgb.DMatrix(data.x_valid, data.y_valid, feature_names=names))
+        _DMATRIX_CACHE.clear()
+        _DMATRIX_CACHE[data.fingerprint] = cached
+    return cached
+
+
+def split_config(config: dict[str, Any], nthread: int) -> tuple[dict, int, int | None]:
+    """XGBoost params (with nthread), the number of rounds, and early stopping rounds."""
+    params = {k: v for k, v in config.items() if k not in (NUM_BOOST_ROUND, EARLY_STOPPING_ROUNDS)}
+    params["nthread"] = nthread
+    rounds = int(config.get(NUM_BOOST_ROUND, 100))
+    early = config.get(EARLY_STOPPING_ROUNDS)
+    return params, rounds, int(early) if early else None
+
+
+def train_booster(config: dict[str, Any], data: Dataset, nthread: int, callbacks=()) -> tuple[xgb.Booster, dict]:
+    """Train one model; with early stopping keep only the rounds up to the best one."""
+    params, rounds, early = split_config(config, nthread)
+    dtrain, dvalid = make_dmatrices(data)
+    history: dict = {}
+    booster = xgb.train(params, dtrain, num_boost_round=rounds, evals=[(dvalid, "validation")],
+                        early_stopping_rounds=early, evals_result=history, verbose_eval=False,
+                        callbacks=list(callbacks))
+    curve = history["validation"]
+    best = booster.best_iteration if early else len(curve[AUC]) - 1
+    if early:
+        booster = booster[: best + 1]
+    final = {AUC: float(curve[AUC][best]), LOGLOSS: float(curve[LOGLOSS][best]), BEST_ITERATION: best,
+             "rounds_trained": len(curve[AUC])}
+    return booster, final
+
+
+class _ReportRounds(xgb.callback.TrainingCallback):
+    """Report validation AUC and logloss to Tune every `every` rounds, with the curve in between."""
+
+    def __init__(self, every: int):
+        self.every = max(1, every)
+        self.pending: list[list[float]] = []
+
+    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+        log = evals_log["validation"]
+        self.pending.append([epoch + 1, float(log[AUC][-1]), float(log[LOGLOSS][-1])])
+        if len(self.pending) >= self.every:
+            self.flush()
+        return False
+
+    def flush(self, extra: dict | None = None, checkpoint=None) -> None:
+        if not self.pending and extra is None:
+            return
+        last = self.pending[-1] if self.pending else None
+        metrics = {ROUND: last[0], AUC: last[1], LOGLOSS: last[2]} if last else {}
+        metrics[CURVE] = self.pending
+        metrics.update(extra or {})
+        self.pending = []
+        tune.report(metrics, checkpoint=checkpoint)
+
+
+def train_xgb(config: dict[str, Any], data: Dataset, nthread: int = 1, report_every: int = 1) -> None:
+    """Ray Tune trainable: train, report each round, end with the final metrics and a checkpoint."""
+    started = time.perf_counter()
+    reporter = _ReportRounds(report_every)
+    booster, final = train_booster(config, data, nthread, callbacks=[reporter])
+    reporter.pending = reporter.pending or []
+    with tempfile.TemporaryDirectory() as tmp:
+        booster.save_model(str(Path(tmp) / CHECKPOINT_FILE))
+        last_round = final["rounds_trained"]
+        extra = {ROUND: last_round, AUC: final[AUC], LOGLOSS: final[LOGLOSS], BEST_ITERATION: final[BEST_ITERATION],
+                 TRAINING_TIME: time.perf_counter() - started, DONE_TRAINING: True}
+        reporter.flush(extra, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def load_checkpoint_booster(checkpoint) -> xgb.Booster:
+    booster = xgb.Booster()
+    with checkpoint.as_directory() as path:
+        booster.load_model(str(Path(path) / CHECKPOINT_FILE))
+    return booster
