@@ -41,3 +41,12 @@ def cluster_cpus() -> int:
     import ray
 
     return int(ray.cluster_resources().get("CPU", 1))
+
+
+def shutdown_ray() -> None:
+    """End the Ray session this process started (a no-op when attached elsewhere or not started)."""
+    import ray
+
+    with _LOCK:
+        if ray.is_initialized():
+            ray.shutdown()

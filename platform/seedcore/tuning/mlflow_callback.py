@@ -119,14 +119,14 @@ class MLflowTrialLogger(Callback):
         if outcome == TrialOutcome.COMPLETED:
             auc = float(last[names.AUC])
             self.best_auc = auc if self.best_auc is None else max(self.best_auc, auc)
-        self._report_progress()
+        self.report_progress()
 
-    def _report_progress(self) -> None:
+    def report_progress(self) -> None:
         if self.on_progress is None:
             return
         try:
             self.on_progress({"trials_done": len(self.outcomes), "trials_total": self.total_trials,
-                              "best_auc": self.best_auc, **self.counts()})
+                              "best_auc": self.best_auc, "parent_run_id": self.parent_run_id, **self.counts()})
         except Exception:  # progress display must never break a sweep
             log.exception("progress callback failed")
 

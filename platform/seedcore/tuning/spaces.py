@@ -101,27 +101,27 @@ KNOWN_PARAMS = frozenset(_NUMERIC) | frozenset(_CATEGORICAL)
 _DICT_TYPES = {"uniform", "loguniform", "randint", "quniform", "choice"}
 
 
-def resolve_space(space_type: str | None, custom: Mapping[str, Any] | None) -> dict:
+def resolve_space(space_type: str | None, custom: Mapping[str, Any] | None,
+                  field: str = "custom_search_space") -> dict:
     """The search space to sample: a preset by name, or a validated custom one (dict or Ray objects)."""
     if custom is not None:
         if not isinstance(custom, Mapping) or not custom:
-            raise ValidationError("custom_search_space must be a non-empty object", field="custom_search_space")
-        space = {key: _to_domain(key, spec) for key, spec in custom.items()}
+            raise ValidationError(f"{field} must be a non-empty object", field=field)
+        space = {key: _to_domain(key, spec, f"{field}.{key}") for key, spec in custom.items()}
     else:
         name = space_type or "default"
         if name not in SPACES:
             raise ValidationError(f"unknown space_type {name!r}; choose one of {sorted(SPACES)}", field="space_type")
         space = dict(SPACES[name])
     for key, value in space.items():
-        _check_param(key, value)
-    if "nthread" in space:
-        raise ValidationError("nthread is set from the CPUs each trial is given", field="custom_search_space.nthread")
+        _check_param(key, value, f"{field}.{key}")
     return {**FIXED_PARAMS, **{k: v for k, v in space.items() if k != "eval_metric"}}
 
 
-def _to_domain(key: str, spec: Any):
+def _to_domain(key: str, spec: Any, where: str):
     """A dictionary-form spec ({"type": ..., "lower": ..., "upper": ...}) to a Ray Tune domain."""
-    where = f"custom_search_space.{key}"
+    if key == "nthread":
+        raise ValidationError("nthread is set from the CPUs each trial is given", field=where)
     if key not in KNOWN_PARAMS:
         raise ValidationError(f"{key!r} is not an XGBoost parameter we accept", field=where)
     if not isinstance(spec, Mapping):
@@ -158,9 +158,8 @@ def _bound(spec: Mapping, name: str, where: str) -> float:
     return value
 
 
-def _check_param(key: str, value: Any) -> None:
+def _check_param(key: str, value: Any, where: str) -> None:
     """Refuse unknown parameters and values outside what XGBoost accepts."""
-    where = f"custom_search_space.{key}"
     if key not in KNOWN_PARAMS:
         raise ValidationError(f"{key!r} is not an XGBoost parameter we accept", field=where)
     if key in _CATEGORICAL:

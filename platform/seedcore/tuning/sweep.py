@@ -81,6 +81,7 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
     parent = _start_parent(registry, experiment_id, plan, dataset, job_id)
     logger = MLflowTrialLogger(registry.client, experiment_id, parent, progress, plan.tune.num_samples)
     cancel_event = cancel_event or threading.Event()
+    logger.report_progress()
     status = "FAILED"
     try:
         grid = _tune(settings, plan, dataset, logger, cancel_event)
@@ -209,6 +210,25 @@ def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset,
                   "best_iteration": int(best.metrics[BEST_ITERATION]), "run_id": child.info.run_id}
     return {"best_trial": best_trial, "promotion": promotion, "model_version": int(version.version),
             "holdout": dict(candidate.holdout)}
+
+
+def close_job_runs(settings: Settings, job_id: str) -> int:
+    """End the MLflow runs a dead process left RUNNING for `job_id` (parent and children): KILLED."""
+    registry = Registry(settings)
+    client = registry.client
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return 0
+    parents = client.search_runs(experiments, filter_string=f"tags.`{names.TAG_JOB_ID}` = '{job_id}'")
+    closed = 0
+    for parent in parents:
+        children = client.search_runs([parent.info.experiment_id],
+                                      filter_string=f"tags.`{names.TAG_PARENT_RUN}` = '{parent.info.run_id}'")
+        for run in [parent, *children]:
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, "KILLED")
+                closed += 1
+    return closed
 
 
 def _safe(name: str) -> str:

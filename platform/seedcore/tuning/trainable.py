@@ -46,7 +46,11 @@ def split_config(config: dict[str, Any], nthread: int) -> tuple[dict, int, int |
 
 
 def train_booster(config: dict[str, Any], data: Dataset, nthread: int, callbacks=()) -> tuple[xgb.Booster, dict]:
-    """Train one model; with early stopping keep only the rounds up to the best one."""
+    """Train one model; with early stopping keep only the rounds up to the best one.
+
+    Returns the booster and its final metrics (at the best round), with the validation curve
+    under CURVE as [[round, auc, logloss], ...].
+    """
     params, rounds, early = split_config(config, nthread)
     dtrain, dvalid = make_dmatrices(data)
     history: dict = {}
@@ -58,7 +62,8 @@ def train_booster(config: dict[str, Any], data: Dataset, nthread: int, callbacks
     if early:
         booster = booster[: best + 1]
     final = {AUC: float(curve[AUC][best]), LOGLOSS: float(curve[LOGLOSS][best]), BEST_ITERATION: best,
-             "rounds_trained": len(curve[AUC])}
+             "rounds_trained": len(curve[AUC]),
+             CURVE: [[i + 1, float(a), float(l)] for i, (a, l) in enumerate(zip(curve[AUC], curve[LOGLOSS]))]}
     return booster, final
 
 

@@ -1,0 +1,84 @@
+"""Running the platform: gunicorn for the API, the MLflow UI beside it, clean shutdown on Ctrl-C."""
+
+from __future__ import annotations
+
+import atexit
+import subprocess
+import sys
+import threading
+
+from gunicorn.app.base import BaseApplication
+
+from seedcore.config import Settings
+
+
+class _Gunicorn(BaseApplication):
+    """gunicorn embedded: our app factory, our options, no command line of its own."""
+
+    def __init__(self, settings: Settings, role: str, options: dict):
+        self.settings, self.role, self.options = settings, role, options
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from seedcore.api import create_app
+
+        app = create_app(self.settings, role=self.role)
+        if self.role == "all":  # warm Ray in the worker that runs sweeps, without delaying requests
+            from seedcore.tuning.cluster import ensure_ray, shutdown_ray
+
+            threading.Thread(target=ensure_ray, args=(self.settings,), daemon=True).start()
+            app.extensions.setdefault("seedcore_stop", []).append(shutdown_ray)
+        atexit.register(_stop_app, app)
+        return app
+
+
+def _stop_app(app) -> None:
+    for stop in app.extensions.get("seedcore_stop", []):
+        try:
+            stop()
+        except Exception:  # shutting down: keep stopping the rest
+            pass
+
+
+def _worker_exit(server, worker) -> None:
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        _stop_app(app)
+
+
+def run_api(settings: Settings, role: str = "all", workers: int = 1, threads: int = 8) -> None:
+    """Serve the API with gunicorn. The tuning role runs in one worker (it owns the job runner)."""
+    options = {
+        "bind": f"{settings.host}:{settings.port}",
+        "workers": 1 if role == "all" else max(1, workers),
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": 0 if role == "all" else 60,  # a synchronous sweep may take its whole time budget
+        "graceful_timeout": 30,
+        "accesslog": "-",
+        "loglevel": "warning",
+        "worker_exit": _worker_exit,
+    }
+    _Gunicorn(settings, role, options).run()
+
+
+def start_mlflow_ui(settings: Settings) -> subprocess.Popen:
+    """`mlflow ui` over the same tracking store, as a child process."""
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
+               "--registry-store-uri", settings.registry_uri, "--default-artifact-root", settings.artifact_root,
+               "--host", settings.host, "--port", str(settings.mlflow_ui_port)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()

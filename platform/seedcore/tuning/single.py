@@ -1,0 +1,65 @@
+"""Train one model with given hyperparameters (no sweep): one MLflow run, registered, optionally promoted."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from mlflow.entities import Metric, Param
+from ray.tune.search.sample import Domain
+
+from seedcore import names
+from seedcore.config import Settings
+from seedcore.data import load_dataset
+from seedcore.errors import ValidationError
+from seedcore.registry import Candidate, Registry, ensure_experiment
+from seedcore.tuning.spaces import resolve_space
+from seedcore.tuning.trainable import BEST_ITERATION, CURVE, train_booster
+
+
+def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgboost_training",
+                data_source: str | None = None, label_column: str | None = None,
+                feature_columns: list[str] | None = None, promote: bool = False, force: bool = False) -> dict:
+    """Train, log the curve and final metrics, register a version; promote through the gate if asked."""
+    config = resolve_space(None, params, field="params")
+    sampled = [key for key, value in config.items() if isinstance(value, Domain)]
+    if sampled:
+        raise ValidationError("train takes fixed values; use /xgboost/tune to search", field=f"params.{sampled[0]}")
+    dataset = load_dataset(settings.data_dir, data_source, label_column, feature_columns)
+    registry = Registry(settings)
+    client = registry.client
+    run = client.create_run(ensure_experiment(client, settings, experiment_name),
+                            run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}",
+                            tags={"seedcore.kind": "train", names.TAG_FINGERPRINT: dataset.fingerprint})
+    run_id = run.info.run_id
+    status = "FAILED"
+    try:
+        client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])
+        started = time.perf_counter()
+        booster, final = train_booster(config, dataset, nthread=os.cpu_count() or 1)
+        training_time = time.perf_counter() - started
+        _log_curve(client, run_id, final, training_time)
+        validation = {names.AUC: final[names.AUC], names.LOGLOSS: final[names.LOGLOSS]}
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run_id, status)
+    candidate = Candidate(booster, config, dataset, validation, run_id, experiment_name, trial_id="")
+    version = registry.register(candidate)
+    promotion = (registry.promote(version.version, force=force, dataset=dataset) if promote
+                 else {"status": "skipped", "reason": "promotion not requested", "version": int(version.version)})
+    return {"status": "success", "experiment_name": experiment_name, "model_version": int(version.version),
+            "validation": validation, "holdout": candidate.holdout, "config": config,
+            "best_iteration": final[BEST_ITERATION], "training_time": round(training_time, 4),
+            "promotion": promotion, "mlflow": {"run_id": run_id, "tracking_uri": settings.tracking_uri},
+            "dataset": dataset.describe()}
+
+
+def _log_curve(client, run_id: str, final: dict, training_time: float) -> None:
+    ts = int(time.time() * 1000)
+    metrics = [Metric(key, value, ts, step) for step, auc, logloss in final[CURVE]
+               for key, value in ((names.AUC, auc), (names.LOGLOSS, logloss))]
+    step = len(final[CURVE])
+    metrics += [Metric("final_auc", final[names.AUC], ts, step), Metric("final_logloss", final[names.LOGLOSS], ts, step),
+                Metric("final_training_time", training_time, ts, step)]
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start:start + 1000])
