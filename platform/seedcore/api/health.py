@@ -1,0 +1,109 @@
+"""`GET /health`: can this process serve, and how are its model, database and MLflow settings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import metadata
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import Blueprint, current_app, jsonify
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+
+from seedcore.api._http import documented
+from seedcore.errors import SeedcoreError
+from seedcore.serving import UNAVAILABLE
+
+bp = Blueprint("health", __name__)
+
+DISTRIBUTION = "seedcore-flywheel"
+
+
+class DatabaseHealth(BaseModel):
+    """Our SQL database: `ok` when `SELECT 1` answers, `not_configured` in a serve-only process."""
+
+    status: Literal["ok", "error", "not_configured"]
+    dialect: str | None = None
+    error: str | None = None
+
+
+class MlflowHealth(BaseModel):
+    """Where MLflow runs and models live (credentials masked)."""
+
+    tracking_uri: str
+    registry_uri: str
+
+
+class Health(BaseModel):
+    """Body of `GET /health`; 200 whenever the process can answer, `degraded` when a part is failing."""
+
+    status: Literal["ok", "degraded"]
+    model: Any = Field(description="the served model's status, or null when this process serves none")
+    database: DatabaseHealth
+    mlflow: MlflowHealth
+    version: str
+
+
+@lru_cache(maxsize=1)
+def package_version() -> str:
+    """The installed version of this package ("unknown" when running from an uninstalled tree)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def mask_password(uri: str) -> str:
+    """`uri` with any password in its authority replaced by `***`, safe to show."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def database_health() -> DatabaseHealth:
+    """`SELECT 1` through the SQL layer the app opened, if it opened one."""
+    db = current_app.extensions.get("seedcore_db")
+    if db is None:
+        return DatabaseHealth(status="not_configured")
+    try:
+        with db.session() as session:
+            session.execute(text("SELECT 1"))
+    except SeedcoreError as exc:  # the session turns every driver error into ours
+        return DatabaseHealth(status="error", dialect=db.dialect, error=exc.message)
+    return DatabaseHealth(status="ok", dialect=db.dialect)
+
+
+def model_health() -> Any:
+    """The model holder's own status report (`no_model_loaded` is a state, not a failure)."""
+    holder = current_app.extensions.get("seedcore_model")
+    if holder is None:
+        return None
+    try:
+        return holder.status()
+    except SeedcoreError as exc:  # e.g. the registry is unreachable: report it, keep answering
+        return {"status": "error", "error": exc.message}
+
+
+def _model_failing(model: Any) -> bool:
+    """True when the model holder cannot reach what it needs (not merely: no model promoted yet)."""
+    return isinstance(model, dict) and (model.get("status") == "error" or model.get("state") == UNAVAILABLE)
+
+
+@bp.get("/health")
+@documented("/health", "GET", "Liveness and readiness: model, database, MLflow, version", response_model=Health)
+def health():
+    """200 with the state of each part; `degraded` when the database or the model registry is failing."""
+    settings = current_app.config["SEEDCORE_SETTINGS"]
+    database, model = database_health(), model_health()
+    report = Health(
+        status="degraded" if database.status == "error" or _model_failing(model) else "ok",
+        model=model,
+        database=database,
+        mlflow=MlflowHealth(tracking_uri=mask_password(settings.tracking_uri),
+                            registry_uri=mask_password(settings.registry_uri)),
+        version=package_version(),
+    )
+    return jsonify(report.model_dump(mode="json"))

@@ -1,0 +1,181 @@
+"""The OpenAPI document covers every route, resolves every reference, and matches what the API returns."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pytest
+
+from seedcore.api import create_app
+from seedcore.api.openapi import openapi_path, path_parameters
+
+HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+@pytest.fixture
+def doc(client) -> dict:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def _operations(doc: dict):
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if method in HTTP_METHODS:
+                yield path, method, op
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def _validate(doc: dict, schema: dict, instance) -> None:
+    """Validate `instance` against a schema of the document (OpenAPI 3.1 schemas are JSON Schema 2020-12)."""
+    jsonschema.Draft202012Validator({**doc, **schema}).validate(instance)
+
+
+def test_every_route_of_the_app_is_documented(app, doc):
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            if method.lower() not in doc["paths"].get(openapi_path(rule.rule), {}):
+                missing.append(f"{method} {rule.rule}")
+    assert not missing, f"routes without @documented(...): {missing}"
+
+
+def test_document_shape(doc):
+    assert doc["openapi"].startswith("3.1")
+    assert doc["info"]["title"] and doc["info"]["version"]
+    for path in ("/health", "/openapi.json", "/docs", "/mfb/incidents", "/mfb/incidents/{incident_id}",
+                 "/mfb/stats"):
+        assert path in doc["paths"], path
+    assert set(doc["paths"]["/mfb/incidents"]) == {"get", "post"}
+    assert "delete" not in doc["paths"]["/mfb/incidents/{incident_id}"]
+    operation_ids = [op["operationId"] for _, _, op in _operations(doc)]
+    assert len(operation_ids) == len(set(operation_ids))
+
+
+def test_every_reference_resolves_and_no_defs_remain(doc):
+    schemas = doc["components"]["schemas"]
+    assert "$defs" not in json.dumps(doc)
+    for ref in _refs(doc):
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.rsplit("/", 1)[1] in schemas, ref
+
+
+def test_path_parameters_use_braces_and_types(doc):
+    assert not any("<" in path for path in doc["paths"])
+    params = doc["paths"]["/mfb/incidents/{incident_id}"]["get"]["parameters"]
+    assert params == [{"name": "incident_id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+
+
+def test_rule_conversion():
+    assert openapi_path("/x/tune/status/<job_id>") == "/x/tune/status/{job_id}"
+    assert openapi_path("/a/<int(min=1):n>/<path:rest>") == "/a/{n}/{rest}"
+    assert [p["schema"]["type"] for p in path_parameters("/a/<int:n>/<float:f>/<s>")] == ["integer", "number", "string"]
+
+
+def test_mutating_endpoints_need_the_bearer_token(doc):
+    scheme = doc["components"]["securitySchemes"]["bearerAuth"]
+    assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
+    for path, method, op in _operations(doc):
+        if method == "get":
+            assert "security" not in op, path
+        else:
+            assert op["security"] == [{"bearerAuth": []}], (method, path)
+            assert {"401", "403"} <= set(op["responses"]), (method, path)
+
+
+def test_every_endpoint_documents_the_error_body(doc):
+    error = doc["components"]["schemas"]["ErrorBody"]
+    assert set(error["required"]) == {"status", "error", "field"}
+    for path, method, op in _operations(doc):
+        response = op["responses"]["4XX"]
+        schema = response["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path)
+    _validate(doc, {"$ref": "#/components/schemas/ErrorBody"}, {"status": "error", "error": "x", "field": None})
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(doc, {"$ref": "#/components/schemas/ErrorBody"}, {"status": "success", "error": "x", "field": None})
+
+
+def test_mfb_operations(doc):
+    post = doc["paths"]["/mfb/incidents"]["post"]
+    body_schema = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema == {"$ref": "#/components/schemas/IncidentCreate"}
+    assert {"201", "400", "401", "403", "413"} <= set(post["responses"])
+    get = doc["paths"]["/mfb/incidents"]["get"]
+    params = {p["name"]: p for p in get["parameters"]}
+    assert set(params) == {"min_salience", "event_type", "since", "until", "limit", "offset"}
+    assert all(p["in"] == "query" and not p["required"] for p in params.values())
+    create = doc["components"]["schemas"]["IncidentCreate"]
+    assert set(create["required"]) == {"event_type", "outcome", "salience"}
+    assert create["properties"]["salience"]["maximum"] == 1.0
+
+
+def test_documented_response_schemas_match_real_responses(client, doc):
+    created = client.post("/mfb/incidents", json={"event_type": "model_promoted", "outcome": "success",
+                                                   "salience": 0.9, "payload": {"auc": 0.91}})
+    incident_id = created.get_json()["incident"]["id"]
+    calls = [("post", "/mfb/incidents", created),
+             ("get", "/mfb/incidents", client.get("/mfb/incidents")),
+             ("get", "/mfb/incidents/{incident_id}", client.get(f"/mfb/incidents/{incident_id}")),
+             ("get", "/mfb/stats", client.get("/mfb/stats")),
+             ("get", "/health", client.get("/health")),
+             ("get", "/mfb/incidents/{incident_id}", client.get("/mfb/incidents/777"))]
+    for method, path, response in calls:
+        documented = doc["paths"][path][method]["responses"]
+        entry = documented.get(str(response.status_code)) or documented["4XX"]
+        _validate(doc, entry["content"]["application/json"]["schema"], response.get_json())
+
+
+def test_docs_page_is_self_contained(client):
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "openapi.json" in page and "fetch(" in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page), "the page must not load anything from outside"
+    assert "innerHTML" not in page  # spec strings go in as text, never parsed as HTML
+
+
+def test_serve_only_app_documents_only_its_own_routes(migrated_settings):
+    serve_app = create_app(migrated_settings, role="serve")
+    try:
+        doc = serve_app.test_client().get("/openapi.json").get_json()
+        assert "/health" in doc["paths"]
+        assert not any(path.startswith("/mfb") for path in doc["paths"])
+    finally:
+        for stop in serve_app.extensions.get("seedcore_stop", []):
+            stop()
+
+
+def test_documented_security_matches_what_the_server_demands(migrated_settings):
+    """With a token configured, every operation documented as secured answers 401 to a request without one."""
+    secured_app = create_app(migrated_settings.replace(api_token="t0ken"))
+    try:
+        client = secured_app.test_client()
+        doc = client.get("/openapi.json").get_json()
+        open_doors = []
+        for path, method, op in _operations(doc):
+            if "security" in op:
+                url = re.sub(r"{\w+}", "0", path)
+                response = client.open(url, method=method.upper(), json={})
+                if response.status_code != 401:
+                    open_doors.append(f"{method.upper()} {path} -> {response.status_code}")
+        assert not open_doors, f"documented as needing the bearer token but served without it: {open_doors}"
+    finally:
+        for stop in secured_app.extensions.get("seedcore_stop", []):
+            stop()
