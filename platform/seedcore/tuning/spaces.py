@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
 from ray import tune
-from ray.tune.search.sample import Categorical, Domain, Float, Integer
+from ray.tune.search.sample import Categorical, Domain, Float, Integer, Quantized
 
 from seedcore.errors import BudgetError, ValidationError
 
@@ -184,7 +184,9 @@ def _extremes(value: Any, where: str) -> list:
     if isinstance(value, Categorical):
         return list(value.categories)
     if isinstance(value, Integer):
-        return [value.lower, value.upper - 1]
+        sampler = value.get_sampler()
+        inclusive = isinstance(sampler, Quantized) and sampler.q != 1  # qrandint(lo, hi, q > 1) can give hi
+        return [value.lower, value.upper if inclusive else value.upper - 1]
     if isinstance(value, Float):
         return [value.lower, value.upper]
     if isinstance(value, Domain):
