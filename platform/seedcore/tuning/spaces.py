@@ -171,6 +171,10 @@ def _check_param(key: str, value: Any, where: str) -> None:
             raise ValidationError("eval_metric: we always score auc and logloss", field=where)
         return
     low, high, integer = _NUMERIC[key]
+    if integer and key not in TRAINING_KEYS and (
+            isinstance(value, Float) or any(isinstance(v, float) for v in _extremes(value, where))):
+        # xgboost.train refuses e.g. max_depth=5.0 ("expect int"), so every trial would fail.
+        raise ValidationError(f"{key} takes integers: give an int, a randint or a choice of ints", field=where)
     for v in _extremes(value, where):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ValidationError(f"{key} must be a number, got {v!r}", field=where)
