@@ -221,12 +221,16 @@ def resolve_tune_config(config_type: str | None, custom: Mapping[str, Any] | Non
         for key, value in custom.items():
             values[key] = _check_tune_field(key, value)
     settings = TuneSettings(**values)
+
+    def at_fault(key: str) -> str:  # what the caller set: the custom field, or the preset that brought it
+        return f"custom_tune_config.{key}" if key in (custom or {}) else "config_type"
+
     if settings.num_samples > max_trials:
         raise BudgetError(f"num_samples {settings.num_samples} is over the cap of {max_trials} trials",
-                          field="custom_tune_config.num_samples")
+                          field=at_fault("num_samples"))
     if settings.time_budget_s > max_time_budget_s:
         raise BudgetError(f"time_budget_s {settings.time_budget_s} is over the cap of {max_time_budget_s} s",
-                          field="custom_tune_config.time_budget_s")
+                          field=at_fault("time_budget_s"))
     return settings
 
 
