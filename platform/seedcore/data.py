@@ -145,6 +145,8 @@ def load_dataset(data_dir: Path, data_source: str | None = None, label_column: s
 
 def split_frame(frame: pd.DataFrame, label_column: str, features: list[str], source: str) -> Dataset:
     """Validate features and labels, then split train / validation / holdout with the fixed seed."""
+    if frame.empty:  # a header without rows reads as object columns: say "no rows", not "non-numeric"
+        raise DataError(f"{Path(source).name} has no rows", field="data_source")
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise DataError(f"feature columns not in the data: {missing}", field="feature_columns")
