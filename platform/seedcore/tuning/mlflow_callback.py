@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from typing import Callable
@@ -22,13 +23,50 @@ _PARAM_LIMIT = 6000
 
 class TrialOutcome:
     COMPLETED, PRUNED, ERRORED, KILLED = "completed", "pruned", "errored", "killed"
+    ALL = (COMPLETED, PRUNED, ERRORED, KILLED)
+
+
+class _Writer:
+    """One background thread doing the tracking-store writes in order, off Tune's control loop."""
+
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="seedcore-mlflow-writer", daemon=True)
+        self._thread.start()
+        self.errors: list[str] = []
+
+    def submit(self, fn: Callable, *args) -> None:
+        self._queue.put((fn, args))
+
+    def drain(self) -> None:
+        """Wait until every submitted write is done."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self.drain()
+        self._queue.put(None)
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                fn, args = item
+                fn(*args)
+            except Exception as exc:  # a tracking hiccup must not kill the sweep; it is reported
+                log.exception("MLflow write failed")
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                self._queue.task_done()
 
 
 class MLflowTrialLogger(Callback):
     """Child run per trial: params, per-round curves (step = round), final metrics and status.
 
-    Metrics are buffered and written with `log_batch` when a trial ends, so a sweep costs a few
-    round trips per trial instead of one per metric.
+    Tune's control loop only buffers; a writer thread creates runs and sends each trial's curve
+    with `log_batch` when it ends, so MLflow round trips never hold up trial scheduling.
     """
 
     def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str,
@@ -38,27 +76,27 @@ class MLflowTrialLogger(Callback):
         self.parent_run_id = parent_run_id
         self.on_progress = on_progress
         self.total_trials = total_trials
-        self.run_ids: dict[str, str] = {}
+        self.run_ids: dict[str, str] = {}  # filled by the writer thread
+        self.started: set[str] = set()
         self.buffers: dict[str, list[Metric]] = {}
         self.last_results: dict[str, dict] = {}
         self.outcomes: dict[str, str] = {}
         self.best_auc: float | None = None
         self._lock = threading.Lock()
+        self._writer = _Writer()
 
     def __getstate__(self):
-        # Tune pickles its callbacks into the experiment state; the live client stays here.
-        return {k: v for k, v in self.__dict__.items() if k not in ("client", "_lock", "on_progress")}
+        # Tune pickles its callbacks into the experiment state; live handles stay here.
+        skip = ("client", "_lock", "on_progress", "_writer")
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
 
-    # -- Tune hooks ---------------------------------------------------------------------------
+    # -- Tune hooks (Tune's control loop: no I/O here) ----------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
-        if trial.trial_id in self.run_ids:
+        if trial.trial_id in self.started:
             return
-        run = self.client.create_run(self.experiment_id, run_name=trial.trial_id, tags={
-            names.TAG_PARENT_RUN: self.parent_run_id, names.TAG_TRIAL_ID: trial.trial_id})
-        self.run_ids[trial.trial_id] = run.info.run_id
+        self.started.add(trial.trial_id)
         self.buffers[trial.trial_id] = []
-        params = [Param(k, _param_value(v)) for k, v in sorted(trial.config.items())]
-        self.client.log_batch(run.info.run_id, params=params)
+        self._writer.submit(self._create_run, trial.trial_id, dict(trial.config))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         buffer = self.buffers.setdefault(trial.trial_id, [])
@@ -78,48 +116,21 @@ class MLflowTrialLogger(Callback):
 
     # -- ours ---------------------------------------------------------------------------------
     def close_open_runs(self, status: str = "KILLED") -> int:
-        """End every child run still open (cancel, time budget, Ctrl-C, crash). Returns how many."""
-        open_trials = [t for t in self.run_ids if t not in self.outcomes]
+        """End every child run still open (cancel, time budget, Ctrl-C, crash); wait for all writes."""
+        open_trials = [t for t in self.started if t not in self.outcomes]
         for trial_id in open_trials:
             self._finish(trial_id, TrialOutcome.KILLED, status)
+        self._writer.drain()
         return len(open_trials)
 
+    def close(self) -> None:
+        self._writer.close()
+
     def counts(self) -> dict[str, int]:
-        counts = {o: 0 for o in (TrialOutcome.COMPLETED, TrialOutcome.PRUNED, TrialOutcome.ERRORED,
-                                 TrialOutcome.KILLED)}
+        counts = dict.fromkeys(TrialOutcome.ALL, 0)
         for outcome in self.outcomes.values():
             counts[outcome] += 1
         return counts
-
-    def _finish(self, trial_id: str, outcome: str, status: str, error: str | None = None) -> None:
-        with self._lock:
-            if trial_id in self.outcomes or trial_id not in self.run_ids:
-                return
-            self.outcomes[trial_id] = outcome
-        run_id = self.run_ids[trial_id]
-        last = self.last_results.get(trial_id, {})
-        metrics = self.buffers.pop(trial_id, [])
-        ts = int(time.time() * 1000)
-        step = int(last.get(names.ROUND, 0))
-        if outcome == TrialOutcome.COMPLETED:
-            for key in (BEST_ITERATION, TRAINING_TIME):
-                metrics.append(Metric(f"final_{key}", float(last[key]), ts, step))
-            for key in (names.AUC, names.LOGLOSS):
-                metrics.append(Metric(f"final_{key}", float(last[key]), ts, step))
-        tags = [RunTag(names.TAG_PRUNED, str(outcome == TrialOutcome.PRUNED).lower()),
-                RunTag("seedcore.outcome", outcome)]
-        if error:
-            tags.append(RunTag("seedcore.error", error[:5000]))
-        try:
-            for start in range(0, max(len(metrics), 1), _MAX_BATCH):
-                self.client.log_batch(run_id, metrics=metrics[start:start + _MAX_BATCH],
-                                      tags=tags if start == 0 else [])
-        finally:
-            self.client.set_terminated(run_id, status)
-        if outcome == TrialOutcome.COMPLETED:
-            auc = float(last[names.AUC])
-            self.best_auc = auc if self.best_auc is None else max(self.best_auc, auc)
-        self.report_progress()
 
     def report_progress(self) -> None:
         if self.on_progress is None:
@@ -129,6 +140,43 @@ class MLflowTrialLogger(Callback):
                               "best_auc": self.best_auc, "parent_run_id": self.parent_run_id, **self.counts()})
         except Exception:  # progress display must never break a sweep
             log.exception("progress callback failed")
+
+    def _finish(self, trial_id: str, outcome: str, status: str, error: str | None = None) -> None:
+        with self._lock:
+            if trial_id in self.outcomes or trial_id not in self.started:
+                return
+            self.outcomes[trial_id] = outcome
+        last = self.last_results.get(trial_id, {})
+        metrics = self.buffers.pop(trial_id, [])
+        ts, step = int(time.time() * 1000), int(last.get(names.ROUND, 0))
+        if outcome == TrialOutcome.COMPLETED:
+            for key in (names.AUC, names.LOGLOSS, BEST_ITERATION, TRAINING_TIME):
+                metrics.append(Metric(f"final_{key}", float(last[key]), ts, step))
+            auc = float(last[names.AUC])
+            self.best_auc = auc if self.best_auc is None else max(self.best_auc, auc)
+        tags = [RunTag(names.TAG_PRUNED, str(outcome == TrialOutcome.PRUNED).lower()),
+                RunTag("seedcore.outcome", outcome)]
+        if error:
+            tags.append(RunTag("seedcore.error", error[:5000]))
+        self._writer.submit(self._end_run, trial_id, metrics, tags, status)
+        self.report_progress()
+
+    # -- the writer thread's work -------------------------------------------------------------
+    def _create_run(self, trial_id: str, config: dict) -> None:
+        run = self.client.create_run(self.experiment_id, run_name=trial_id, tags={
+            names.TAG_PARENT_RUN: self.parent_run_id, names.TAG_TRIAL_ID: trial_id})
+        self.run_ids[trial_id] = run.info.run_id
+        params = [Param(k, _param_value(v)) for k, v in sorted(config.items())]
+        self.client.log_batch(run.info.run_id, params=params)
+
+    def _end_run(self, trial_id: str, metrics: list[Metric], tags: list[RunTag], status: str) -> None:
+        run_id = self.run_ids[trial_id]
+        try:
+            for start in range(0, max(len(metrics), 1), _MAX_BATCH):
+                self.client.log_batch(run_id, metrics=metrics[start:start + _MAX_BATCH],
+                                      tags=tags if start == 0 else [])
+        finally:
+            self.client.set_terminated(run_id, status)
 
 
 def _param_value(value) -> str:

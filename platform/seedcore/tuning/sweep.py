@@ -21,8 +21,8 @@ from seedcore.registry import Candidate, Registry, ensure_experiment
 from seedcore.tuning.cluster import cluster_cpus, ensure_ray
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.spaces import TuneSettings, describe_space, max_rounds, resolve_space, resolve_tune_config
-from seedcore.tuning.trainable import (BEST_ITERATION, DONE_TRAINING, TRAINING_TIME, load_checkpoint_booster,
-                                       train_xgb)
+from seedcore.tuning.trainable import (BEST_ITERATION, DONE_TRAINING, TRAINING_TIME, asha_rungs,
+                                       load_checkpoint_booster, train_xgb)
 
 log = logging.getLogger(__name__)
 # Tune's own result files are off (our callback logs to MLflow); its analysis complains it cannot find them.
@@ -90,13 +90,14 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
             status = "KILLED"
             raise SweepCancelledError("the sweep was cancelled; its runs are KILLED and nothing was promoted")
         best = _best_result(grid, logger)
-        outcome = _register_and_promote(registry, plan, dataset, best, parent)
+        outcome = _register_and_promote(registry, plan, dataset, best, logger)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
         logger.close_open_runs("KILLED" if status == "KILLED" else "FAILED")
+        logger.close()
         registry.client.set_terminated(parent, status)
     counts = logger.counts()
     return {
@@ -154,10 +155,13 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
           cancel_event: threading.Event):
     cpus = max(1, settings.cpus_per_trial)
     concurrent = max(1, min(plan.tune.max_concurrent_trials, cluster_cpus() // cpus))
-    trainable = tune.with_resources(tune.with_parameters(train_xgb, data=dataset, nthread=cpus), {"cpu": cpus})
     # max_t one past the last round: ASHA stops a trial AT max_t, which would cut off its final report.
-    scheduler = ASHAScheduler(time_attr=names.ROUND, max_t=plan.max_t + 1, grace_period=min(plan.tune.grace_period,
-                              plan.max_t), reduction_factor=plan.tune.reduction_factor)
+    grace, max_t = min(plan.tune.grace_period, plan.max_t), plan.max_t + 1
+    scheduler = ASHAScheduler(time_attr=names.ROUND, max_t=max_t, grace_period=grace,
+                              reduction_factor=plan.tune.reduction_factor)
+    rungs = asha_rungs(grace, plan.tune.reduction_factor, max_t)
+    trainable = tune.with_resources(tune.with_parameters(train_xgb, data=dataset, nthread=cpus, report_at=rungs),
+                                    {"cpu": cpus})
     search = BasicVariantGenerator(random_state=plan.tune.seed, max_concurrent=concurrent)
     tuner = tune.Tuner(
         trainable,
@@ -182,14 +186,13 @@ def _best_result(grid, logger: MLflowTrialLogger):
     return max(finished, key=lambda r: r.metrics[names.AUC])
 
 
-def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, best, parent: str) -> dict:
+def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, best,
+                          logger: MLflowTrialLogger) -> dict:
     trial_id = best.metrics["trial_id"]
-    child = registry.client.search_runs([registry.client.get_run(parent).info.experiment_id],
-                                        filter_string=f"tags.`{names.TAG_TRIAL_ID}` = '{trial_id}' and "
-                                                      f"tags.`{names.TAG_PARENT_RUN}` = '{parent}'")[0]
+    child_run_id, parent = logger.run_ids[trial_id], logger.parent_run_id
     booster = load_checkpoint_booster(best.checkpoint)
     validation = {names.AUC: float(best.metrics[names.AUC]), names.LOGLOSS: float(best.metrics[names.LOGLOSS])}
-    candidate = Candidate(booster, dict(best.config), dataset, validation, child.info.run_id,
+    candidate = Candidate(booster, dict(best.config), dataset, validation, child_run_id,
                           plan.request.experiment_name, trial_id)
     version = registry.register(candidate)
     if plan.request.promote:
@@ -202,12 +205,12 @@ def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset,
         Metric("best_validation_logloss", validation[names.LOGLOSS], ts, 0),
         Metric("holdout_auc", candidate.holdout[names.AUC], ts, 0),
         Metric("holdout_logloss", candidate.holdout[names.LOGLOSS], ts, 0),
-    ], tags=[RunTag("seedcore.best_trial_id", trial_id), RunTag("seedcore.best_run_id", child.info.run_id),
+    ], tags=[RunTag("seedcore.best_trial_id", trial_id), RunTag("seedcore.best_run_id", child_run_id),
              RunTag("seedcore.model_version", str(version.version)),
              RunTag("seedcore.promotion", promotion["status"])])
     best_trial = {"trial_id": trial_id, "auc": validation[names.AUC], "logloss": validation[names.LOGLOSS],
                   "training_time": round(float(best.metrics[TRAINING_TIME]), 4), "config": dict(best.config),
-                  "best_iteration": int(best.metrics[BEST_ITERATION]), "run_id": child.info.run_id}
+                  "best_iteration": int(best.metrics[BEST_ITERATION]), "run_id": child_run_id}
     return {"best_trial": best_trial, "promotion": promotion, "model_version": int(version.version),
             "holdout": dict(candidate.holdout)}
 

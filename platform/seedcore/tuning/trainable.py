@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ BEST_ITERATION = "best_iteration"
 TRAINING_TIME = "training_time"
 CURVE = "curve"  # per-round metrics since the previous report: [[round, auc, logloss], ...]
 CHECKPOINT_FILE = "model.ubj"
+NTHREAD_ATTR = "nthread"  # booster attribute: the threads XGBoost trained with
 
 _DMATRIX_CACHE: dict[str, tuple[xgb.DMatrix, xgb.DMatrix]] = {}
 
@@ -68,42 +71,58 @@ def train_booster(config: dict[str, Any], data: Dataset, nthread: int, callbacks
 
 
 class _ReportRounds(xgb.callback.TrainingCallback):
-    """Report validation AUC and logloss to Tune every `every` rounds, with the curve in between."""
+    """Send every round's validation AUC and logloss to Tune, batched.
 
-    def __init__(self, every: int):
-        self.every = max(1, every)
+    A report goes out at each ASHA rung (`report_at`), so the scheduler decides exactly as with one
+    report per round, and at least every `max_interval_s` so progress and cancellation stay live.
+    Each report carries the rounds since the previous one under CURVE.
+    """
+
+    def __init__(self, report_at: frozenset[int] | None, max_interval_s: float):
+        self.report_at = report_at
+        self.max_interval_s = max_interval_s
         self.pending: list[list[float]] = []
+        self.last_sent = time.perf_counter()
 
     def after_iteration(self, model, epoch: int, evals_log) -> bool:
         log = evals_log["validation"]
         self.pending.append([epoch + 1, float(log[AUC][-1]), float(log[LOGLOSS][-1])])
-        if len(self.pending) >= self.every:
+        due = self.report_at is None or epoch + 1 in self.report_at
+        if due or time.perf_counter() - self.last_sent >= self.max_interval_s:
             self.flush()
         return False
 
     def flush(self, extra: dict | None = None, checkpoint=None) -> None:
-        if not self.pending and extra is None:
-            return
         last = self.pending[-1] if self.pending else None
         metrics = {ROUND: last[0], AUC: last[1], LOGLOSS: last[2]} if last else {}
         metrics[CURVE] = self.pending
         metrics.update(extra or {})
         self.pending = []
+        self.last_sent = time.perf_counter()
         tune.report(metrics, checkpoint=checkpoint)
 
 
-def train_xgb(config: dict[str, Any], data: Dataset, nthread: int = 1, report_every: int = 1) -> None:
-    """Ray Tune trainable: train, report each round, end with the final metrics and a checkpoint."""
+def train_xgb(config: dict[str, Any], data: Dataset, nthread: int = 1, report_at: frozenset[int] | None = None,
+              max_interval_s: float = 1.0) -> None:
+    """Ray Tune trainable: train, report the rounds, end with the final metrics and a checkpoint.
+
+    `report_at=None` reports after every round.
+    """
     started = time.perf_counter()
-    reporter = _ReportRounds(report_every)
+    reporter = _ReportRounds(report_at, max_interval_s)
     booster, final = train_booster(config, data, nthread, callbacks=[reporter])
-    reporter.pending = reporter.pending or []
     with tempfile.TemporaryDirectory() as tmp:
         booster.save_model(str(Path(tmp) / CHECKPOINT_FILE))
-        last_round = final["rounds_trained"]
-        extra = {ROUND: last_round, AUC: final[AUC], LOGLOSS: final[LOGLOSS], BEST_ITERATION: final[BEST_ITERATION],
-                 TRAINING_TIME: time.perf_counter() - started, DONE_TRAINING: True}
+        extra = {ROUND: final["rounds_trained"], AUC: final[AUC], LOGLOSS: final[LOGLOSS],
+                 BEST_ITERATION: final[BEST_ITERATION], TRAINING_TIME: time.perf_counter() - started,
+                 DONE_TRAINING: True}
         reporter.flush(extra, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> frozenset[int]:
+    """The rounds at which ASHA (one bracket) compares trials: grace_period * rf**k below max_t."""
+    count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
+    return frozenset(int(grace_period * reduction_factor ** k) for k in range(max(count, 1)))
 
 
 def load_checkpoint_booster(checkpoint) -> xgb.Booster:
