@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import time
@@ -22,7 +21,7 @@ BEST_ITERATION = "best_iteration"
 TRAINING_TIME = "training_time"
 CURVE = "curve"  # per-round metrics since the previous report: [[round, auc, logloss], ...]
 CHECKPOINT_FILE = "model.ubj"
-NTHREAD_ATTR = "nthread"  # booster attribute: the threads XGBoost trained with
+CONFIG_ATTR = "xgboost_config"  # booster attribute: XGBoost's own save_config() from training
 
 _DMATRIX_CACHE: dict[str, tuple[xgb.DMatrix, xgb.DMatrix]] = {}
 
@@ -64,6 +63,9 @@ def train_booster(config: dict[str, Any], data: Dataset, nthread: int, callbacks
     best = booster.best_iteration if early else len(curve[AUC]) - 1
     if early:
         booster = booster[: best + 1]
+    # Model files keep no training parameters (a loaded booster reports eta 0.3, nthread 0):
+    # record what XGBoost actually trained with, so the registered model can show it.
+    booster.set_attr(**{CONFIG_ATTR: booster.save_config()})
     final = {AUC: float(curve[AUC][best]), LOGLOSS: float(curve[LOGLOSS][best]), BEST_ITERATION: best,
              "rounds_trained": len(curve[AUC]),
              CURVE: [[i + 1, float(a), float(l)] for i, (a, l) in enumerate(zip(curve[AUC], curve[LOGLOSS]))]}
