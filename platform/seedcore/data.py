@@ -112,7 +112,9 @@ def iter_table_chunks(path: Path, columns: Sequence[str] | None, chunk_rows: int
             return
         import pyarrow.parquet as pq
 
-        parquet = pq.ParquetFile(path)
+        # pre_buffer (pyarrow's default) reads row groups ahead, so memory would grow with the file;
+        # without it, memory stays near one row group plus one batch.
+        parquet = pq.ParquetFile(path, pre_buffer=False)
         for batch in parquet.iter_batches(batch_size=chunk_rows, columns=cols):
             yield batch.to_pandas()
     except (ValueError, KeyError, pd.errors.ParserError) as exc:
