@@ -233,14 +233,15 @@ class Registry:
         metadata = {**self.describe(mv), "aliases": [names.PRODUCTION_ALIAS], "stage": names.PRODUCTION_STAGE,
                     "promoted_at": promoted_at, "promotion": record}
         raw = bytes(booster.save_raw("ubj"))
+        # Files first, the alias last: if the blessed files cannot be written, nothing is promoted.
+        atomic_write_bytes(model_path, raw)
+        atomic_write_json(metadata_path, metadata)
         self.client.set_registered_model_alias(self.name, names.PRODUCTION_ALIAS, mv.version)
         with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still shown in its UI
             warnings.simplefilter("ignore", FutureWarning)
             self.client.transition_model_version_stage(self.name, mv.version, names.PRODUCTION_STAGE,
                                                        archive_existing_versions=True)
         self.client.set_model_version_tag(self.name, mv.version, T_PROMOTED_AT, promoted_at)
-        atomic_write_bytes(model_path, raw)
-        atomic_write_json(metadata_path, metadata)
         return {"source_path": _model_location(self, mv), "blessed_path": str(model_path),
                 "metadata_path": str(metadata_path), "alias": names.PRODUCTION_ALIAS,
                 "stage": names.PRODUCTION_STAGE, "promoted_at": promoted_at}
