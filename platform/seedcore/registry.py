@@ -87,8 +87,10 @@ def ensure_experiment(client: MlflowClient, settings: Settings, name: str) -> st
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
         return found.experiment_id
+    # A local store keeps artifacts under our mlruns dir; a tracking server decides for itself.
+    location = f"{settings.artifact_root}/{name}" if settings.tracking_uri.startswith("sqlite:") else None
     try:
-        return client.create_experiment(name, artifact_location=f"{settings.artifact_root}/{name}")
+        return client.create_experiment(name, artifact_location=location)
     except MlflowException:  # created meanwhile by another process
         return client.get_experiment_by_name(name).experiment_id
 
