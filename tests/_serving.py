@@ -1,0 +1,93 @@
+"""Helpers for the serving tests: real registered versions, a serve-role app, a live threaded server.
+
+Import into a test module (`from _serving import ...`).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import xgboost as xgb
+from werkzeug.serving import make_server
+
+from seedcore.api import create_app
+from seedcore.data import load_dataset
+from seedcore.metrics import evaluate
+from seedcore.registry import Candidate, Registry, ensure_experiment
+
+EXPERIMENT = "serving-tests"
+GUIDE_ROW = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+def train_booster(settings, seed: int = 0, rounds: int = 5, depth: int = 2) -> tuple[xgb.Booster, dict]:
+    """A tiny real booster on the built-in dataset; different seeds/depths give different models."""
+    dataset = load_dataset(settings.data_dir)
+    params = {"objective": "binary:logistic", "max_depth": depth, "eta": 0.3, "seed": seed,
+              "subsample": 0.8, "nthread": 1}
+    dtrain = xgb.DMatrix(dataset.x_train, label=dataset.y_train, feature_names=list(dataset.feature_names))
+    return xgb.train(params, dtrain, num_boost_round=rounds), params
+
+
+def add_version(settings, registry: Registry, *, seed: int = 0, rounds: int = 5, depth: int = 2,
+                promote: bool = True) -> tuple[int, xgb.Booster]:
+    """Train, register (a real MLflow run and model version) and optionally force-promote."""
+    dataset = load_dataset(settings.data_dir)
+    booster, params = train_booster(settings, seed, rounds, depth)
+    run = registry.client.create_run(ensure_experiment(registry.client, settings, EXPERIMENT))
+    candidate = Candidate(booster, params, dataset, evaluate(booster, dataset.x_valid, dataset.y_valid),
+                          run.info.run_id, EXPERIMENT)
+    mv = registry.register(candidate)
+    registry.client.set_terminated(run.info.run_id)
+    if promote:
+        registry.promote(mv.version, force=True, dataset=dataset)
+    return int(mv.version), booster
+
+
+def holdout_rows(settings, n: int = 8) -> np.ndarray:
+    return load_dataset(settings.data_dir).x_holdout[:n]
+
+
+def serve_app(settings):
+    """The predict-only app, as `seedcore serve` builds it."""
+    app = create_app(settings, role="serve")
+    app.config["TESTING"] = True
+    return app
+
+
+def stop_app(app) -> None:
+    for stop in app.extensions.get("seedcore_stop", []):
+        stop()
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def live_server(app):
+    """Serve `app` over real HTTP from a threaded werkzeug server; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
