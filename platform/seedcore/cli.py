@@ -90,6 +90,7 @@ def _up(settings: Settings, args) -> int:
     from seedcore.server import run_api, start_mlflow_ui, stop_process
 
     _db_upgrade(settings, args)
+    _init_mlflow_store(settings)
     ui = None if args.no_mlflow_ui else start_mlflow_ui(settings)
     print(f"SeedCore Flywheel API  http://{settings.host}:{settings.port}  (docs: /docs, OpenAPI: /openapi.json)")
     if ui is not None:
@@ -100,6 +101,16 @@ def _up(settings: Settings, args) -> int:
     finally:
         stop_process(ui)
     return 0
+
+
+def _init_mlflow_store(settings: Settings) -> None:
+    """Create MLflow's tables once, here: the MLflow UI and the API worker would otherwise both migrate
+    a fresh store at the same moment, and the loser fails to boot."""
+    if settings.tracking_uri.startswith(("http://", "https://")):
+        return  # a tracking server owns its store
+    from seedcore.registry import configure_mlflow
+
+    configure_mlflow(settings).search_experiments(max_results=1)
 
 
 def _serve(settings: Settings, args) -> int:
