@@ -28,12 +28,22 @@ class _Gunicorn(BaseApplication):
 
         app = create_app(self.settings, role=self.role)
         if self.role == "all":  # warm Ray in the worker that runs sweeps, without delaying requests
-            from seedcore.tuning.cluster import ensure_ray, shutdown_ray
+            from seedcore.tuning.cluster import shutdown_ray
 
-            threading.Thread(target=ensure_ray, args=(self.settings,), daemon=True).start()
-            app.extensions.setdefault("seedcore_stop", []).append(shutdown_ray)
+            done = threading.Event()
+            threading.Thread(target=_keep_ray, args=(self.settings, done), name="seedcore-ray", daemon=True).start()
+            app.extensions.setdefault("seedcore_stop", []).extend([shutdown_ray, done.set])
         atexit.register(_stop_app, app)
         return app
+
+
+def _keep_ray(settings: Settings, done: threading.Event) -> None:
+    """Start local Ray, then stay alive until shutdown: Ray's processes get SIGKILL when the *thread*
+    that started them ends (PR_SET_PDEATHSIG), so a short-lived warm-up thread would take Ray down."""
+    from seedcore.tuning.cluster import ensure_ray
+
+    ensure_ray(settings)
+    done.wait()
 
 
 def _stop_app(app) -> None:
