@@ -137,9 +137,14 @@ def _tune(settings: Settings, args) -> int:
                            promote=not args.no_promote, force=args.force)
     from seedcore.tuning.cluster import ensure_ray, shutdown_ray
 
-    ensure_ray(settings)  # in the main thread: Ray's own signal handling wants it there
-    runner = JobRunner(settings, Database(settings.database_url), poll_s=0.2).start()
-    job = runner.submit(request)
+    runner = JobRunner(settings, Database(settings.database_url), poll_s=0.2)
+    job = runner.submit(request)  # validates first: a mistake is reported before Ray starts or threads run
+    try:
+        ensure_ray(settings)  # in the main thread: Ray's own signal handling wants it there
+    except BaseException:
+        runner.cancel(job["id"])  # never leave a queued job behind for the next runner to pick up
+        raise
+    runner.start()
     try:
         _follow(runner, job["id"])
         result = runner.wait(job["id"])["result"]
