@@ -181,9 +181,16 @@ def _best_result(grid, logger: MLflowTrialLogger):
     finished = [r for r in grid if r.error is None and r.metrics and r.metrics.get(DONE_TRAINING)]
     if not finished:
         counts = logger.counts()
-        errors = [str(r.error).splitlines()[0][:300] for r in grid if r.error is not None][:3]
+        errors = [_trial_error(r.error) for r in grid if r.error is not None][:3]
         raise SweepFailedError(f"no trial finished ({counts}); first errors: {errors}")
     return max(finished, key=lambda r: r.metrics[names.AUC])
+
+
+def _trial_error(error: BaseException) -> str:
+    """What went wrong in a trial: the trainable's own exception (Ray wraps it; its first line is Ray's)."""
+    cause = getattr(error, "cause", None) or error
+    lines = str(cause).strip().splitlines() or [""]
+    return f"{type(cause).__name__}: {lines[0]}"[:300]
 
 
 def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, best,
