@@ -175,6 +175,8 @@ class Registry:
             candidate.holdout = evaluate(candidate.booster, ds.x_holdout, ds.y_holdout)
         example = pd.DataFrame(ds.x_holdout[:5], columns=list(ds.feature_names))
         signature = infer_signature(example, candidate.booster.inplace_predict(ds.x_holdout[:5]))
+        # MLflow refuses to resume a run outside the process's active experiment (any code may have set it).
+        mlflow.set_experiment(experiment_id=self.client.get_run(candidate.run_id).info.experiment_id)
         with mlflow.start_run(run_id=candidate.run_id):
             info = mlflow.xgboost.log_model(candidate.booster, name=names.MLFLOW_MODEL_ARTIFACT,
                                             signature=signature, input_example=example, model_format="ubj",
