@@ -4,6 +4,9 @@ promotion (alias + stage + blessed files) — on tiny boosters, without sweeps."
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import mlflow
 import numpy as np
@@ -244,6 +247,37 @@ def test_a_champion_on_other_features_cannot_block(settings, registry, dataset):
     mv, _, _ = register(registry, settings, dataset, WEAK)
     record = registry.promote(mv.version, dataset=dataset)
     assert record["status"] == "success" and record["champion"] is None and record["previous_version"] == 1
+
+
+# Run in a child process: mlflow.set_experiment changes process-wide state no test should leave behind.
+_OTHER_ACTIVE_EXPERIMENT = textwrap.dedent("""
+    import json, sys
+    import mlflow, xgboost as xgb
+    from seedcore.config import Settings
+    from seedcore.data import load_dataset
+    from seedcore.registry import Candidate, Registry, ensure_experiment
+
+    settings = Settings(data_dir=sys.argv[1], mlruns_dir=sys.argv[2])
+    registry = Registry(settings)
+    mlflow.set_experiment("someone_elses_notebook")  # another library, same process
+    dataset = load_dataset(settings.data_dir)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 1, "nthread": 1},
+                        xgb.DMatrix(dataset.x_train, dataset.y_train), 2)
+    experiment_id = ensure_experiment(registry.client, settings, "ours")
+    run_id = registry.client.create_run(experiment_id).info.run_id
+    mv = registry.register(Candidate(booster, {}, dataset, {"auc": 0.5, "logloss": 1.0}, run_id, "ours"))
+    (logged,) = registry.client.search_logged_models(experiment_ids=[experiment_id])
+    print(json.dumps({"version": int(mv.version), "run_id": run_id, "logged_run": logged.source_run_id}))
+""")
+
+
+def test_register_whatever_experiment_the_process_has_active(settings):
+    """A sweep must still register its winner after other code in the process called mlflow.set_experiment."""
+    done = subprocess.run([sys.executable, "-c", _OTHER_ACTIVE_EXPERIMENT, str(settings.data_dir),
+                           str(settings.mlruns_dir)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["version"] == 1 and out["logged_run"] == out["run_id"]
 
 
 def test_unknown_or_invalid_versions(registry):
