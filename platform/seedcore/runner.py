@@ -105,8 +105,14 @@ class JobRunner:
         job = self.jobs.request_cancel(job_id)
         with self._lock:
             event = self._cancel_events.get(job_id)
+            # Cancelled while queued: no worker will ever run it, so release a caller blocked in wait().
+            done = self._done.get(job_id) if job["state"] == JOB_CANCELLED else None
+            if done is not None:
+                self._errors[job_id] = SweepCancelledError("the sweep was cancelled before it started; nothing ran")
         if event is not None:
             event.set()
+        if done is not None:
+            done.set()
         return job
 
     # -- the work -----------------------------------------------------------------------------
