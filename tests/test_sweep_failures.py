@@ -86,6 +86,7 @@ def test_a_sweep_where_every_trial_fails_promotes_nothing(settings, ray_session)
         run_sweep(settings, custom_search_space=space, config_type="conservative",
                   custom_tune_config={"num_samples": 2}, experiment_name="all_fail")
     assert "no trial finished" in err.value.message and "'errored': 2" in err.value.message
+    assert "XGBoostError" in err.value.message and "monotone constraint" in err.value.message
 
     parent, children = runs_of(settings, "all_fail")
     assert parent.info.status == "FAILED"
