@@ -91,8 +91,9 @@ def test_rule_conversion():
 def test_mutating_endpoints_need_the_bearer_token(doc):
     scheme = doc["components"]["securitySchemes"]["bearerAuth"]
     assert scheme == {**scheme, "type": "http", "scheme": "bearer"}
+    read_only_posts = {("/xgboost/predict", "post")}  # computes an answer, changes nothing
     for path, method, op in _operations(doc):
-        if method == "get":
+        if method == "get" or (path, method) in read_only_posts:
             assert "security" not in op, path
         else:
             assert op["security"] == [{"bearerAuth": []}], (method, path)

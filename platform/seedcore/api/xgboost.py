@@ -25,9 +25,10 @@ def init_app(app: Flask) -> None:
 
 
 def _refresh_served_model(app: Flask) -> None:
+    """Swap the served model now; poll_once never raises (a registry hiccup is reported by /health)."""
     holder = app.extensions.get("seedcore_model")
     if holder is not None:
-        holder.refresh()
+        holder.poll_once()
 
 
 def _runner() -> JobRunner:
