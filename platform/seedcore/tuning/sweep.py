@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 # Tune's own result files are off (our callback logs to MLflow); its analysis complains it cannot find them.
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 Progress = Callable[[dict], None]
+_REGISTRY_LOCK = threading.Lock()
 
 
 @dataclass
@@ -164,7 +166,7 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
                                     {"cpu": cpus})
     search = BasicVariantGenerator(random_state=plan.tune.seed, max_concurrent=concurrent)
     tuner = tune.Tuner(
-        trainable,
+        _register_trainable(trainable),
         param_space=plan.space,
         tune_config=tune.TuneConfig(metric=names.AUC, mode="max", scheduler=scheduler, search_alg=search,
                                     num_samples=plan.tune.num_samples, time_budget_s=plan.tune.time_budget_s,
@@ -175,6 +177,18 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
     return tuner.fit()
+
+
+def _register_trainable(trainable) -> str:
+    """Register this sweep's trainable (with its data) under a name of its own.
+
+    Tune's registry is keyed by the function's name per process and is not thread-safe, so two sweeps at
+    once (max_concurrent_sweeps > 1) would overwrite each other's trainable or fail mid-registration.
+    """
+    name = f"{train_xgb.__name__}_{uuid.uuid4().hex[:12]}"
+    with _REGISTRY_LOCK:
+        tune.register_trainable(name, trainable)
+    return name
 
 
 def _best_result(grid, logger: MLflowTrialLogger):
