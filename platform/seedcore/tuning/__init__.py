@@ -1,5 +1,15 @@
-"""Tuning: search spaces, the trainable, the MLflow callback, the sweep runner. All Ray imports live here."""
+"""Tuning: search spaces, the trainable, the MLflow callback, the sweep runner. All Ray imports live here.
 
-from seedcore.tuning.sweep import SweepPlan, SweepRequest, plan_sweep, run_sweep
+Imports are lazy: Ray's trial workers import `seedcore.tuning.trainable` and must not pay for
+MLflow and the registry, which only the driver needs.
+"""
 
 __all__ = ["SweepPlan", "SweepRequest", "plan_sweep", "run_sweep"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from seedcore.tuning import sweep
+
+        return getattr(sweep, name)
+    raise AttributeError(name)

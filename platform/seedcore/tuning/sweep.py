@@ -22,7 +22,7 @@ from seedcore.registry import Candidate, Registry, ensure_experiment
 from seedcore.tuning.cluster import cluster_cpus, ensure_ray
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.spaces import TuneSettings, describe_space, max_rounds, resolve_space, resolve_tune_config
-from seedcore.tuning.trainable import (BEST_ITERATION, DONE_TRAINING, TRAINING_TIME, asha_rungs,
+from seedcore.tuning.trainable import (BEST_ITERATION, DONE_TRAINING, TRAINING_TIME, TrialData, asha_rungs,
                                        load_checkpoint_booster, train_xgb)
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,8 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
     scheduler = ASHAScheduler(time_attr=names.ROUND, max_t=max_t, grace_period=grace,
                               reduction_factor=plan.tune.reduction_factor)
     rungs = asha_rungs(grace, plan.tune.reduction_factor, max_t)
-    trainable = tune.with_resources(tune.with_parameters(train_xgb, data=dataset, nthread=cpus, report_at=rungs),
-                                    {"cpu": cpus})
+    trainable = tune.with_parameters(train_xgb, data=TrialData.of(dataset), nthread=cpus, report_at=rungs)
+    trainable = tune.with_resources(trainable, {"cpu": cpus})
     search = BasicVariantGenerator(random_state=plan.tune.seed, max_concurrent=concurrent)
     tuner = tune.Tuner(
         _register_trainable(trainable),

@@ -6,12 +6,12 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 import xgboost as xgb
 from ray import tune
 
-from seedcore.data import Dataset
 from seedcore.names import AUC, LOGLOSS, ROUND
 from seedcore.tuning.spaces import EARLY_STOPPING_ROUNDS, NUM_BOOST_ROUND
 
@@ -25,8 +25,27 @@ CONFIG_ATTR = "xgboost_config"  # booster attribute: XGBoost's own save_config()
 
 _DMATRIX_CACHE: dict[str, tuple[xgb.DMatrix, xgb.DMatrix]] = {}
 
+if TYPE_CHECKING:
+    from seedcore.data import Dataset
 
-def make_dmatrices(data: Dataset) -> tuple[xgb.DMatrix, xgb.DMatrix]:
+
+class TrialData(NamedTuple):
+    """What a trial needs of a Dataset: plain arrays, so trial workers never import pandas."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    feature_names: tuple[str, ...]
+    fingerprint: str
+
+    @classmethod
+    def of(cls, dataset: "Dataset") -> "TrialData":
+        return cls(dataset.x_train, dataset.y_train, dataset.x_valid, dataset.y_valid,
+                   tuple(dataset.feature_names), dataset.fingerprint)
+
+
+def make_dmatrices(data: "TrialData | Dataset") -> tuple[xgb.DMatrix, xgb.DMatrix]:
     """Train and validation DMatrix, built once per process (actors are reused across trials)."""
     cached = _DMATRIX_CACHE.get(data.fingerprint)
     if cached is None:
@@ -47,7 +66,7 @@ def split_config(config: dict[str, Any], nthread: int) -> tuple[dict, int, int |
     return params, rounds, int(early) if early else None
 
 
-def train_booster(config: dict[str, Any], data: Dataset, nthread: int, callbacks=()) -> tuple[xgb.Booster, dict]:
+def train_booster(config: dict[str, Any], data: "TrialData | Dataset", nthread: int, callbacks=()) -> tuple[xgb.Booster, dict]:
     """Train one model; with early stopping keep only the rounds up to the best one.
 
     Returns the booster and its final metrics (at the best round), with the validation curve
@@ -77,21 +96,28 @@ class _ReportRounds(xgb.callback.TrainingCallback):
 
     A report goes out at each ASHA rung (`report_at`), so the scheduler decides exactly as with one
     report per round, and at least every `max_interval_s` so progress and cancellation stay live.
-    Each report carries the rounds since the previous one under CURVE.
+    Each report carries the rounds since the previous one under CURVE. A due report is sent when
+    the next round begins: the last round only ever travels in the final report, so ASHA can never
+    stop a trial between its last round and its checkpoint.
     """
 
     def __init__(self, report_at: frozenset[int] | None, max_interval_s: float):
         self.report_at = report_at
         self.max_interval_s = max_interval_s
         self.pending: list[list[float]] = []
+        self.due = False
         self.last_sent = time.perf_counter()
+
+    def before_iteration(self, model, epoch: int, evals_log) -> bool:
+        if self.due:
+            self.flush()
+        return False
 
     def after_iteration(self, model, epoch: int, evals_log) -> bool:
         log = evals_log["validation"]
         self.pending.append([epoch + 1, float(log[AUC][-1]), float(log[LOGLOSS][-1])])
-        due = self.report_at is None or epoch + 1 in self.report_at
-        if due or time.perf_counter() - self.last_sent >= self.max_interval_s:
-            self.flush()
+        on_rung = self.report_at is None or epoch + 1 in self.report_at
+        self.due = on_rung or time.perf_counter() - self.last_sent >= self.max_interval_s
         return False
 
     def flush(self, extra: dict | None = None, checkpoint=None) -> None:
@@ -99,12 +125,12 @@ class _ReportRounds(xgb.callback.TrainingCallback):
         metrics = {ROUND: last[0], AUC: last[1], LOGLOSS: last[2]} if last else {}
         metrics[CURVE] = self.pending
         metrics.update(extra or {})
-        self.pending = []
+        self.pending, self.due = [], False
         self.last_sent = time.perf_counter()
         tune.report(metrics, checkpoint=checkpoint)
 
 
-def train_xgb(config: dict[str, Any], data: Dataset, nthread: int = 1, report_at: frozenset[int] | None = None,
+def train_xgb(config: dict[str, Any], data: TrialData, nthread: int = 1, report_at: frozenset[int] | None = None,
               max_interval_s: float = 1.0) -> None:
     """Ray Tune trainable: train, report the rounds, end with the final metrics and a checkpoint.
 
