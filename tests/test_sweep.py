@@ -389,3 +389,17 @@ def test_consecutive_sweeps_reuse_one_ray_session(main, pruned, early):
     assert ray.is_initialized()
     assert main.ray_ids == pruned.ray_ids == early.ray_ids == ray_ids()
     assert len(ray.nodes()) == 1
+
+
+def test_a_rung_on_the_last_round_never_prunes_a_finished_trial(tmp_path_factory, mlflow_template, ray_session):
+    # 16 rounds, grace 4, factor 2: rungs at 4, 8 and 16 — the last rung IS the last round. A trial
+    # that trains all 16 rounds must complete with its checkpoint, whatever ASHA thinks of round 16.
+    space = {"eta": {"type": "uniform", "lower": 0.2, "upper": 0.3}, "max_depth": 3, "num_boost_round": 16}
+    s = sweep(tmp_path_factory, mlflow_template, "flywheel_last_rung", custom_search_space=space,
+              config_type="conservative", promote=False,
+              custom_tune_config={"num_samples": 12, "grace_period": 4, "reduction_factor": 2, "seed": 5})
+    full = [r for r in s.children if steps(s, r.info.run_id) == list(range(1, 17))]
+    assert len(full) >= 2  # at least two trials reached rung 16, so ASHA had a cutoff there
+    for run in full:
+        assert run.data.tags[names.TAG_PRUNED] == "false" and "final_auc" in run.data.metrics
+    assert s.result["trials"]["completed"] == len(full)
