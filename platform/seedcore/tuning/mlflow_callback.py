@@ -70,8 +70,10 @@ class MLflowTrialLogger(Callback):
     """
 
     def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str,
-                 on_progress: Callable[[dict], None] | None = None, total_trials: int = 0):
+                 on_progress: Callable[[dict], None] | None = None, total_trials: int = 0,
+                 cancel_event: threading.Event | None = None):
         self.client = client
+        self.cancel_event = cancel_event
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.on_progress = on_progress
@@ -87,7 +89,7 @@ class MLflowTrialLogger(Callback):
 
     def __getstate__(self):
         # Tune pickles its callbacks into the experiment state; live handles stay here.
-        skip = ("client", "_lock", "on_progress", "_writer")
+        skip = ("client", "_lock", "on_progress", "_writer", "cancel_event")
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     # -- Tune hooks (Tune's control loop: no I/O here) ----------------------------------------
@@ -108,8 +110,13 @@ class MLflowTrialLogger(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = self.last_results.get(trial.trial_id, {})
-        outcome = TrialOutcome.COMPLETED if last.get(DONE_TRAINING) else TrialOutcome.PRUNED
-        self._finish(trial.trial_id, outcome, "FINISHED")
+        if last.get(DONE_TRAINING):
+            self._finish(trial.trial_id, TrialOutcome.COMPLETED, "FINISHED")
+        elif self.cancel_event is not None and self.cancel_event.is_set():
+            # Tune reports trials its stopper ended as complete; a cancelled sweep's trials were killed.
+            self._finish(trial.trial_id, TrialOutcome.KILLED, "KILLED")
+        else:
+            self._finish(trial.trial_id, TrialOutcome.PRUNED, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial.trial_id, TrialOutcome.ERRORED, "FAILED", error=str(trial.error_file or "trial failed"))

@@ -81,8 +81,9 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
     experiment_id = ensure_experiment(registry.client, settings, request.experiment_name)
     started = time.time()
     parent = _start_parent(registry, experiment_id, plan, dataset, job_id)
-    logger = MLflowTrialLogger(registry.client, experiment_id, parent, progress, plan.tune.num_samples)
     cancel_event = cancel_event or threading.Event()
+    logger = MLflowTrialLogger(registry.client, experiment_id, parent, progress, plan.tune.num_samples,
+                               cancel_event=cancel_event)
     logger.report_progress()
     status = "FAILED"
     try:
