@@ -1,0 +1,86 @@
+"""The load client: runs in its own process (spawned), N threads, one kept-alive HTTP/1.1 connection each.
+
+`http.client` rather than `requests`: a few tens of microseconds of client CPU per request instead of
+hundreds, so on a 2-core machine the client takes as little as possible from the server it measures.
+Each thread sends the same JSON body back to back; latency is request start to last response byte.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+
+from bench._report import percentile
+
+
+def measure(port: int, path: str, body: bytes, clients: int, seconds: float, warmup: float) -> dict:
+    """Closed-loop load for `warmup + seconds`; stats cover requests started inside the measured window."""
+    barrier = threading.Barrier(clients + 1)
+    results: list[list[tuple[float, float]]] = [[] for _ in range(clients)]
+    errors = [0] * clients
+    window = {}
+
+    def client(index: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+        barrier.wait()
+        end = window["end"]
+        own = results[index]
+        while True:
+            start = time.perf_counter()
+            if start >= end:
+                break
+            try:
+                conn.request("POST", path, body, headers)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            if ok:
+                own.append((start, time.perf_counter() - start))
+            else:
+                errors[index] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    now = time.perf_counter()
+    window.update(begin=now + warmup, end=now + warmup + seconds)
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    latencies = [lat for own in results for start, lat in own if start >= window["begin"]]
+    return summarize(latencies, seconds, sum(errors))
+
+
+def summarize(latencies_s: list[float], seconds: float, errors: int = 0) -> dict:
+    ms = [x * 1000 for x in latencies_s]
+    return {"p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "requests": len(ms),
+            "throughput": len(ms) / seconds, "errors": errors}
+
+
+def floor(booster_raw: bytes, row: list[float], seconds: float, warmup: float) -> dict:
+    """In-process `inplace_predict` of one row, back to back, one thread (nthread=1, as our server sets)."""
+    import numpy as np
+    import xgboost as xgb
+
+    booster = xgb.Booster()
+    booster.load_model(bytearray(booster_raw))
+    booster.set_param({"nthread": 1})
+    x = np.array([row], dtype=np.float32)
+    latencies = []
+    begin = time.perf_counter() + warmup
+    end = begin + seconds
+    while True:
+        start = time.perf_counter()
+        if start >= end:
+            break
+        booster.inplace_predict(x)
+        if start >= begin:
+            latencies.append(time.perf_counter() - start)
+    return summarize(latencies, seconds)

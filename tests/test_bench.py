@@ -1,0 +1,68 @@
+"""The benchmarks' small mode, run once per test session so the harness cannot rot. No timing asserts."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # bench/ is a top-level package of the repository, not installed
+    sys.path.insert(0, str(ROOT))
+
+from bench import BENCHMARKS, main, run_benchmarks  # noqa: E402
+from bench._report import Row, Section, document, machine, section_markdown  # noqa: E402
+
+pytestmark = pytest.mark.timeout(1800)
+
+
+@pytest.fixture(scope="module")
+def small_run(ray_session, tmp_path_factory) -> dict[str, Section]:
+    """Every benchmark's small mode, once, sharing the test session's Ray."""
+    sections = run_benchmarks(small=True, workdir=tmp_path_factory.mktemp("bench"))
+    return {s.name: s for s in sections}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+@pytest.mark.parametrize("name", list(BENCHMARKS))
+def test_small_mode_produces_well_formed_rows(small_run, name):
+    section = small_run[name]
+    assert not section.failed, section.notes
+    assert section.rows, f"{name} produced no rows"
+    for row in section.rows:
+        assert row.metric and _finite(row.ours), row
+        if row.peer is not None:
+            assert row.peer_name and _finite(row.peer) and _finite(row.ratio), row
+    assert any(row.peer is not None for row in section.rows), f"{name} compares with no peer"
+    table = section_markdown(section)
+    assert table.count("\n| ") == len(section.rows) + 1  # header + one line a row
+
+
+def test_results_document_names_machine_versions_and_command(small_run):
+    text = document(list(small_run.values()), "python -m bench --small", machine(), small=True)
+    for needle in ("CPUs", "ray ", "mlflow ", "xgboost ", "optuna ", "python ", "`python -m bench --small`",
+                   *(s.title for s in small_run.values())):
+        assert needle in text
+
+
+@pytest.mark.parametrize("row, met", [
+    (Row("t", 1.0, 10.0, "p", "<= 0.2"), True),
+    (Row("t", 3.0, 10.0, "p", "<= 0.2"), False),
+    (Row("q", 300.0, 100.0, "p", ">= 2"), True),
+    (Row("q", 150.0, 100.0, "p", ">= 2"), False),
+    (Row("g", 1.05, None, "", "<= 1.1"), True),
+    (Row("r", 1.0, 2.0, "p"), None),
+])
+def test_target_is_judged_on_the_ratio(row, met):
+    assert row.met is met
+
+
+def test_unknown_benchmark_is_refused():
+    with pytest.raises(SystemExit) as exc:
+        main(["nonsense"])
+    assert exc.value.code == 2
