@@ -23,7 +23,8 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def run_benchmarks(names: list[str] | None = None, *, small: bool = False, repeats: int | None = None,
-                   workdir: Path | None = None, keep: bool = False, on_section=None) -> list[Section]:
+                   workdir: Path | None = None, keep: bool = False, wait_idle: float = 0.0,
+                   on_section=None) -> list[Section]:
     """Run the named benchmarks (all by default) in a scratch workspace; one Section each, failures included."""
     from bench._workspace import Workspace
 
@@ -44,6 +45,7 @@ def run_benchmarks(names: list[str] | None = None, *, small: bool = False, repea
                 from seedcore.tuning.cluster import shutdown_ray
 
                 shutdown_ray()  # started by us for the Ray benchmarks; the rest run on a quiet machine
+            _wait_for_idle(wait_idle)
             sections.append(_run_one(name, ws, small, repeats))
             if on_section:
                 on_section(sections[-1])
@@ -71,6 +73,15 @@ def _run_one(name: str, ws, small: bool, repeats: int | None) -> Section:
     return section
 
 
+def _wait_for_idle(at_most: float, below: float = 1.0) -> None:
+    """Wait (up to `at_most` s) until the 1-minute load average is under `below`: other work skews timings."""
+    deadline = time.monotonic() + at_most
+    while os.getloadavg()[0] >= below and time.monotonic() < deadline:
+        time.sleep(min(15.0, max(0.0, deadline - time.monotonic())))
+    if at_most:
+        log(f"1-minute load average now {os.getloadavg()[0]:.1f}")
+
+
 def _ray_is_up() -> bool:
     if "ray" not in sys.modules:
         return False
@@ -90,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
                              "when running all benchmarks in full mode; otherwise print only)")
     parser.add_argument("--workdir", type=Path, help="scratch directory, kept afterwards (default: a new temporary "
                                                       "one, removed at the end)")
+    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                        help="before each benchmark, wait up to SECONDS for the 1-minute load average to drop below 1")
     parser.add_argument("--keep", action="store_true", help="keep the temporary scratch directory (stores, data, logs)")
     return parser
 
@@ -105,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     log(f"{info['cpus']} CPUs, {info['platform']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     sections = run_benchmarks(args.names, small=args.small, repeats=args.repeats, workdir=args.workdir,
-                              keep=args.keep, on_section=lambda s: print(section_markdown(s), flush=True))
+                              keep=args.keep, wait_idle=args.wait_idle, on_section=lambda s: print(section_markdown(s), flush=True))
     if out is not None:
         out.write_text(document(sections, command_line(argv), info, args.small))
         log(f"wrote {out}")
