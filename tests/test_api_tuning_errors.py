@@ -133,6 +133,8 @@ BAD_REQUESTS = [
     ("POST", "/xgboost/train", {"json": {"label_column": "no_such_column"}}, 400, "label_column"),
     ("POST", "/xgboost/train", {"json": {"experiment_name": ""}}, 400, "experiment_name"),
     ("POST", "/xgboost/train", {"json": {"promote": [True]}}, 400, "promote"),
+    ("POST", "/xgboost/tune", {"json": {"promote": "yes"}}, 400, "promote"),
+    ("POST", "/xgboost/promote", {"json": {"version": "1"}}, 400, "version"),
     # -- promote
     ("POST", "/xgboost/promote", {"json": {}}, 400, "version"),
     ("POST", "/xgboost/promote", {"json": {"version": 0}}, 400, "version"),

@@ -10,7 +10,8 @@ Name = Field(default="xgboost_tuning", min_length=1, max_length=250, description
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "promote": "yes" or "version": "3" is the caller's mistake, not something to guess at
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DataFields(_Request):
@@ -97,6 +98,7 @@ class JobResponse(BaseModel):
 
 
 class JobListQuery(_Request):
+    model_config = ConfigDict(extra="forbid", strict=False)  # query strings arrive as text
     limit: int = Field(default=20, ge=1, le=500)
     offset: int = Field(default=0, ge=0)
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
