@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -71,6 +72,18 @@ class ChampionGate:
                                       f"by more than min_delta {self.min_delta}")
         return GateDecision(False, f"holdout AUC {challenger_auc:.6f} does not beat champion {champion_auc:.6f} "
                                    f"by more than min_delta {self.min_delta}")
+
+
+def warm_model_logging() -> None:
+    """Build MLflow's package map (seconds, once per process) in the background, before log_model needs it."""
+    def build():
+        try:
+            from mlflow.utils.requirements_utils import _init_modules_to_packages_map
+
+            _init_modules_to_packages_map()
+        except Exception:  # only a head start; log_model builds it itself otherwise
+            pass
+    threading.Thread(target=build, name="seedcore-mlflow-warmup", daemon=True).start()
 
 
 def configure_mlflow(settings: Settings) -> MlflowClient:
@@ -193,10 +206,14 @@ class Registry:
         mv = mlflow.register_model(info.model_uri, self.name, tags={k: str(v) for k, v in tags.items()})
         return self.client.get_model_version(self.name, mv.version)
 
-    def promote(self, version: int | str, *, force: bool = False, dataset: Dataset | None = None) -> dict:
-        """Champion gate, then alias + stage + blessed files. Returns the promotion record."""
+    def promote(self, version: int | str, *, force: bool = False, dataset: Dataset | None = None,
+                challenger: xgb.Booster | None = None) -> dict:
+        """Champion gate, then alias + stage + blessed files. Returns the promotion record.
+
+        `challenger` is the version's booster when the caller has it in hand (it was just registered).
+        """
         mv = self.get_version(version)
-        challenger = self.load_booster(mv)
+        challenger = challenger or self.load_booster(mv)
         dataset = dataset or self.dataset_of(mv)
         challenger_scores = evaluate(challenger, dataset.x_holdout, dataset.y_holdout)
         champion_mv = self.production_version()

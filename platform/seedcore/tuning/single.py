@@ -45,7 +45,7 @@ def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgb
         client.set_terminated(run_id, status)
     candidate = Candidate(booster, config, dataset, validation, run_id, experiment_name, trial_id="")
     version = registry.register(candidate)
-    promotion = (registry.promote(version.version, force=force, dataset=dataset) if promote
+    promotion = (registry.promote(version.version, force=force, dataset=dataset, challenger=booster) if promote
                  else {"status": "skipped", "reason": "promotion not requested", "version": int(version.version)})
     return {"status": "success", "experiment_name": experiment_name, "model_version": int(version.version),
             "validation": validation, "holdout": candidate.holdout, "config": config,

@@ -18,7 +18,7 @@ from seedcore import names
 from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
-from seedcore.registry import Candidate, Registry, ensure_experiment
+from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model_logging
 from seedcore.tuning.cluster import cluster_cpus, ensure_ray
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.spaces import TuneSettings, describe_space, max_rounds, resolve_space, resolve_tune_config
@@ -77,6 +77,7 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
     plan = plan_sweep(settings, request)
     dataset = load_dataset(settings.data_dir, request.data_source, request.label_column, request.feature_columns)
     ensure_ray(settings)
+    warm_model_logging()  # overlaps with the trials
     registry = Registry(settings)
     experiment_id = ensure_experiment(registry.client, settings, request.experiment_name)
     started = time.time()
@@ -218,7 +219,8 @@ def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset,
                           plan.request.experiment_name, trial_id)
     version = registry.register(candidate)
     if plan.request.promote:
-        promotion = registry.promote(version.version, force=plan.request.force, dataset=dataset)
+        promotion = registry.promote(version.version, force=plan.request.force, dataset=dataset,
+                                     challenger=booster)
     else:
         promotion = {"status": "skipped", "reason": "promotion not requested", "version": int(version.version)}
     ts = int(time.time() * 1000)
