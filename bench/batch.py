@@ -4,11 +4,13 @@ Ours: `POST /xgboost/batch_predict` against `seedcore serve --workers 1` (the en
 chunk by chunk through the served model); timed from request to response. Peer: one fresh Python
 process that reads the file with pyarrow, calls `inplace_predict` once and writes the result with
 `pq.write_table` (same output columns), with the model loaded before its timer. Peak RSS of both is
-sampled from outside with psutil every 5 ms (ours: the worker that served the request).
+sampled from outside with psutil every 5 ms (ours: the worker that served the request). Also timed:
+our `predict_table` in-process (what the endpoint calls), to separate the HTTP layer from the work.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import time
 from pathlib import Path
@@ -21,7 +23,9 @@ from bench._batch_peer import peer_process
 from bench._report import Section, log, median
 from bench._serving import RssSampler, ours_ready, promoted_store, request, start_ours, wait_until
 from bench._workspace import Workspace
+from seedcore.batch import predict_table
 from seedcore.data import BUILTIN_FEATURES
+from seedcore.serving import served_from_blessed_file
 
 NAME = "batch"
 TITLE = "4. Batch predict (Parquet → Parquet, 10 features)"
@@ -36,7 +40,7 @@ def run(ws: Workspace, small: bool = False, repeats: int | None = None) -> Secti
     settings, version = promoted_store(ws, "batch", (data,))
     model_path = settings.blessed_dir / "model.xgb"
     server = start_ours(settings, 1, ws.new_dir("batch-logs"))
-    ours, peer = [], []
+    ours, peer, inproc = [], [], []
     try:
         wait_until(server, lambda: ours_ready(server, version))
         for r in range(repeats):
@@ -47,7 +51,17 @@ def run(ws: Workspace, small: bool = False, repeats: int | None = None) -> Secti
             Path(ours[-1]["output"]).unlink()
     finally:
         server.stop()
-    return _section(ours, peer, rows, repeats, settings.batch_chunk_rows)
+    model = served_from_blessed_file(settings)  # our serving code's own loader: the booster as served
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predict_table(model, settings, data.name).output_path.unlink()
+        inproc.append(time.perf_counter() - started)
+    return _section(ours, peer, inproc, _threads(model.booster), rows, repeats, settings.batch_chunk_rows)
+
+
+def _threads(booster) -> int:
+    """The thread count a booster predicts with (0 = XGBoost's default, all cores)."""
+    return int(json.loads(booster.save_config())["learner"]["generic_param"]["nthread"])
 
 
 def _ours(server, source: str) -> dict:
@@ -87,7 +101,8 @@ def _check_same(ours: Path, peer: Path, rows: int) -> None:
         raise RuntimeError(f"predictions differ by up to {diff}")
 
 
-def _section(ours: list[dict], peer: list[dict], rows: int, repeats: int, chunk_rows: int) -> Section:
+def _section(ours: list[dict], peer: list[dict], inproc: list[float], threads: int, rows: int, repeats: int,
+             chunk_rows: int) -> Section:
     setup = (f"{rows:,} rows × {len(BUILTIN_FEATURES)} float32 features in one Parquet file in the data dir; the model "
              "is the promoted version (200 trees, depth 6). **Ours**: `POST /xgboost/batch_predict "
              f"{{\"data_source\": ...}}` to a 1-worker `seedcore serve` (chunks of {chunk_rows:,} rows, the served "
@@ -98,10 +113,14 @@ def _section(ours: list[dict], peer: list[dict], rows: int, repeats: int, chunk_
     seconds = (median(o["seconds"] for o in ours), median(p["seconds"] for p in peer))
     section.add("wall time", *seconds, PEER, "<= 1.3", "s")
     section.add("rows per second", rows / seconds[0], rows / seconds[1], PEER, unit="rows/s")
+    section.add("ours in-process: `predict_table`, no HTTP", median(inproc), seconds[1], PEER, unit="s",
+                note=f"the served booster as our loader prepares it (nthread={threads})")
     section.add("peak RSS", median(o["peak"] for o in ours) / MIB, median(p["peak"] for p in peer) / MIB, PEER,
                 unit="MiB", note="whole process")
     section.add("RSS growth during the job", median(o["peak"] - o["baseline"] for o in ours) / MIB,
                 median(p["peak"] - p["baseline"] for p in peer) / MIB, PEER, unit="MiB",
                 note="peak − RSS just before")
     section.notes.append(f"medians of {repeats} repeat(s); RSS sampled every 5 ms with psutil from the bench process")
+    section.notes.append(f"threads: our served booster predicts with nthread={threads} (0 = all cores); the peer with "
+                         "XGBoost's default (all cores)")
     return section

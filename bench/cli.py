@@ -19,6 +19,7 @@ BENCHMARKS = {"sweep": "bench.sweep", "scaling": "bench.scaling", "quality": "be
               "predict": "bench.predict", "batch": "bench.batch"}
 ALIASES = {"overhead": "sweep"}
 NEEDS_RAY = {"sweep", "scaling", "quality"}
+ISSUE_ORDER = ("sweep", "scaling", "predict", "batch", "quality")  # how RESULTS.md lists them
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = run_benchmarks(args.names, small=args.small, repeats=args.repeats, workdir=args.workdir,
                               keep=args.keep, wait_idle=args.wait_idle, on_section=lambda s: print(section_markdown(s), flush=True))
     if out is not None:
-        out.write_text(document(sections, command_line(argv), info, args.small))
+        listed = sorted(sections, key=lambda s: ISSUE_ORDER.index(s.name))
+        out.write_text(document(listed, command_line(argv), info, args.small))
         log(f"wrote {out}")
     return 1 if any(s.failed for s in sections) else 0
