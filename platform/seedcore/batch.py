@@ -105,13 +105,14 @@ def new_output_path(settings: Settings, source: Path, version: int) -> Path:
 
 def _stream(model: ServedModel, path: Path, columns: list[str], out: Path, chunk_rows: int) -> tuple[int, int]:
     rows = chunks = 0
+    predict = model.bulk_predictor()
     with pq.ParquetWriter(out, OUTPUT_SCHEMA) as writer:
         for chunk in iter_table_chunks(path, columns, chunk_rows):
             if chunk.empty:
                 continue
             x = chunk_matrix(chunk, columns, first_row=rows)
             try:
-                prob = model.predict(x)
+                prob = predict(x)
             except xgb.core.XGBoostError as exc:
                 raise DataError(f"rows {rows}..{rows + len(x) - 1}: {exc}", field="data_source") from exc
             index = np.arange(rows, rows + len(x), dtype=np.int64)
