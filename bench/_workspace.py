@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,14 +130,21 @@ def start_ray() -> float:
 
 @contextmanager
 def plain_tune_env():
-    """Ray Tune with its own defaults: undo the TUNE_* tweaks `ensure_ray` put into this process's env."""
+    """Ray Tune with its own defaults: undo the TUNE_* tweaks `ensure_ray` put into this process's env.
+
+    Tune's default SIGINT handler stays installed after `fit()`; put ours back so Ctrl-C still works.
+    """
     from seedcore.tuning.cluster import TUNE_ENV
 
     saved = {key: os.environ.pop(key) for key in TUNE_ENV if key in os.environ}
+    main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main_thread else None
     try:
         yield
     finally:
         os.environ.update(saved)
+        if main_thread:
+            signal.signal(signal.SIGINT, handler)
 
 
 @contextmanager
