@@ -165,6 +165,15 @@ def _commit() -> str:
     return f"{head}{' + uncommitted changes' if dirty else ''}" if head else "unknown"
 
 
+KEEP_MARKER = "<!-- kept across runs: the bench carries everything below this line into the next RESULTS.md -->"
+
+
+def kept_notes(previous: str) -> str:
+    """The hand-written tail of an earlier RESULTS.md (from KEEP_MARKER on), or ""."""
+    at = previous.find(KEEP_MARKER)
+    return previous[at:] if at >= 0 else ""
+
+
 def document(sections: list[Section], command: str, info: dict, small: bool) -> str:
     """The whole RESULTS.md: header (machine, versions, command, date), then one table per benchmark."""
     versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())

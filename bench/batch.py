@@ -114,13 +114,14 @@ def _section(ours: list[dict], peer: list[dict], inproc: list[float], threads: i
     section.add("wall time", *seconds, PEER, "<= 1.3", "s")
     section.add("rows per second", rows / seconds[0], rows / seconds[1], PEER, unit="rows/s")
     section.add("ours in-process: `predict_table`, no HTTP", median(inproc), seconds[1], PEER, unit="s",
-                note=f"the served booster as our loader prepares it (nthread={threads})")
+                note="what the endpoint calls, with the model as our serving code loads it")
     section.add("peak RSS", median(o["peak"] for o in ours) / MIB, median(p["peak"] for p in peer) / MIB, PEER,
                 unit="MiB", note="whole process")
     section.add("RSS growth during the job", median(o["peak"] - o["baseline"] for o in ours) / MIB,
                 median(p["peak"] - p["baseline"] for p in peer) / MIB, PEER, unit="MiB",
                 note="peak − RSS just before")
     section.notes.append(f"medians of {repeats} repeat(s); RSS sampled every 5 ms with psutil from the bench process")
-    section.notes.append(f"threads: our served booster predicts with nthread={threads} (0 = all cores); the peer with "
+    section.notes.append(f"threads: the served booster answers single requests with nthread={threads} (0 = all "
+                         "cores); how `predict_table` spreads a batch over cores is its own choice; the peer uses "
                          "XGBoost's default (all cores)")
     return section

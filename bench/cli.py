@@ -12,7 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench._report import Section, command_line, document, log, machine, section_markdown
+from bench._report import Section, command_line, document, kept_notes, log, machine, section_markdown
 
 # Run order: the Ray benchmarks first, then Ray is shut down so it cannot disturb the serving ones.
 BENCHMARKS = {"sweep": "bench.sweep", "scaling": "bench.scaling", "quality": "bench.quality",
@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                               keep=args.keep, wait_idle=args.wait_idle, on_section=lambda s: print(section_markdown(s), flush=True))
     if out is not None:
         listed = sorted(sections, key=lambda s: ISSUE_ORDER.index(s.name))
-        out.write_text(document(listed, command_line(argv), info, args.small))
+        kept = kept_notes(out.read_text()) if out.exists() else ""
+        out.write_text(document(listed, command_line(argv), info, args.small) + ("\n" + kept if kept else ""))
         log(f"wrote {out}")
     return 1 if any(s.failed for s in sections) else 0

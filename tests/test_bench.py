@@ -66,3 +66,11 @@ def test_unknown_benchmark_is_refused():
     with pytest.raises(SystemExit) as exc:
         main(["nonsense"])
     assert exc.value.code == 2
+
+
+def test_hand_written_notes_survive_a_regeneration():
+    from bench._report import KEEP_MARKER, kept_notes
+
+    previous = f"# old tables\n| a | b |\n\n{KEEP_MARKER}\n\n## Analysis\nwhy the sweep is slow\n"
+    assert kept_notes(previous) == f"{KEEP_MARKER}\n\n## Analysis\nwhy the sweep is slow\n"
+    assert kept_notes("# no notes here\n") == ""
