@@ -13,7 +13,7 @@ from seedcore.config import Settings
 from seedcore.data import resolve_data_path
 from seedcore.errors import ConflictError, SeedcoreError, SweepCancelledError
 from seedcore.incidents import record_sweep_completed, record_sweep_failed
-from seedcore.jobs import FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_SUCCEEDED, JobStore
+from seedcore.jobs import JOB_CANCELLED, JOB_FAILED, JOB_SUCCEEDED, JobStore
 from seedcore.memory.database import Database
 from seedcore.memory.store import IncidentStore
 
@@ -168,6 +168,3 @@ class JobRunner:
                 cancel.set()
         return report
 
-
-def is_finished(job: dict) -> bool:
-    return job["state"] in FINISHED_STATES
