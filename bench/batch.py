@@ -105,8 +105,8 @@ def _section(ours: list[dict], peer: list[dict], inproc: list[float], threads: i
              chunk_rows: int) -> Section:
     setup = (f"{rows:,} rows × {len(BUILTIN_FEATURES)} float32 features in one Parquet file in the data dir; the model "
              "is the promoted version (200 trees, depth 6). **Ours**: `POST /xgboost/batch_predict "
-             f"{{\"data_source\": ...}}` to a 1-worker `seedcore serve` (chunks of {chunk_rows:,} rows, the served "
-             "booster as the server holds it), wall time of the HTTP call. **Peer**: a fresh process, model loaded "
+             f"{{\"data_source\": ...}}` to a 1-worker `seedcore serve` (chunks of {chunk_rows:,} rows, the "
+             "model as the server holds it), wall time of the HTTP call. **Peer**: a fresh process, model loaded "
              "before the timer, `pq.read_table` → `booster.inplace_predict(table.to_pandas())` (XGBoost's default "
              "threads) → `pq.write_table`. Outputs checked equal (row numbers and predictions).")
     section = Section(NAME, TITLE, setup)
