@@ -6,11 +6,11 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from seedcore.memory.database import make_engine, normalize_url
-from seedcore.memory.tables import Base
+from seedcore.db.database import VERSION_TABLE, make_engine, normalize_url
+from seedcore.db.schema import metadata as target_metadata_all
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = target_metadata_all
 
 
 def _url() -> str:
@@ -24,7 +24,8 @@ def _url() -> str:
 
 def run_offline() -> None:
     """Emit SQL to stdout instead of running it (`alembic upgrade --sql`)."""
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
+                      version_table=VERSION_TABLE)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -37,6 +38,7 @@ def run_online() -> None:
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,
+                version_table=VERSION_TABLE,
                 render_as_batch=connection.dialect.name == "sqlite",
             )
             with context.begin_transaction():

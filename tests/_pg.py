@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from seedcore.memory.database import Database, normalize_url, upgrade
+from seedcore.db.database import Database, normalize_url, upgrade
 
 POSTGRES_ENV = "SEEDCORE_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", "postgresql"]

@@ -12,7 +12,7 @@ from mlflow.exceptions import MlflowException
 from seedcore import names
 from seedcore.config import Settings
 from seedcore.jobs import JobStore
-from seedcore.memory.database import Database
+from seedcore.db.database import Database
 
 # The guide's conservative sweep, shrunk: a few trials of 20 rounds each.
 FAST = {"space_type": "conservative", "config_type": "conservative", "custom_tune_config": {"num_samples": 2}}

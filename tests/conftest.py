@@ -46,7 +46,7 @@ def ray_session():
 @pytest.fixture
 def migrated_settings(settings) -> Settings:
     """Settings whose SQL database is at the head revision."""
-    from seedcore.memory.database import upgrade
+    from seedcore.db.database import upgrade
 
     upgrade(settings.database_url)
     return settings

@@ -6,7 +6,7 @@ from importlib import metadata
 
 from seedcore.api import create_app
 from seedcore.api.health import _model_failing, mask_password
-from seedcore.memory.database import Database
+from seedcore.db.database import Database
 from seedcore.serving import NO_MODEL, UNAVAILABLE
 
 

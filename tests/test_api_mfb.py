@@ -8,7 +8,7 @@ import pytest
 
 from seedcore.api import create_app
 from seedcore.errors import SchemaOutdatedError
-from seedcore.memory.database import Database, downgrade
+from seedcore.db.database import Database, downgrade
 from seedcore.memory.store import IncidentStore
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)

@@ -16,7 +16,7 @@ import psutil
 
 from _tuning import LONG, all_runs, job_rows, model_versions, sweep_runs, wait_for
 from seedcore.jobs import INTERRUPTED, JobStore
-from seedcore.memory.database import Database
+from seedcore.db.database import Database
 from seedcore.registry import Registry
 from seedcore.runner import JobRunner
 from seedcore.tuning import SweepRequest
@@ -25,7 +25,7 @@ from seedcore.tuning import SweepRequest
 VICTIM = textwrap.dedent("""
     import json, sys, threading
     from seedcore.config import Settings
-    from seedcore.memory.database import Database
+    from seedcore.db.database import Database
     from seedcore.runner import JobRunner
     from seedcore.tuning import SweepRequest
     from seedcore.tuning.cluster import ensure_ray

@@ -24,7 +24,7 @@ from seedcore.jobs import (
     JobStore,
     local_process_alive,
 )
-from seedcore.memory.database import Database
+from seedcore.db.database import Database
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 HOST = socket.gethostname()

@@ -9,11 +9,13 @@ from sqlalchemy import inspect, text
 
 from _pg import db, db_url  # noqa: F401  (fixtures)
 from seedcore.errors import ConflictError, SchemaOutdatedError, SeedcoreError, ValidationError
-from seedcore.memory.database import Database, current_revision, downgrade, head_revision, normalize_url, upgrade
+from seedcore.db.database import VERSION_TABLE, Database, make_engine, current_revision, downgrade, head_revision, normalize_url, upgrade
 from seedcore.memory.store import IncidentStore
-from seedcore.memory.tables import Base, FlashbulbIncident, TuningJob
+from seedcore.db.schema import metadata as schema_metadata
+from seedcore.db.tables_jobs import TuningJob
+from seedcore.memory.tables import FlashbulbIncident
 
-OUR_TABLES = {"flashbulb_incidents", "tuning_jobs"}
+OUR_TABLES = {"flashbulb_incidents", "tuning_jobs", "seedcore_locks"}
 
 
 def _tables(url: str) -> set[str]:
@@ -30,7 +32,7 @@ def test_upgrade_downgrade_upgrade_round_trip(db_url):
 
     upgrade(db_url)
     assert OUR_TABLES <= _tables(db_url)
-    assert current_revision(db_url) == head_revision() == "0001"
+    assert current_revision(db_url) == head_revision() == "0002"
 
     downgrade(db_url, "base")
     assert _tables(db_url) & OUR_TABLES == set()
@@ -43,7 +45,8 @@ def test_upgrade_downgrade_upgrade_round_trip(db_url):
 
 def test_migrated_schema_matches_the_models(db):
     with db.engine.connect() as connection:
-        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        diffs = compare_metadata(context, schema_metadata)
     assert diffs == []
     indexes = {index["name"] for index in inspect(db.engine).get_indexes("flashbulb_incidents")}
     assert {"ix_flashbulb_incidents_event_type", "ix_flashbulb_incidents_created_at"} <= indexes
@@ -75,7 +78,7 @@ def test_check_schema_accepts_head(db):
 
 def test_check_schema_names_a_revision_the_code_does_not_know(db):
     with db.engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = 'ffff'"))
+        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'ffff'"))
     with pytest.raises(SchemaOutdatedError, match="ffff, which this code does not know"):
         db.check_schema()
 
@@ -134,3 +137,28 @@ def test_an_unreachable_database_is_a_clear_error():
     database.dispose()
     assert type(caught.value) is SeedcoreError  # a 500, not a caller's mistake
     assert "database unavailable" in caught.value.message
+
+
+def test_our_revision_table_is_not_mlflows(db_url):
+    """MLflow keeps its revision in `alembic_version`; ours lives in its own table, so both fit in one database."""
+    engine = make_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        connection.execute(text("INSERT INTO alembic_version VALUES ('dc11669786a5')"))  # an MLflow revision
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "dc11669786a5"
+    engine.dispose()
+
+
+def test_a_database_migrated_before_the_rename_is_adopted(db_url):
+    """Revision 0001 recorded in `alembic_version` (the old place) is moved to our table, not re-applied."""
+    upgrade(db_url, "0001")
+    engine = make_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text(f"ALTER TABLE {VERSION_TABLE} RENAME TO alembic_version"))
+    upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+    assert "alembic_version" not in _tables(db_url)
+    engine.dispose()

@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _db_upgrade(settings: Settings, args) -> int:
-    from seedcore.memory.database import current_revision, upgrade
+    from seedcore.db.database import current_revision, upgrade
 
     settings.ensure_dirs()
     upgrade(settings.database_url)
@@ -72,7 +72,7 @@ def _db_upgrade(settings: Settings, args) -> int:
 
 
 def _db_downgrade(settings: Settings, args) -> int:
-    from seedcore.memory.database import current_revision, downgrade
+    from seedcore.db.database import current_revision, downgrade
 
     downgrade(settings.database_url, args.revision)
     print(f"database at revision {current_revision(settings.database_url) or 'base'}")
@@ -80,7 +80,7 @@ def _db_downgrade(settings: Settings, args) -> int:
 
 
 def _db_current(settings: Settings, args) -> int:
-    from seedcore.memory.database import current_revision, head_revision
+    from seedcore.db.database import current_revision, head_revision
 
     print(f"current: {current_revision(settings.database_url) or 'base'}  head: {head_revision()}")
     return 0
@@ -124,7 +124,7 @@ def _serve(settings: Settings, args) -> int:
 
 def _tune(settings: Settings, args) -> int:
     """Queue the sweep as a job in this process's runner, print progress until it ends."""
-    from seedcore.memory.database import Database, upgrade
+    from seedcore.db.database import Database, upgrade
     from seedcore.runner import JobRunner
     from seedcore.tuning import SweepRequest
 
@@ -186,7 +186,7 @@ def _wait_quietly(runner, job_id: str) -> None:
 
 def _promote(settings: Settings, args) -> int:
     from seedcore.incidents import record_promotion
-    from seedcore.memory.database import Database, upgrade
+    from seedcore.db.database import Database, upgrade
     from seedcore.memory.store import IncidentStore
     from seedcore.registry import Registry
 

@@ -1,43 +1,64 @@
-"""Settings: every knob, read from SEEDCORE_* environment variables in one place."""
+"""Settings: every knob, declared once with its type, range and meaning; read from SEEDCORE_* variables.
+
+`Settings(...)` takes only what it is given (tests pass their own); `Settings.from_env()` also reads the
+environment. A bad value stops start-up with a ValidationError naming the variable.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pydantic
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "SEEDCORE_"
 
 
 def _sqlite_uri(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything configurable. Build with `Settings.from_env()`; tests pass their own."""
+class Settings(BaseSettings):
+    """Everything configurable. Each field's description is what the README's settings table shows."""
 
-    data_dir: Path = field(default_factory=lambda: Path("data").resolve())
-    mlruns_dir: Path = field(default_factory=lambda: Path("mlruns").resolve())
-    tracking_uri: str | None = None  # default: sqlite:///<mlruns>/mlflow.db
-    registry_uri: str | None = None  # default: the tracking URI
-    database_url: str | None = None  # default: sqlite:///<data>/seedcore.db
-    ray_address: str | None = None
-    api_token: str | None = None
-    model_name: str = "utility_risk_model"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    mlflow_ui_port: int = 5000
-    max_trials: int = 200
-    max_time_budget_s: float = 4 * 3600
-    max_request_bytes: int = 16 * 1024 * 1024
-    poll_interval_s: float = 5.0
-    min_delta: float = 0.0
-    max_concurrent_sweeps: int = 1
-    cpus_per_trial: int = 1
-    batch_chunk_rows: int = 100_000
-    serve_workers: int = 2
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore",
+                                      validate_default=True, populate_by_name=True)
 
-    def __post_init__(self):
+    data_dir: Path = Field(default_factory=lambda: Path("data"),
+                           description="inputs for data_source, predictions, the blessed model, our SQLite file")
+    mlruns_dir: Path = Field(default_factory=lambda: Path("mlruns"),
+                             description="MLflow's embedded store (SQLite + artifacts)")
+    tracking_uri: str | None = Field(default=None, description="MLflow tracking URI (default: sqlite:///<mlruns>/mlflow.db)")
+    registry_uri: str | None = Field(default=None, description="MLflow registry URI (default: the tracking URI)")
+    database_url: str | None = Field(default=None, description="our SQL database (default: sqlite:///<data>/seedcore.db; "
+                                                               "PostgreSQL: postgresql://user:pw@host/db)")
+    ray_address: str | None = Field(default=None, validation_alias=AliasChoices("ray_address", "SEEDCORE_RAY_ADDRESS",
+                                                                                "RAY_ADDRESS"),
+                                    description="a Ray cluster to join (also RAY_ADDRESS); local Ray otherwise")
+    api_token: str | None = Field(default=None, description="when set, state-changing endpoints need "
+                                                            "`Authorization: Bearer <token>`")
+    model_name: str = Field(default="utility_risk_model", min_length=1, max_length=200,
+                            description="registered model name")
+    host: str = Field(default="127.0.0.1", min_length=1, description="address the API (and MLflow UI) bind to")
+    port: int = Field(default=8000, ge=1, le=65535, description="API port")
+    mlflow_ui_port: int = Field(default=5000, ge=1, le=65535, description="MLflow UI port (`seedcore up`)")
+    max_trials: int = Field(default=200, ge=1, le=100_000, description="cap on trials per sweep")
+    max_time_budget_s: float = Field(default=4 * 3600, gt=0, le=7 * 86400, description="cap on a sweep's time budget")
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=2**31,
+                                   description="cap on a request body (413 beyond)")
+    poll_interval_s: float = Field(default=5.0, ge=0.05, le=86400,
+                                   description="how often serving checks the production alias")
+    min_delta: float = Field(default=0.0, ge=0, le=1, description="AUC a challenger must gain to be promoted")
+    max_concurrent_sweeps: int = Field(default=1, ge=1, le=64, description="sweeps the runner runs at once")
+    cpus_per_trial: int = Field(default=1, ge=1, le=1024, description="CPUs (and XGBoost threads) per trial")
+    batch_chunk_rows: int = Field(default=100_000, ge=1, le=100_000_000, description="rows per batch_predict chunk")
+    serve_workers: int = Field(default=2, ge=1, le=256, description="WSGI workers of `seedcore serve`")
+
+    @model_validator(mode="after")
+    def _derive(self) -> "Settings":
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
         object.__setattr__(self, "mlruns_dir", Path(self.mlruns_dir).resolve())
         if self.tracking_uri is None:
@@ -46,6 +67,13 @@ class Settings:
             object.__setattr__(self, "registry_uri", self.tracking_uri)
         if self.database_url is None:
             object.__setattr__(self, "database_url", _sqlite_uri(self.data_dir / "seedcore.db"))
+        return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings, file_secret_settings):
+        # Only what the caller passes; `from_env` adds the environment.
+        return (init_settings,)
 
     @property
     def artifact_root(self) -> str:
@@ -67,7 +95,13 @@ class Settings:
         return self.data_dir / "ray_results"
 
     def replace(self, **changes) -> "Settings":
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes` applied and validated; derived defaults are derived again."""
+        values = self.model_dump()
+        derived = {"tracking_uri", "registry_uri", "database_url"} & set(values)
+        for name in derived:  # a default derived from a dir follows that dir unless set on its own
+            if name not in self.model_fields_set and name not in changes:
+                values.pop(name)
+        return _build(type(self), {**values, **changes}, source="argument")
 
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.mlruns_dir, self.models_dir):
@@ -75,28 +109,39 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict | None = None) -> "Settings":
-        """Read SEEDCORE_* variables (RAY_ADDRESS too); unset ones keep their defaults."""
+        """Read SEEDCORE_* variables (RAY_ADDRESS too); unset or empty ones keep their defaults."""
         env = os.environ if environ is None else environ
-        kwargs: dict = {}
-        for f in dataclasses.fields(cls):
-            raw = env.get(f"SEEDCORE_{f.name.upper()}")
-            if raw is None or raw == "":
-                continue
-            kwargs[f.name] = _convert(f.type, raw, f.name)
-        kwargs.setdefault("ray_address", env.get("RAY_ADDRESS") or None)
-        return cls(**kwargs)
+        values: dict[str, Any] = {}
+        for name, info in cls.model_fields.items():
+            raw = env.get(f"{ENV_PREFIX}{name.upper()}")
+            if (raw is None or raw == "") and name == "ray_address":
+                raw = env.get("RAY_ADDRESS")
+            if raw is not None and raw != "":
+                values[name] = raw
+        return _build(cls, values, source="environment")
+
+    @classmethod
+    def variables(cls) -> list[dict]:
+        """Every setting as {variable, default, description}: the README's table is generated from it."""
+        rows = []
+        for name, info in cls.model_fields.items():
+            default = info.get_default(call_default_factory=True)
+            rows.append({"variable": f"{ENV_PREFIX}{name.upper()}", "default": default,
+                         "description": info.description or ""})
+        return rows
 
 
-def _convert(type_name: str, raw: str, name: str):
+def _build(cls, values: dict, source: str) -> Settings:
     from seedcore.errors import ValidationError
 
     try:
-        if type_name == "int":
-            return int(raw)
-        if type_name == "float":
-            return float(raw)
-        if type_name == "Path":
-            return Path(raw)
-    except ValueError as exc:
-        raise ValidationError(f"SEEDCORE_{name.upper()}={raw!r} is not a {type_name}", field=name) from exc
-    return raw
+        return cls(**values)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        given = values.get(name)
+        what = f"{ENV_PREFIX}{name.upper()}={given!r}" if source == "environment" else f"{name}={given!r}"
+        raise ValidationError(f"{what}: {first['msg']}", field=name) from None
+
+
+__all__ = ["ENV_PREFIX", "Settings"]

@@ -10,9 +10,10 @@ import psutil
 from sqlalchemy import func, select, update
 
 from seedcore.errors import ConflictError, NotFoundError, ValidationError
-from seedcore.memory.database import Database
+from seedcore.db.database import Database
 from seedcore.memory.store import DEFAULT_LIMIT, check_page
-from seedcore.memory.tables import (
+from seedcore.db.base import as_utc, utcnow
+from seedcore.db.tables_jobs import (
     FINISHED_STATES,
     JOB_CANCELLED,
     JOB_FAILED,
@@ -20,9 +21,10 @@ from seedcore.memory.tables import (
     JOB_RUNNING,
     JOB_STATES,
     JOB_SUCCEEDED,
+    JOB_KINDS,
+    KIND_TUNE,
+    TRIGGER_API,
     TuningJob,
-    as_utc,
-    utcnow,
 )
 
 __all__ = [
@@ -59,8 +61,9 @@ class JobStore:
     def _now(self) -> datetime:
         return as_utc(self.clock())
 
-    def create(self, request: dict, experiment_name: str | None = None, trials_total: int = 0) -> dict:
-        """Queue a new job for `request` (the tuning request as JSON)."""
+    def create(self, request: dict, experiment_name: str | None = None, trials_total: int = 0,
+               trigger: str = TRIGGER_API, kind: str = KIND_TUNE) -> dict:
+        """Queue a new job for `request` (the tuning request as JSON), started by `trigger`."""
         if not isinstance(request, dict):
             raise ValidationError("request must be a JSON object", field="request")
         if isinstance(trials_total, bool) or not isinstance(trials_total, int) or trials_total < 0:
@@ -72,6 +75,8 @@ class JobStore:
             trials_total=trials_total,
             trials_done=0,
             cancel_requested=False,
+            trigger=trigger,
+            kind=_check_state(kind, JOB_KINDS),
             created_at=self._now(),
         )
         with self.db.session() as session:

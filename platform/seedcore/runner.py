@@ -14,7 +14,7 @@ from seedcore.data import resolve_data_path
 from seedcore.errors import ConflictError, SeedcoreError, SweepCancelledError
 from seedcore.incidents import record_sweep_completed, record_sweep_failed
 from seedcore.jobs import JOB_CANCELLED, JOB_FAILED, JOB_SUCCEEDED, JobStore
-from seedcore.memory.database import Database
+from seedcore.db.database import Database
 from seedcore.memory.store import IncidentStore
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from seedcore.api._http import documented, parse_body, parse_query, require_token
 from seedcore.api.schemas_mfb import IncidentCreate, IncidentPage, IncidentQuery, IncidentResponse, IncidentStats
 from seedcore.errors import NotFoundError
-from seedcore.memory.database import Database
+from seedcore.db.database import Database
 from seedcore.memory.store import IncidentStore
 
 bp = Blueprint("mfb", __name__, url_prefix="/mfb")

@@ -1,6 +1,5 @@
-"""Flashbulb memory: SQL tables, the incident store, salience, and the database they live in."""
+"""Flashbulb memory: the incident table, the incident store and salience (the SQL layer is `seedcore.db`)."""
 
-from seedcore.memory.database import Database, current_revision, downgrade, head_revision, upgrade
 from seedcore.memory.store import IncidentStore
 from seedcore.memory.tables import (
     EVENT_TYPES,
@@ -13,7 +12,6 @@ from seedcore.memory.tables import (
 )
 
 __all__ = [
-    "Database",
     "EVENT_TYPES",
     "FlashbulbIncident",
     "IncidentStore",
@@ -22,8 +20,4 @@ __all__ = [
     "MODEL_REFRESHED",
     "MODEL_TUNING_COMPLETED",
     "MODEL_TUNING_FAILED",
-    "current_revision",
-    "downgrade",
-    "head_revision",
-    "upgrade",
 ]

@@ -10,8 +10,9 @@ from typing import Any, Callable
 from sqlalchemy import func, select
 
 from seedcore.errors import NotFoundError, ValidationError
-from seedcore.memory.database import Database
-from seedcore.memory.tables import FlashbulbIncident, as_utc, utcnow
+from seedcore.db.database import Database
+from seedcore.db.base import as_utc, utcnow
+from seedcore.memory.tables import FlashbulbIncident
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50

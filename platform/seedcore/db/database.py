@@ -11,16 +11,19 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from seedcore.errors import ConflictError, SchemaOutdatedError, SeedcoreError, ValidationError
 
-# platform/seedcore/memory/database.py -> the repository root holds migrations/
+# platform/seedcore/db/database.py -> the repository root holds migrations/ (TODO: ship in the wheel)
 MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
 UPGRADE_HINT = "run `seedcore db upgrade`"
+# Our own revision table: MLflow keeps its revision in `alembic_version`, and the two may share a database.
+VERSION_TABLE = "seedcore_alembic_version"
+_LEGACY_VERSION_TABLE = "alembic_version"
 _UNDEFINED_TABLE = "42P01"  # PostgreSQL SQLSTATE
 
 
@@ -107,7 +110,8 @@ class Database:
         """The Alembic revision the database is at; None when it has never been migrated."""
         try:
             with self.engine.connect() as connection:
-                return MigrationContext.configure(connection).get_current_revision()
+                context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+                return context.get_current_revision()
         except DBAPIError as exc:
             raise translate_error(exc) from exc
 
@@ -139,7 +143,11 @@ def alembic_config(url: str | URL | None = None) -> Config:
 
 def upgrade(url: str | URL, revision: str = "head") -> None:
     """Migrate the database up to `revision` (creating the file or tables as needed)."""
-    make_engine(url).dispose()  # SQLite: create the parent directory first
+    engine = make_engine(url)  # SQLite: creates the parent directory first
+    try:
+        _adopt_legacy_version_table(engine)
+    finally:
+        engine.dispose()
     _run(command.upgrade, url, revision)
 
 
@@ -163,6 +171,27 @@ def head_revision() -> str:
     if head is None:
         raise SeedcoreError(f"no Alembic revisions under {MIGRATIONS_DIR}")
     return head
+
+
+def _adopt_legacy_version_table(engine: Engine) -> None:
+    """Databases migrated before VERSION_TABLE existed kept our revision in `alembic_version`: move it."""
+    try:
+        with engine.begin() as connection:
+            tables = set(inspect(connection).get_table_names())
+            if VERSION_TABLE in tables or _LEGACY_VERSION_TABLE not in tables:
+                return
+            rows = [r[0] for r in connection.execute(text(f"SELECT version_num FROM {_LEGACY_VERSION_TABLE}"))]
+            ours = [r for r in rows if r in _known_revisions()]
+            if not ours:
+                return  # someone else's (MLflow's) revision table: leave it alone
+            connection.execute(text(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+            connection.execute(text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:v)"), {"v": ours[0]})
+            if len(rows) == len(ours):
+                connection.execute(text(f"DROP TABLE {_LEGACY_VERSION_TABLE}"))
+            else:
+                connection.execute(text(f"DELETE FROM {_LEGACY_VERSION_TABLE} WHERE version_num = :v"), {"v": ours[0]})
+    except DBAPIError as exc:
+        raise translate_error(exc) from exc
 
 
 def _known_revisions() -> set[str]:
