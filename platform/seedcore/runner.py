@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import socket
@@ -79,7 +78,7 @@ class JobRunner:
         plan = plan_sweep(self.settings, request)
         if request.data_source:
             resolve_data_path(self.settings.data_dir, request.data_source)
-        job = self.jobs.create(dataclasses.asdict(request), request.experiment_name, plan.tune.num_samples)
+        job = self.jobs.create(request.model_dump(), request.experiment_name, plan.tune.num_samples)
         with self._lock:
             self._done[job["id"]] = threading.Event()
         self._wake.set()
@@ -132,7 +131,7 @@ class JobRunner:
         cancel = threading.Event()
         with self._lock:
             self._cancel_events[job_id] = cancel
-        request = SweepRequest(**job["request"])
+        request = SweepRequest.model_validate(job["request"])
         error: SeedcoreError | None = None
         try:
             result = run_sweep(self.settings, request, progress=self._progress_reporter(job_id, cancel),

@@ -6,36 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Name = Field(default="xgboost_tuning", min_length=1, max_length=250, description="MLflow experiment name")
+from seedcore.db.tables_jobs import JOB_STATES
+from seedcore.requests import StrictBody, TrainRequest, TuneRequest  # noqa: F401  (the API's request bodies)
 
-
-class _Request(BaseModel):
-    # strict: "promote": "yes" or "version": "3" is the caller's mistake, not something to guess at
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class DataFields(_Request):
-    data_source: str | None = Field(default=None, description="CSV or Parquet path inside the data dir; "
-                                                              "omit for the built-in dataset")
-    label_column: str | None = Field(default=None, min_length=1)
-    feature_columns: list[str] | None = Field(default=None, min_length=1)
-
-
-class TuneRequest(DataFields):
-    """The guide's tuning request, plus the data source and promotion knobs."""
-
-    space_type: Literal["conservative", "default", "aggressive"] = "default"
-    config_type: Literal["conservative", "default", "aggressive"] = "default"
-    custom_search_space: dict[str, Any] | None = Field(
-        default=None, description='parameter -> constant or {"type": "uniform|loguniform|randint|quniform|choice", '
-                                  '"lower": .., "upper": .., "q": .., "values": [..]}')
-    custom_tune_config: dict[str, Any] | None = Field(
-        default=None, description="num_samples, max_concurrent_trials, time_budget_s, grace_period, "
-                                  "reduction_factor, seed")
-    experiment_name: str = Name
-    promote: bool = Field(default=True, description="promote the winner through the champion gate")
-    force: bool = Field(default=False, description="promote even if the champion is better")
-
+JobState = Literal[JOB_STATES]
 
 class BestTrial(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -86,7 +60,7 @@ class JobResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
     status: Literal["success", "accepted"] = "success"
     job_id: str
-    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    state: JobState
     experiment_name: str | None
     progress: JobProgress
     result: dict[str, Any] | None = None
@@ -97,11 +71,11 @@ class JobResponse(BaseModel):
     mlflow_parent_run_id: str | None = None
 
 
-class JobListQuery(_Request):
+class JobListQuery(StrictBody):
     model_config = ConfigDict(extra="forbid", strict=False)  # query strings arrive as text
     limit: int = Field(default=20, ge=1, le=500)
     offset: int = Field(default=0, ge=0)
-    state: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None
+    state: JobState | None = None
 
 
 class JobList(BaseModel):
@@ -110,16 +84,6 @@ class JobList(BaseModel):
     total: int
     limit: int
     offset: int
-
-
-class TrainRequest(DataFields):
-    """Train one model with fixed hyperparameters (plus num_boost_round, early_stopping_rounds)."""
-
-    params: dict[str, Any] = Field(default_factory=lambda: {"eta": 0.1, "max_depth": 6, "num_boost_round": 100},
-                                   description="XGBoost parameters, constants only")
-    experiment_name: str = Field(default="xgboost_training", min_length=1, max_length=250)
-    promote: bool = False
-    force: bool = False
 
 
 class TrainResponse(BaseModel):
@@ -132,7 +96,7 @@ class TrainResponse(BaseModel):
     mlflow: dict[str, Any]
 
 
-class PromoteRequest(_Request):
+class PromoteRequest(StrictBody):
     version: int = Field(ge=1, description="registry version of utility_risk_model")
     force: bool = False
 

@@ -10,7 +10,6 @@ from seedcore.api.schemas_xgboost import (JobList, JobListQuery, JobResponse, Pr
 from seedcore.incidents import record_promotion
 from seedcore.registry import Registry
 from seedcore.runner import JobRunner
-from seedcore.tuning import SweepRequest
 
 bp = Blueprint("xgboost", __name__, url_prefix="/xgboost")
 RUNNER = "seedcore_runner"
@@ -48,7 +47,7 @@ def _json(model, data: dict, status: int = 200):
             response_model=TuneResponse)
 @require_token
 def tune():
-    request = SweepRequest(**parse_body(TuneRequest).model_dump())
+    request = parse_body(TuneRequest)
     job = _runner().wait(_runner().submit(request)["id"])
     return _json(TuneResponse, job["result"])
 
@@ -58,7 +57,7 @@ def tune():
             response_model=JobResponse, status=202)
 @require_token
 def submit():
-    job = _runner().submit(SweepRequest(**parse_body(TuneRequest).model_dump()))
+    job = _runner().submit(parse_body(TuneRequest))
     body = {**_job_view(job), "status": "accepted",
             "status_url": url_for("xgboost.status", job_id=job["id"])}
     return _json(JobResponse, body, 202)

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mlflow.entities import Metric, Param, RunTag
@@ -18,6 +18,7 @@ from seedcore import names
 from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
+from seedcore.requests import SweepRequest
 from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model_logging
 from seedcore.tuning.cluster import cluster_cpus, ensure_ray
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
@@ -30,22 +31,6 @@ log = logging.getLogger(__name__)
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 Progress = Callable[[dict], None]
 _REGISTRY_LOCK = threading.Lock()
-
-
-@dataclass
-class SweepRequest:
-    """What a caller asks for; the guide's request fields plus the data source and promotion knobs."""
-
-    space_type: str | None = "default"
-    config_type: str | None = "default"
-    custom_search_space: dict | None = None
-    custom_tune_config: dict | None = None
-    experiment_name: str = "xgboost_tuning"
-    data_source: str | None = None
-    label_column: str | None = None
-    feature_columns: list[str] | None = None
-    promote: bool = True
-    force: bool = False
 
 
 @dataclass
