@@ -125,6 +125,7 @@ def _serve(settings: Settings, args) -> int:
 def _tune(settings: Settings, args) -> int:
     """Queue the sweep as a job in this process's runner, print progress until it ends."""
     from seedcore.db.database import Database, upgrade
+    from seedcore.db.tables_jobs import TRIGGER_MANUAL
     from seedcore.runner import JobRunner
     from seedcore.tuning import SweepRequest
 
@@ -138,7 +139,7 @@ def _tune(settings: Settings, args) -> int:
     from seedcore.tuning.cluster import ensure_ray, shutdown_ray
 
     runner = JobRunner(settings, Database(settings.database_url), poll_s=0.2)
-    job = runner.submit(request)  # validates first: a mistake is reported before Ray starts or threads run
+    job = runner.submit(request, trigger=TRIGGER_MANUAL)  # validates first: a mistake is reported before Ray starts or threads run
     try:
         ensure_ray(settings)  # in the main thread: Ray's own signal handling wants it there
     except BaseException:

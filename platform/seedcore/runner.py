@@ -14,6 +14,7 @@ from seedcore.errors import ConflictError, SeedcoreError, SweepCancelledError
 from seedcore.incidents import record_sweep_completed, record_sweep_failed
 from seedcore.jobs import JOB_CANCELLED, JOB_FAILED, JOB_SUCCEEDED, JobStore
 from seedcore.db.database import Database
+from seedcore.db.tables_jobs import KIND_TUNE, TRIGGER_API
 from seedcore.memory.store import IncidentStore
 
 log = logging.getLogger(__name__)
@@ -71,14 +72,15 @@ class JobRunner:
         return recovered
 
     # -- requests -----------------------------------------------------------------------------
-    def submit(self, request) -> dict:
-        """Validate a SweepRequest (400 before anything runs) and queue it."""
+    def submit(self, request, trigger: str = TRIGGER_API, kind: str = KIND_TUNE) -> dict:
+        """Validate a request (400 before anything runs) and queue it as a job started by `trigger`."""
         from seedcore.tuning.sweep import plan_sweep
 
         plan = plan_sweep(self.settings, request)
         if request.data_source:
             resolve_data_path(self.settings.data_dir, request.data_source)
-        job = self.jobs.create(request.model_dump(), request.experiment_name, plan.tune.num_samples)
+        job = self.jobs.create(request.model_dump(), request.experiment_name, plan.tune.num_samples,
+                               trigger=trigger, kind=kind)
         with self._lock:
             self._done[job["id"]] = threading.Event()
         self._wake.set()
