@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     cpus_per_trial: int = Field(default=1, ge=1, le=1024, description="CPUs (and XGBoost threads) per trial")
     batch_chunk_rows: int = Field(default=100_000, ge=1, le=100_000_000, description="rows per batch_predict chunk")
     serve_workers: int = Field(default=2, ge=1, le=256, description="WSGI workers of `seedcore serve`")
+    max_json_depth: int = Field(default=32, ge=2, le=1000, description="deepest nesting of any JSON we accept "
+                                "(request bodies, stored JSON); deeper is a 400")
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":
