@@ -39,7 +39,7 @@ def test_builtin_dataset_by_default(settings):
     assert ds.source == "builtin" and ds.label_column == BUILTIN_LABEL == "target"
     assert list(ds.feature_names) == BUILTIN_FEATURES == [f"f{i}" for i in range(10)]
     assert ds.x_train.shape[1] == ds.x_valid.shape[1] == ds.x_holdout.shape[1] == 10
-    assert (len(ds.y_train), len(ds.y_valid), len(ds.y_holdout)) == (1200, 400, 400)
+    assert (len(ds.y_train), len(ds.y_valid), len(ds.y_holdout)) == (1000, 600, 400)  # under 10,000 rows: 50/30/20
     assert set(np.unique(ds.y_train)) == {0.0, 1.0}
     assert load_dataset(settings.data_dir, "builtin").fingerprint == ds.fingerprint
 
@@ -58,7 +58,7 @@ def test_user_table_with_label_and_feature_columns(settings, suffix):
     assert list(chosen.feature_names) == ["usage", "age"]
     assert chosen.label_column == "churned"
     assert chosen.source == str((settings.data_dir / source).resolve())
-    assert chosen.n_rows == 200 and chosen.x_train.shape == (120, 2)
+    assert chosen.n_rows == 200 and chosen.x_train.shape == (100, 2)  # small data: 50% train
     # Each row keeps its own features and label after the shuffle.
     x = np.vstack([chosen.x_train, chosen.x_valid, chosen.x_holdout])
     y = np.concatenate([chosen.y_train, chosen.y_valid, chosen.y_holdout])

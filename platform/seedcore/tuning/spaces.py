@@ -63,18 +63,21 @@ class TuneSettings:
     grace_period: int
     reduction_factor: float
     seed: int | None = None
+    search_alg: str = "random"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 TUNE_CONFIGS = {
+    # search_alg per preset chosen by measurement (bench/RESULTS.md, "search algorithms"): 5 trials are
+    # fewer than TPE's random start-up trials, so the conservative preset keeps plain random search.
     "conservative": TuneSettings(num_samples=5, time_budget_s=600, max_concurrent_trials=2, grace_period=5,
-                                 reduction_factor=2),
+                                 reduction_factor=2, search_alg="random"),
     "default": TuneSettings(num_samples=50, time_budget_s=3600, max_concurrent_trials=4, grace_period=10,
-                            reduction_factor=3),
+                            reduction_factor=3, search_alg="tpe"),
     "aggressive": TuneSettings(num_samples=100, time_budget_s=7200, max_concurrent_trials=8, grace_period=20,
-                               reduction_factor=3),
+                               reduction_factor=3, search_alg="tpe"),
 }
 
 # (low, high, integer) for each XGBoost parameter we know; None = unbounded on that side.
@@ -235,7 +238,11 @@ def resolve_tune_config(config_type: str | None, custom: Mapping[str, Any] | Non
 
 
 _TUNE_FIELDS = {"num_samples": (1, int), "max_concurrent_trials": (1, int), "time_budget_s": (1, float),
-                "grace_period": (1, int), "reduction_factor": (1.01, float), "seed": (0, int)}
+                "grace_period": (1, int), "reduction_factor": (1.01, float), "seed": (0, int),
+                "search_alg": (None, str)}
+# random: Ray Tune's variant generator; tpe: Optuna's TPE sampler (with ASHA, the BOHB idea);
+# qmc: Optuna's scrambled Sobol sequence (space-filling, no model).
+SEARCH_ALGS = ("random", "tpe", "qmc")
 
 
 def _check_tune_field(key: str, value: Any):
@@ -245,6 +252,10 @@ def _check_tune_field(key: str, value: Any):
     low, kind = _TUNE_FIELDS[key]
     if key == "seed" and value is None:
         return None
+    if key == "search_alg":
+        if value not in SEARCH_ALGS:
+            raise ValidationError(f"unknown search_alg {value!r}; choose one of {list(SEARCH_ALGS)}", field=where)
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValidationError(f"{key} must be a number, got {value!r}", field=where)
     if kind is int and value != int(value):
