@@ -56,8 +56,31 @@ class Settings(BaseSettings):
     cpus_per_trial: int = Field(default=1, ge=1, le=1024, description="CPUs (and XGBoost threads) per trial")
     batch_chunk_rows: int = Field(default=100_000, ge=1, le=100_000_000, description="rows per batch_predict chunk")
     serve_workers: int = Field(default=2, ge=1, le=256, description="WSGI workers of `seedcore serve`")
+    blessed_history: int = Field(default=3, ge=1, le=100,
+                                 description="earlier blessed model directories kept beside the current one")
+    promotion_lock_timeout_s: float = Field(default=30.0, gt=0, le=3600,
+                                            description="how long a promotion waits for another one to finish "
+                                                        "(409 after)")
+    store_check_timeout_s: float = Field(default=2.0, gt=0, le=60,
+                                         description="time `/health` gives each store (MLflow, our database) "
+                                                     "to answer")
     max_json_depth: int = Field(default=32, ge=2, le=1000, description="deepest nesting of any JSON we accept "
                                 "(request bodies, stored JSON); deeper is a 400")
+    predlog_sample_rate: float = Field(default=1.0, ge=0, le=1,
+                                       description="share of predicted rows written to the prediction log")
+    predlog_max_rows: int = Field(default=1_000_000, ge=100, le=1_000_000_000,
+                                  description="prediction log cap: the oldest rows beyond it are deleted")
+    predlog_max_age_h: float = Field(default=30 * 24.0, gt=0, le=10 * 365 * 24.0,
+                                     description="prediction log retention: rows older than this (hours) are deleted")
+    predlog_queue_rows: int = Field(default=100_000, ge=100, le=10_000_000,
+                                    description="rows waiting for the log writer; beyond it rows are dropped, "
+                                                "never waited for")
+    live_window_rows: int = Field(default=1000, ge=10, le=10_000_000,
+                                  description="live metrics and drift: the last N labelled (or logged) rows")
+    live_min_rows: int = Field(default=100, ge=10, le=10_000_000,
+                               description="labelled rows before model_info shows the live AUC")
+    monitor_interval_s: float = Field(default=60.0, ge=0.05, le=86400,
+                                      description="how often `seedcore up` checks monitors and schedules")
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":
