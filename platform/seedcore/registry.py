@@ -17,8 +17,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from seedcore import names
-from seedcore._files import atomic_write_bytes, atomic_write_json
+from seedcore import blessed, names
 from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import NotFoundError, RegistryUnavailableError, ValidationError
@@ -186,7 +185,8 @@ class Registry:
         ds = candidate.dataset
         if not candidate.holdout:
             candidate.holdout = evaluate(candidate.booster, ds.x_holdout, ds.y_holdout)
-        example = pd.DataFrame(ds.x_holdout[:5], columns=list(ds.feature_names))
+        # Declared as double, what `pd.read_csv` gives users; XGBoost turns it into float32 itself.
+        example = pd.DataFrame(ds.x_holdout[:5].astype(np.float64), columns=list(ds.feature_names))
         signature = infer_signature(example, candidate.booster.inplace_predict(ds.x_holdout[:5]))
         # MLflow refuses to resume a run outside the process's active experiment (any code may have set it).
         mlflow.set_experiment(experiment_id=self.client.get_run(candidate.run_id).info.experiment_id)
@@ -208,15 +208,20 @@ class Registry:
 
     def promote(self, version: int | str, *, force: bool = False, dataset: Dataset | None = None,
                 challenger: xgb.Booster | None = None) -> dict:
-        """Champion gate, then alias + stage + blessed files. Returns the promotion record.
+        """Champion gate, then blessed files + alias + stage, all or nothing. Returns the promotion record.
 
-        `challenger` is the version's booster when the caller has it in hand (it was just registered).
+        The mechanism only: callers go through `seedcore.flywheel.Flywheel.promote`, which serialises
+        promotions across processes, records the incident and tells serving. `challenger` is the
+        version's booster when the caller has it in hand (it was just registered).
         """
         mv = self.get_version(version)
+        champion_mv = self.production_version()
+        if champion_mv is not None and champion_mv.version == mv.version and self._blessed_version() == int(mv.version):
+            return {"status": "unchanged", "version": int(mv.version), "previous_version": int(mv.version),
+                    "reason": f"version {mv.version} is already in production", **self._paths()}
         challenger = challenger or self.load_booster(mv)
         dataset = dataset or self.dataset_of(mv)
         challenger_scores = evaluate(challenger, dataset.x_holdout, dataset.y_holdout)
-        champion_mv = self.production_version()
         champion_scores = self._champion_scores(champion_mv, dataset, exclude=mv.version)
         record = {
             "version": int(mv.version),
@@ -230,7 +235,7 @@ class Registry:
         record["reason"] = decision.reason
         if not decision.accepted:
             return {"status": "rejected", **record}
-        return {"status": "success", **record, **self._bless(mv, challenger, record)}
+        return {"status": "success", **record, **self._bless(mv, challenger, record, champion_mv)}
 
     def dataset_of(self, mv) -> Dataset:
         """Reload the version's dataset; the fixed-seed split gives the same holdout."""
@@ -246,26 +251,54 @@ class Registry:
             return None  # trained on other features: it cannot be scored on this holdout
         return evaluate(champion, dataset.x_holdout, dataset.y_holdout)
 
-    def _bless(self, mv, booster: xgb.Booster, record: dict) -> dict:
-        blessed_dir = self.settings.blessed_dir
-        model_path = blessed_dir / names.BLESSED_MODEL_FILE
-        metadata_path = blessed_dir / names.METADATA_FILE
+    def _bless(self, mv, booster: xgb.Booster, record: dict, champion_mv) -> dict:
+        """Blessed files first, then the registry; if the registry step fails, the files switch back."""
         promoted_at = _iso(time.time())
         metadata = {**self.describe(mv), "aliases": [names.PRODUCTION_ALIAS], "stage": names.PRODUCTION_STAGE,
                     "promoted_at": promoted_at, "promotion": record}
-        raw = bytes(booster.save_raw("ubj"))
-        # Files first, the alias last: if the blessed files cannot be written, nothing is promoted.
-        atomic_write_bytes(model_path, raw)
-        atomic_write_json(metadata_path, metadata)
-        self.client.set_registered_model_alias(self.name, names.PRODUCTION_ALIAS, mv.version)
-        with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still shown in its UI
-            warnings.simplefilter("ignore", FutureWarning)
-            self.client.transition_model_version_stage(self.name, mv.version, names.PRODUCTION_STAGE,
-                                                       archive_existing_versions=True)
-        self.client.set_model_version_tag(self.name, mv.version, T_PROMOTED_AT, promoted_at)
-        return {"source_path": _model_location(self, mv), "blessed_path": str(model_path),
-                "metadata_path": str(metadata_path), "alias": names.PRODUCTION_ALIAS,
+        switch = blessed.publish(self.settings.blessed_dir, int(mv.version), bytes(booster.save_raw("ubj")), metadata)
+        try:
+            self._set_production(mv, champion_mv, promoted_at)
+        except BaseException:
+            switch.undo()
+            raise
+        blessed.prune(self.settings.blessed_dir, keep=self.settings.blessed_history)
+        return {"source_path": _model_location(self, mv), **self._paths(), "alias": names.PRODUCTION_ALIAS,
                 "stage": names.PRODUCTION_STAGE, "promoted_at": promoted_at}
+
+    def _set_production(self, mv, champion_mv, promoted_at: str) -> None:
+        """Alias, stage and tag; a failure part-way points the alias back at the champion."""
+        try:
+            self.client.set_registered_model_alias(self.name, names.PRODUCTION_ALIAS, mv.version)
+            with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still shown in its UI
+                warnings.simplefilter("ignore", FutureWarning)
+                self.client.transition_model_version_stage(self.name, mv.version, names.PRODUCTION_STAGE,
+                                                           archive_existing_versions=True)
+            self.client.set_model_version_tag(self.name, mv.version, T_PROMOTED_AT, promoted_at)
+        except MlflowException as exc:
+            self._restore_alias(champion_mv)
+            raise RegistryUnavailableError(f"model registry unavailable: {first_line(exc.message)}") from exc
+
+    def _restore_alias(self, champion_mv) -> None:
+        try:
+            if champion_mv is None:
+                self.client.delete_registered_model_alias(self.name, names.PRODUCTION_ALIAS)
+            else:
+                self.client.set_registered_model_alias(self.name, names.PRODUCTION_ALIAS, champion_mv.version)
+        except MlflowException:
+            pass  # the registry is failing: the alias most likely never moved
+
+    def _blessed_version(self) -> int | None:
+        """The version the verified blessed files hold, or None."""
+        try:
+            return blessed.read_blessed(self.settings.blessed_dir).version
+        except (blessed.BlessedFileError, ValueError, TypeError):
+            return None
+
+    def _paths(self) -> dict:
+        blessed_dir = self.settings.blessed_dir
+        return {"blessed_path": str(blessed_dir / names.BLESSED_MODEL_FILE),
+                "metadata_path": str(blessed_dir / names.METADATA_FILE)}
 
 
 def _model_location(registry: Registry, mv) -> str:
@@ -279,6 +312,11 @@ def _model_location(registry: Registry, mv) -> str:
 
 def _is_not_found(exc: MlflowException) -> bool:
     return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
+
+
+def first_line(message: str) -> str:
+    """A driver's message without the SQL statement and parameters it appends on later lines."""
+    return (str(message).strip().splitlines() or [""])[0][:500]
 
 
 def _float(value) -> float | None:
