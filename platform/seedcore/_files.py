@@ -19,6 +19,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -27,3 +28,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 def atomic_write_json(path: Path, payload: dict) -> Path:
     return atomic_write_bytes(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (where the platform allows opening a directory)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

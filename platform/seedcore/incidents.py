@@ -11,8 +11,8 @@ from seedcore.memory.tables import (MODEL_PROMOTED, MODEL_PROMOTION_REJECTED, MO
 from seedcore.names import AUC
 
 
-def record_sweep_completed(store: IncidentStore, result: dict, job_id: str | None = None) -> list[dict]:
-    """The tuning-completed incident (the guide's payload), then the promotion's own incident."""
+def record_sweep_completed(store: IncidentStore, result: dict, job_id: str | None = None) -> dict:
+    """The tuning-completed incident (the guide's payload); the promotion recorded its own incident."""
     best, promotion = result["best_trial"], result["promotion"]
     champion = (promotion.get("champion") or {}).get(AUC)
     holdout_auc = result["holdout"][AUC]
@@ -26,22 +26,24 @@ def record_sweep_completed(store: IncidentStore, result: dict, job_id: str | Non
         "champion_auc": champion, "trials": result["trials"], "mlflow": result["mlflow"],
     }
     score = salience.tuning_completed(holdout_auc, champion)
-    records = [store.record(MODEL_TUNING_COMPLETED, "success", score, {**payload, "salience": score},
-                            experiment_name=result["experiment_name"], model_version=result["model_version"])]
-    if promotion["status"] in ("success", "rejected"):
-        records.append(record_promotion(store, promotion, result["experiment_name"]))
-    return records
+    return store.record(MODEL_TUNING_COMPLETED, "success", score, {**payload, "salience": score},
+                        experiment_name=result["experiment_name"], model_version=result["model_version"])
 
 
-def record_promotion(store: IncidentStore, promotion: dict, experiment_name: str | None = None) -> dict:
-    """model_promoted or model_promotion_rejected, salience by the AUC gain over the champion."""
+def record_promotion(store: IncidentStore, promotion: dict, experiment_name: str | None = None,
+                     job_id: str | None = None, trigger: str | None = None) -> dict:
+    """model_promoted or model_promotion_rejected, salience by the AUC gain over the champion.
+
+    Recorded by the flywheel, the one promotion path, as part of each promotion it decides.
+    """
     challenger = promotion["challenger"][AUC]
     champion = (promotion.get("champion") or {}).get(AUC)
     if promotion["status"] == "success":
         event, outcome, score = MODEL_PROMOTED, "success", salience.model_promoted(challenger, champion)
     else:
         event, outcome, score = MODEL_PROMOTION_REJECTED, "rejected", salience.promotion_rejected(challenger, champion)
-    payload = {"event_type": event, "timestamp": time.time(), "outcome": outcome, **promotion, "salience": score}
+    payload = {"event_type": event, "timestamp": time.time(), "outcome": outcome, **promotion,
+               "job_id": job_id, "trigger": trigger, "salience": score}
     return store.record(event, outcome, score, payload, experiment_name=experiment_name,
                         model_version=promotion.get("version"))
 

@@ -33,6 +33,8 @@ T_VALID_AUC, T_VALID_LOGLOSS = "validation_auc", "validation_logloss"
 T_SOURCE_RUN, T_TRIAL, T_EXPERIMENT = "source_run_id", "trial_id", "experiment_name"
 T_DATA_SOURCE, T_LABEL, T_FEATURES, T_FINGERPRINT = "data_source", "label_column", "feature_names", "dataset_fingerprint"
 T_PARAMS, T_TRAINED_AT, T_PROMOTED_AT = "params", "trained_at", "promoted_at"
+# MLflow's UI opens an experiment of this kind on its runs (not on the GenAI traces page).
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 @dataclass
@@ -98,11 +100,14 @@ def ensure_experiment(client: MlflowClient, settings: Settings, name: str) -> st
     if found is not None:
         if found.lifecycle_stage == "deleted":
             client.restore_experiment(found.experiment_id)
+        if EXPERIMENT_KIND_TAG not in (found.tags or {}):  # made elsewhere (mlflow.set_experiment, older us)
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return found.experiment_id
     # A local store keeps artifacts under our mlruns dir; a tracking server decides for itself.
     location = f"{settings.artifact_root}/{name}" if settings.tracking_uri.startswith("sqlite:") else None
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location,
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except MlflowException:  # created meanwhile by another process
         return client.get_experiment_by_name(name).experiment_id
 

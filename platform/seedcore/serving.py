@@ -14,12 +14,14 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import xgboost as xgb
 from mlflow.exceptions import MlflowException
 
 from seedcore import names
+from seedcore.blessed import BlessedFileError, read_blessed
 from seedcore.config import Settings
 from seedcore.errors import NoModelLoadedError, NotFoundError, RegistryUnavailableError
 from seedcore.registry import Registry
@@ -85,18 +87,16 @@ def served_from_registry(registry: Registry, mv) -> ServedModel:
                        FROM_REGISTRY, f"models:/{info['name']}/{info['version']}")
 
 
-def served_from_blessed_file(settings: Settings) -> ServedModel | None:
-    """The blessed model.xgb + tuning_metadata.json written at promotion, or None if absent."""
-    model_path = settings.blessed_dir / names.BLESSED_MODEL_FILE
-    metadata_path = settings.blessed_dir / names.METADATA_FILE
-    if not (model_path.is_file() and metadata_path.is_file()):
-        return None
-    info = json.loads(metadata_path.read_text())
-    booster = xgb.Booster()
-    booster.load_model(bytearray(model_path.read_bytes()))  # UBJ bytes; the .xgb suffix names no format
-    booster = prepare_booster(booster)
-    return ServedModel(booster, info.get("name", settings.model_name), int(info["version"]),
-                       _feature_names(info, booster), info, FROM_BLESSED_FILE, str(model_path))
+def served_from_blessed_file(settings: Settings) -> ServedModel:
+    """The blessed model + tuning_metadata.json written at promotion, verified by its sha256.
+
+    Raises BlessedFileError when the files are absent or do not match each other.
+    """
+    found = read_blessed(settings.blessed_dir)
+    info = found.metadata
+    booster = prepare_booster(found.booster())
+    return ServedModel(booster, info.get("name", settings.model_name), found.version, _feature_names(info, booster),
+                       info, FROM_BLESSED_FILE, str(settings.blessed_dir / names.BLESSED_MODEL_FILE))
 
 
 def _feature_names(info: dict, booster: xgb.Booster) -> tuple[str, ...]:
@@ -107,10 +107,10 @@ def _feature_names(info: dict, booster: xgb.Booster) -> tuple[str, ...]:
 def blessed_path_of(settings: Settings, version: int) -> str | None:
     """The blessed file's path when it holds this very version, else None (around a promotion, or on a
     host whose data dir another process promotes into, it may hold another version)."""
-    metadata_path = settings.blessed_dir / names.METADATA_FILE
+    metadata_path = Path(os.path.realpath(settings.blessed_dir)) / names.METADATA_FILE
     try:
         blessed_version = int(json.loads(metadata_path.read_text()).get("version"))
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
     return str(settings.blessed_dir / names.BLESSED_MODEL_FILE) if blessed_version == version else None
 
@@ -189,11 +189,15 @@ class ModelHolder:
 
     def _blessed_fallback(self) -> ServedModel | None:
         try:
-            return served_from_blessed_file(self.settings)
-        except (OSError, ValueError, KeyError, xgb.core.XGBoostError) as exc:
-            log.error("cannot load the blessed file either: %s", exc)
-            self._last_error = f"{self._last_error}; blessed file unusable: {exc}"
+            model = served_from_blessed_file(self.settings)
+        except (BlessedFileError, OSError, ValueError, KeyError, xgb.core.XGBoostError) as exc:
+            detail = exc.message if isinstance(exc, BlessedFileError) else str(exc)
+            log.error("the registry cannot be read and the blessed file is unusable: %s", detail)
+            self._last_error = f"{self._last_error}; blessed file unusable: {detail}"
             return None
+        log.warning("the registry cannot be read: serving version %s from the verified blessed file %s",
+                    model.version, model.model_uri)
+        return model
 
     def _checked(self, alias_version: int | None) -> None:
         self._alias_version = alias_version
