@@ -186,14 +186,12 @@ def _wait_quietly(runner, job_id: str) -> None:
 
 
 def _promote(settings: Settings, args) -> int:
-    from seedcore.incidents import record_promotion
     from seedcore.db.database import Database, upgrade
-    from seedcore.memory.store import IncidentStore
-    from seedcore.registry import Registry
+    from seedcore.flywheel import Flywheel
 
     upgrade(settings.database_url)
-    promotion = Registry(settings).promote(args.version, force=args.force)
-    record_promotion(IncidentStore(Database(settings.database_url)), promotion)
+    promotion = Flywheel(settings, Database(settings.database_url)).promote(args.version, force=args.force,
+                                                                          trigger="manual")
     print(json.dumps(promotion, indent=2, default=str))
     return 0 if promotion["status"] in ("success", "unchanged") else 3
 

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Callable
+from typing import Any
 
 from seedcore.config import Settings
 from seedcore.data import resolve_data_path
@@ -23,10 +23,8 @@ log = logging.getLogger(__name__)
 class JobRunner:
     """Background threads that claim queued sweeps and run them; `max_concurrent_sweeps` at once."""
 
-    def __init__(self, settings: Settings, db: Database, poll_s: float = 1.0,
-                 on_promoted: Callable[[], None] | None = None):
+    def __init__(self, settings: Settings, db: Database, poll_s: float = 1.0):
         self.settings = settings
-        self.on_promoted = on_promoted
         self.jobs = JobStore(db)
         self.incidents = IncidentStore(db)
         self.poll_s = poll_s
@@ -140,9 +138,7 @@ class JobRunner:
                                cancel_event=cancel, job_id=job_id)
             result["job_id"] = job_id
             self.jobs.finish(job_id, JOB_SUCCEEDED, result=result)
-            record_sweep_completed(self.incidents, result, job_id)
-            if result["promotion"]["status"] == "success" and self.on_promoted is not None:
-                self.on_promoted()
+            record_sweep_completed(self.incidents, result, job_id)  # the flywheel recorded and announced the promotion
         except SweepCancelledError as exc:
             error = exc
             self.jobs.finish(job_id, JOB_CANCELLED, error=exc.message)

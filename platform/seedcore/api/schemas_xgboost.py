@@ -21,10 +21,11 @@ class BestTrial(BaseModel):
 
 
 class Promotion(BaseModel):
-    """`status` is success, rejected (the champion gate said no, with both scores) or skipped."""
+    """`status` is success, rejected (the champion gate said no, with both scores), skipped, unchanged (already
+    in production) or error (the version stays registered; `reason` says why it was not promoted)."""
 
     model_config = ConfigDict(extra="allow")
-    status: Literal["success", "rejected", "skipped", "unchanged"]
+    status: Literal["success", "rejected", "skipped", "unchanged", "error"]
     reason: str | None = None
     source_path: str | None = None
     blessed_path: str | None = None

@@ -7,18 +7,19 @@ from flask import Blueprint, Flask, current_app, jsonify, url_for
 from seedcore.api._http import documented, parse_body, parse_query, require_token
 from seedcore.api.schemas_xgboost import (JobList, JobListQuery, JobResponse, PromoteRequest, PromoteResponse,
                                           TrainRequest, TrainResponse, TuneRequest, TuneResponse)
-from seedcore.incidents import record_promotion
-from seedcore.registry import Registry
+from seedcore.flywheel import Flywheel
 from seedcore.runner import JobRunner
 
 bp = Blueprint("xgboost", __name__, url_prefix="/xgboost")
 RUNNER = "seedcore_runner"
+FLYWHEEL = "seedcore_flywheel"
 
 
 def init_app(app: Flask) -> None:
     """Start the job runner over the app's SQL database (opened by the mfb blueprint)."""
-    runner = JobRunner(app.config["SEEDCORE_SETTINGS"], app.extensions["seedcore_db"],
-                       on_promoted=lambda: _refresh_served_model(app)).start()
+    settings, db = app.config["SEEDCORE_SETTINGS"], app.extensions["seedcore_db"]
+    app.extensions[FLYWHEEL] = Flywheel(settings, db, on_promoted=lambda _record: _refresh_served_model(app)).install()
+    runner = JobRunner(settings, db).start()
     app.extensions[RUNNER] = runner
     app.extensions.setdefault("seedcore_stop", []).insert(0, runner.stop)
 
@@ -98,7 +99,6 @@ def train():
     result = train_model(_settings(), body.params, experiment_name=body.experiment_name,
                          data_source=body.data_source, label_column=body.label_column,
                          feature_columns=body.feature_columns, promote=body.promote, force=body.force)
-    _after_promotion(result["promotion"], body.experiment_name)
     return _json(TrainResponse, result)
 
 
@@ -108,18 +108,8 @@ def train():
 @require_token
 def promote():
     body = parse_body(PromoteRequest)
-    promotion = Registry(_settings()).promote(body.version, force=body.force)
-    _after_promotion(promotion, None)
+    promotion = current_app.extensions[FLYWHEEL].promote(body.version, force=body.force, trigger="api")
     return _json(PromoteResponse, promotion)
-
-
-def _after_promotion(promotion: dict, experiment_name: str | None) -> None:
-    """Remember the gate's decision; a success also swaps the served model now."""
-    if promotion["status"] not in ("success", "rejected"):
-        return
-    record_promotion(current_app.extensions["seedcore_incidents"], promotion, experiment_name)
-    if promotion["status"] == "success":
-        _refresh_served_model(current_app)
 
 
 def _job_view(job: dict) -> dict:

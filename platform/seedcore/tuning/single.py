@@ -12,6 +12,7 @@ from seedcore import names
 from seedcore.config import Settings
 from seedcore.data import load_dataset
 from seedcore.errors import ValidationError
+from seedcore.flywheel import flywheel_for
 from seedcore.registry import Candidate, Registry, ensure_experiment
 from seedcore.tuning.spaces import resolve_space
 from seedcore.tuning.trainable import BEST_ITERATION, CURVE, train_booster
@@ -45,8 +46,10 @@ def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgb
         client.set_terminated(run_id, status)
     candidate = Candidate(booster, config, dataset, validation, run_id, experiment_name, trial_id="")
     version = registry.register(candidate)
-    promotion = (registry.promote(version.version, force=force, dataset=dataset, challenger=booster) if promote
-                 else {"status": "skipped", "reason": "promotion not requested", "version": int(version.version)})
+    promotion = (flywheel_for(settings).promote_or_report(version.version, force=force, dataset=dataset,
+                                                          challenger=booster, experiment_name=experiment_name)
+                 if promote else {"status": "skipped", "reason": "promotion not requested",
+                                  "version": int(version.version)})
     return {"status": "success", "experiment_name": experiment_name, "model_version": int(version.version),
             "validation": validation, "holdout": candidate.holdout, "config": config,
             "best_iteration": final[BEST_ITERATION], "training_time": round(training_time, 4),

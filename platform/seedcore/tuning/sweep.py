@@ -18,6 +18,7 @@ from seedcore import names
 from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
+from seedcore.flywheel import flywheel_for
 from seedcore.requests import SweepRequest
 from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model_logging
 from seedcore.tuning.cluster import cluster_cpus, ensure_ray
@@ -79,7 +80,7 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
             status = "KILLED"
             raise SweepCancelledError("the sweep was cancelled; its runs are KILLED and nothing was promoted")
         best = _best_result(grid, logger)
-        outcome = _register_and_promote(registry, plan, dataset, best, logger)
+        outcome = _register_and_promote(registry, plan, dataset, best, logger, job_id)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -195,7 +196,7 @@ def _trial_error(error: BaseException) -> str:
 
 
 def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, best,
-                          logger: MLflowTrialLogger) -> dict:
+                          logger: MLflowTrialLogger, job_id: str | None = None) -> dict:
     trial_id = best.metrics["trial_id"]
     child_run_id, parent = logger.run_ids[trial_id], logger.parent_run_id
     booster = load_checkpoint_booster(best.checkpoint)
@@ -204,8 +205,9 @@ def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset,
                           plan.request.experiment_name, trial_id)
     version = registry.register(candidate)
     if plan.request.promote:
-        promotion = registry.promote(version.version, force=plan.request.force, dataset=dataset,
-                                     challenger=booster)
+        promotion = flywheel_for(registry.settings).promote_or_report(
+            version.version, force=plan.request.force, dataset=dataset, challenger=booster,
+            experiment_name=plan.request.experiment_name, job_id=job_id)
     else:
         promotion = {"status": "skipped", "reason": "promotion not requested", "version": int(version.version)}
     ts = int(time.time() * 1000)
