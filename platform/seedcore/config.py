@@ -81,6 +81,14 @@ class Settings(BaseSettings):
                                description="labelled rows before model_info shows the live AUC")
     monitor_interval_s: float = Field(default=60.0, ge=0.05, le=86400,
                                       description="how often `seedcore up` checks monitors and schedules")
+    ray_dashboard_port: int | None = Field(default=None, ge=0, le=65535,
+                                           description="Ray dashboard port of the local Ray that `seedcore up` "
+                                                       "starts (bound to 127.0.0.1); unset: 8265 or the next free "
+                                                       "port; 0: no dashboard")
+    ray_storage: str | None = Field(default=None, min_length=1, max_length=2000,
+                                    description="where Ray Tune keeps trial checkpoints on a cluster: a path every "
+                                                "node mounts (NFS) or a URI such as s3://bucket/prefix; unset: the "
+                                                "driver's own disk, reached from other nodes through Ray")
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":

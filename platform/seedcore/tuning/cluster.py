@@ -1,4 +1,8 @@
-"""Ray: a local session by default, or attach to the cluster SEEDCORE_RAY_ADDRESS names."""
+"""Ray: a local session by default, or attach to the cluster SEEDCORE_RAY_ADDRESS names.
+
+Also what a sweep needs to know about the cluster: its nodes and their resources (a trial that fits
+on no node is refused at once), where Tune keeps checkpoints, and the dashboard's address.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ import os
 import threading
 
 from seedcore.config import Settings
+from seedcore.errors import ValidationError
 
 _LOCK = threading.Lock()
+_STATE: dict[str, str | None] = {"dashboard_url": None}
 
 # Fewer moving parts per trial: our MLflow callback is the logger; Tune's own file loggers and
 # its SIGINT handler stay off (Ctrl-C reaches our code, which closes the runs).
@@ -19,10 +25,17 @@ TUNE_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000",
     "RAY_DEDUP_LOGS": "1",
 }
+TAG_NODE = "seedcore.node"  # on each trial's run: the Ray node id it ran on
+CLUSTER_TAG_PREFIX = "seedcore.cluster."  # on a sweep's parent run: the cluster's resources
 
 
 def ensure_ray(settings: Settings) -> None:
-    """Start (or attach to) Ray once per process; later sweeps reuse the same session."""
+    """Start (or attach to) Ray once per process; later sweeps reuse the same session.
+
+    A local Ray starts its dashboard on 127.0.0.1 (SEEDCORE_RAY_DASHBOARD_PORT; 0 turns it off).
+    Attaching to a cluster needs this machine to run a node of it (`ray start --address ...`), and
+    RAY_AUTH_MODE=token with the cluster's RAY_AUTH_TOKEN when the cluster uses token authentication.
+    """
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
     import ray
@@ -31,16 +44,82 @@ def ensure_ray(settings: Settings) -> None:
         if ray.is_initialized():
             return
         if settings.ray_address:
-            ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
+            context = ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
-                     log_to_driver=False, configure_logging=True)
+            port = settings.ray_dashboard_port
+            context = ray.init(num_cpus=os.cpu_count(), include_dashboard=port != 0, dashboard_host="127.0.0.1",
+                               dashboard_port=port or None, logging_level=logging.WARNING, log_to_driver=False,
+                               configure_logging=True)
+        url = getattr(context, "dashboard_url", None)
+        _STATE["dashboard_url"] = f"http://{url}" if url and "://" not in url else url or None
+
+
+def dashboard_url() -> str | None:
+    """The Ray dashboard of the session this process started or joined (None before Ray starts)."""
+    return _STATE["dashboard_url"]
 
 
 def cluster_cpus() -> int:
     import ray
 
     return int(ray.cluster_resources().get("CPU", 1))
+
+
+def alive_nodes() -> list[dict]:
+    """The cluster's live nodes: [{"node_id", "address", "cpus", "memory_gb"}, ...]."""
+    import ray
+
+    nodes = []
+    for node in ray.nodes():
+        if node.get("Alive"):
+            resources = node.get("Resources", {})
+            nodes.append({"node_id": node["NodeID"], "address": node.get("NodeManagerAddress"),
+                          "cpus": int(resources.get("CPU", 0)),
+                          "memory_gb": round(resources.get("memory", 0) / 2**30, 2)})
+    return nodes
+
+
+def check_trial_fits(cpus: int, field: str = "cpus_per_trial") -> None:
+    """Refuse at once a trial that needs more CPUs than the cluster's largest node has.
+
+    Tune would otherwise keep such trials pending until the time budget ends. Checked only once
+    Ray runs in this process (the sweep checks again after starting it).
+    """
+    import ray
+
+    if not ray.is_initialized():
+        return
+    nodes = alive_nodes()
+    largest = max(nodes, key=lambda n: n["cpus"], default=None)
+    if largest is None or cpus > largest["cpus"]:
+        has = "no live node" if largest is None else (
+            f"the largest node ({largest['address']}, {largest['node_id'][:12]}) has {largest['cpus']}")
+        raise ValidationError(f"{field} {cpus} is more CPUs than any Ray node has: {has}", field=field)
+
+
+def cluster_tags() -> dict[str, str]:
+    """The cluster's resources as parent-run tags: node count, CPUs, memory, and each node's CPUs."""
+    nodes = alive_nodes()
+    tags = {"nodes": len(nodes), "cpus": sum(n["cpus"] for n in nodes),
+            "memory_gb": round(sum(n["memory_gb"] for n in nodes), 2),
+            "largest_node_cpus": max((n["cpus"] for n in nodes), default=0),
+            "node_cpus": ",".join(f"{n['node_id'][:12]}={n['cpus']}" for n in nodes)}
+    return {f"{CLUSTER_TAG_PREFIX}{key}": str(value)[:5000] for key, value in tags.items()}
+
+
+def tune_storage(settings: Settings, local_path: str) -> dict:
+    """RunConfig arguments saying where Tune keeps checkpoints so that every node can write them.
+
+    SEEDCORE_RAY_STORAGE (an NFS path or s3:// URI) when set; on a cluster otherwise the driver's disk
+    through a relay (no shared disk assumed); a local Ray simply uses `local_path`.
+    """
+    if settings.ray_storage:
+        return {"storage_path": settings.ray_storage}
+    if not settings.ray_address:
+        return {"storage_path": local_path}
+    from seedcore.tuning.relay_storage import driver_storage
+
+    return {"storage_path": local_path, "storage_filesystem": driver_storage()}
 
 
 def shutdown_ray() -> None:
@@ -50,3 +129,4 @@ def shutdown_ray() -> None:
     with _LOCK:
         if ray.is_initialized():
             ray.shutdown()
+        _STATE["dashboard_url"] = None

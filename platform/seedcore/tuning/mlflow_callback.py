@@ -14,7 +14,8 @@ from mlflow.entities import Metric, Param, RunTag
 from ray.tune import Callback
 
 from seedcore import names
-from seedcore.tuning.trainable import BEST_ITERATION, CURVE, DONE_TRAINING, TRAINING_TIME
+from seedcore.tuning.cluster import TAG_NODE
+from seedcore.tuning.trainable import BEST_ITERATION, CURVE, DONE_TRAINING, NODE_ID, TRAINING_TIME
 
 log = logging.getLogger(__name__)
 _MAX_BATCH = 1000  # MLflow's limit of entries in one log_batch call
@@ -84,6 +85,7 @@ class MLflowTrialLogger(Callback):
         self.last_results: dict[str, dict] = {}
         self.outcomes: dict[str, str] = {}
         self.best_auc: float | None = None
+        self.waiting = 0  # trials waiting for free cluster resources
         self._lock = threading.Lock()
         self._writer = _Writer()
 
@@ -107,6 +109,13 @@ class MLflowTrialLogger(Callback):
             buffer.append(Metric(names.AUC, auc, ts, int(step)))
             buffer.append(Metric(names.LOGLOSS, logloss, ts, int(step)))
         self.last_results[trial.trial_id] = result
+
+    def on_step_end(self, iteration, trials, **info):
+        # Trials Tune created but could not start: the cluster has no free resources for them now.
+        waiting = sum(1 for t in trials if t.status == t.PENDING)
+        if waiting != self.waiting:
+            self.waiting = waiting
+            self.report_progress()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         last = self.last_results.get(trial.trial_id, {})
@@ -144,9 +153,15 @@ class MLflowTrialLogger(Callback):
             return
         try:
             self.on_progress({"trials_done": len(self.outcomes), "trials_total": self.total_trials,
-                              "best_auc": self.best_auc, "parent_run_id": self.parent_run_id, **self.counts()})
+                              "best_auc": self.best_auc, "parent_run_id": self.parent_run_id, **self.counts(),
+                              "trials_waiting": self.waiting, "waiting_reason": self._waiting_reason()})
         except Exception:  # progress display must never break a sweep
             log.exception("progress callback failed")
+
+    def _waiting_reason(self) -> str | None:
+        if not self.waiting:
+            return None
+        return f"{self.waiting} trial(s) waiting for free CPUs on the Ray cluster (all busy with other trials or jobs)"
 
     def _finish(self, trial_id: str, outcome: str, status: str, error: str | None = None) -> None:
         with self._lock:
@@ -165,6 +180,8 @@ class MLflowTrialLogger(Callback):
                 RunTag("seedcore.outcome", outcome)]
         if error:
             tags.append(RunTag("seedcore.error", error[:5000]))
+        if last.get(NODE_ID):
+            tags.append(RunTag(TAG_NODE, str(last[NODE_ID])))
         self._writer.submit(self._end_run, trial_id, metrics, tags, status)
         self.report_progress()
 

@@ -21,7 +21,7 @@ from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationErr
 from seedcore.flywheel import flywheel_for
 from seedcore.requests import SweepRequest
 from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model_logging
-from seedcore.tuning.cluster import cluster_cpus, ensure_ray
+from seedcore.tuning.cluster import check_trial_fits, cluster_cpus, cluster_tags, ensure_ray, tune_storage
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.spaces import TuneSettings, describe_space, max_rounds, resolve_space, resolve_tune_config
 from seedcore.tuning.trainable import (BEST_ITERATION, DONE_TRAINING, TRAINING_TIME, TrialData, asha_rungs,
@@ -49,6 +49,7 @@ def plan_sweep(settings: Settings, request: SweepRequest) -> SweepPlan:
     space = resolve_space(request.space_type, request.custom_search_space)
     config = resolve_tune_config(request.config_type, request.custom_tune_config, max_trials=settings.max_trials,
                                  max_time_budget_s=settings.max_time_budget_s)
+    check_trial_fits(settings.cpus_per_trial)  # a trial no node can hold would wait out the whole budget
     return SweepPlan(request, space, config, max_rounds(space))
 
 
@@ -114,6 +115,7 @@ def _start_parent(registry: Registry, experiment_id: str, plan: SweepPlan, datas
             "seedcore.config_type": str(request.config_type)}
     if job_id:
         tags[names.TAG_JOB_ID] = job_id
+    tags.update(cluster_tags())
     run = registry.client.create_run(experiment_id, run_name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
     params = {f"tune.{k}": v for k, v in plan.tune.as_dict().items()}
     params.update({f"space.{k}": v for k, v in describe_space(plan.space).items()})
@@ -144,6 +146,7 @@ class _CancelStopper(tune.Stopper):
 def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowTrialLogger,
           cancel_event: threading.Event):
     cpus = max(1, settings.cpus_per_trial)
+    check_trial_fits(cpus)  # again: Ray may have started (or lost nodes) since the sweep was planned
     concurrent = max(1, min(plan.tune.max_concurrent_trials, cluster_cpus() // cpus))
     # max_t one past the last round: ASHA stops a trial AT max_t, which would cut off its final report.
     grace, max_t = min(plan.tune.grace_period, plan.max_t), plan.max_t + 1
@@ -160,7 +163,7 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
                                     num_samples=plan.tune.num_samples, time_budget_s=plan.tune.time_budget_s,
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=f"{_safe(plan.request.experiment_name)}_{time.strftime('%Y-%m-%d_%H-%M-%S')}",
-                                  storage_path=str(settings.ray_results_dir), callbacks=[logger], verbose=0,
+                                  **tune_storage(settings, str(settings.ray_results_dir)), callbacks=[logger], verbose=0,
                                   stop=_CancelStopper(cancel_event),
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )

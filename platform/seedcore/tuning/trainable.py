@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import ray
 import xgboost as xgb
 from ray import tune
 
@@ -21,6 +22,7 @@ BEST_ITERATION = "best_iteration"
 TRAINING_TIME = "training_time"
 CURVE = "curve"  # per-round metrics since the previous report: [[round, auc, logloss], ...]
 CHECKPOINT_FILE = "model.ubj"
+NODE_ID = "node_id"  # the Ray node the trial runs on (in every report: pruned trials too)
 CONFIG_ATTR = "xgboost_config"  # booster attribute: XGBoost's own save_config() from training
 
 _DMATRIX_CACHE: dict[str, tuple[xgb.DMatrix, xgb.DMatrix]] = {}
@@ -125,6 +127,7 @@ class _ReportRounds(xgb.callback.TrainingCallback):
         metrics = {ROUND: last[0], AUC: last[1], LOGLOSS: last[2]} if last else {}
         metrics[CURVE] = self.pending
         metrics.update(extra or {})
+        metrics[NODE_ID] = ray.get_runtime_context().get_node_id()
         self.pending, self.due = [], False
         self.last_sent = time.perf_counter()
         tune.report(metrics, checkpoint=checkpoint)

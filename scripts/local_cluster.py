@@ -1,0 +1,313 @@
+"""`scripts/local-cluster up|down|status|stop PART`: the distributed layout from real processes on one machine.
+
+Every process started here carries LOCAL_CLUSTER_STATE=<state dir> (and LOCAL_CLUSTER_PART=<part>) in
+its environment, inherited by everything it spawns (Ray's workers too), so `down` and `stop` find
+and end exactly the processes this script started, and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+MARK, PART = "LOCAL_CLUSTER_STATE", "LOCAL_CLUSTER_PART"
+HEAD, NODE2, MLFLOW, API = "ray-head", "ray-node2", "mlflow", "api"
+SERVES = ("serve-1", "serve-2")
+STOP_ORDER = (*SERVES, API, NODE2, HEAD, MLFLOW)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    args.state = Path(args.state).resolve()
+    return args.handler(args) or 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="local-cluster", description=__doc__)
+    parser.add_argument("--state", default=env("LOCAL_CLUSTER_STATE_DIR", "/tmp/seedcore-local-cluster"),
+                        help="pid files, logs, data dirs (LOCAL_CLUSTER_STATE_DIR)")
+    sub = parser.add_subparsers(required=True, metavar="command")
+    up = sub.add_parser("up", help="start everything; print NAME=URL lines once all answer")
+    up.add_argument("--api-port", type=int, default=int(env("LOCAL_CLUSTER_API_PORT", 8100)))
+    up.add_argument("--serve-ports", default=env("LOCAL_CLUSTER_SERVE_PORTS", "8101,8102"))
+    up.add_argument("--mlflow-port", type=int, default=int(env("LOCAL_CLUSTER_MLFLOW_PORT", 5100)))
+    up.add_argument("--ray-port", type=int, default=int(env("LOCAL_CLUSTER_RAY_PORT", 6390)))
+    up.add_argument("--dashboard-port", type=int, default=int(env("LOCAL_CLUSTER_DASHBOARD_PORT", 8275)))
+    up.add_argument("--head-cpus", type=int, default=int(env("LOCAL_CLUSTER_HEAD_CPUS", 1)))
+    up.add_argument("--node2-cpus", type=int, default=int(env("LOCAL_CLUSTER_NODE2_CPUS", 1)))
+    up.add_argument("--poll-interval", type=float, default=float(env("LOCAL_CLUSTER_POLL_S", 2.0)),
+                    help="how often the serving replicas check the production alias")
+    up.add_argument("--pg-url", default=env("LOCAL_CLUSTER_PG_URL"),
+                    help="PostgreSQL URL of a role that may create databases (default: scripts/ensure-postgres)")
+    up.add_argument("--db-prefix", default=env("LOCAL_CLUSTER_DB_PREFIX", "seedcore_cluster"))
+    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for everything to answer")
+    up.set_defaults(handler=_up)
+    sub.add_parser("down", help="stop every process `up` started").set_defaults(handler=_down)
+    sub.add_parser("status", help="which parts run; the endpoints").set_defaults(handler=_status)
+    stop = sub.add_parser("stop", help="stop one part, e.g. ray-node2 (to see a node fail)")
+    stop.add_argument("part", choices=STOP_ORDER)
+    stop.add_argument("--kill", action="store_true", help="SIGKILL at once, as a machine that dies")
+    stop.set_defaults(handler=_stop)
+    return parser
+
+
+def log(message: str) -> None:
+    print(f"local-cluster: {message}", file=sys.stderr, flush=True)
+
+
+# -- up -------------------------------------------------------------------------------------------
+def _up(args) -> int:
+    if _running_parts(args.state):
+        log(f"already running in {args.state} ({', '.join(_running_parts(args.state))}); run `down` first")
+        return 1
+    _fresh_state(args.state)
+    try:
+        endpoints = _start_all(args)
+    except Exception as exc:  # anything that keeps the layout from answering: stop what started, say why
+        log(f"up failed: {exc}")
+        _stop_all(args.state)
+        return 1
+    lines = [f"{name}={url}" for name, url in endpoints.items()]
+    (args.state / "endpoints.env").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+    return 0
+
+
+def _fresh_state(state: Path) -> None:
+    if state.exists():
+        shutil.rmtree(state)
+    for sub in ("pids", "logs"):
+        (state / sub).mkdir(parents=True)
+
+
+def _start_all(args) -> dict[str, str]:
+    state, deadline = args.state, time.monotonic() + args.timeout
+    token = secrets.token_hex(32)
+    (state / "ray_token").write_text(token)
+    (state / "ray_token").chmod(0o600)
+    mlflow_db, app_db = _databases(args)
+    ray_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    mlflow_url = f"http://127.0.0.1:{args.mlflow_port}"
+    _spawn(state, MLFLOW, [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(args.mlflow_port),
+                           "--backend-store-uri", mlflow_db, "--serve-artifacts",
+                           "--artifacts-destination", str(state / "mlartifacts"), "--workers", "2",
+                           "--allowed-hosts", f"127.0.0.1:{args.mlflow_port},localhost:{args.mlflow_port}"])
+    _spawn(state, HEAD, _ray_start(state / HEAD, args.head_cpus, head=args) , ray_env)
+    dashboard = f"http://127.0.0.1:{args.dashboard_port}"
+    _wait(f"{dashboard}/api/gcs_healthz", deadline, HEAD, state)
+    _start_node2(args, ray_env)
+    _wait_nodes(dashboard, token, 2, deadline, state)
+    _wait(f"{mlflow_url}/health", deadline, MLFLOW, state)
+    common = {"SEEDCORE_TRACKING_URI": mlflow_url, "SEEDCORE_DATABASE_URL": app_db, "SEEDCORE_HOST": "127.0.0.1",
+              "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+              "SEEDCORE_POLL_INTERVAL_S": str(args.poll_interval)}
+    api_env = {**common, **ray_env, "SEEDCORE_PORT": str(args.api_port), "SEEDCORE_DATA_DIR": str(state / "api"),
+               "SEEDCORE_MLRUNS_DIR": str(state / "api" / "mlruns"),
+               "SEEDCORE_RAY_ADDRESS": f"127.0.0.1:{args.ray_port}"}
+    _spawn(state, API, [str(BIN / "seedcore"), "up", "--no-mlflow-ui"], api_env)
+    api = f"http://127.0.0.1:{args.api_port}"
+    _wait(f"{api}/health", deadline, API, state)
+    endpoints = {"API": api, "MLFLOW": mlflow_url}
+    for i, (part, port) in enumerate(zip(SERVES, _ports(args.serve_ports)), start=1):
+        _spawn(state, part, [str(BIN / "seedcore"), "serve", "--workers", "1"],
+               {**common, "SEEDCORE_PORT": str(port), "SEEDCORE_DATA_DIR": str(state / part),
+                "SEEDCORE_MLRUNS_DIR": str(state / part / "mlruns")})
+        endpoints[f"SERVE_{i}"] = f"http://127.0.0.1:{port}"
+    for i, part in enumerate(SERVES, start=1):
+        _wait(f"{endpoints[f'SERVE_{i}']}/health", deadline, part, state)
+    endpoints["RAY_DASHBOARD"] = dashboard
+    return endpoints
+
+
+def _ports(text: str) -> list[int]:
+    ports = [int(p) for p in text.split(",") if p.strip()]
+    if len(ports) != len(SERVES):
+        raise ValueError(f"--serve-ports needs {len(SERVES)} ports, got {text!r}")
+    return ports
+
+
+def _ray_start(temp_dir: Path, cpus: int, head=None) -> list[str]:
+    """`ray start --block` for one node: its own temp dir, CPUs and ports (two nodes share this host)."""
+    command = [str(BIN / "ray"), "start", "--block", "--disable-usage-stats", "--temp-dir", str(temp_dir),
+               "--num-cpus", str(cpus), "--node-ip-address", "127.0.0.1",
+               "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
+               "--metrics-export-port", str(_free_port()), "--runtime-env-agent-port", str(_free_port()),
+               "--node-manager-port", str(_free_port()), "--object-manager-port", str(_free_port())]
+    if head is None:
+        return command
+    return command + ["--head", "--port", str(head.ray_port), "--include-dashboard", "true",
+                      "--dashboard-host", "127.0.0.1", "--dashboard-port", str(head.dashboard_port),
+                      "--ray-client-server-port", str(_free_port())]
+
+
+def _start_node2(args, ray_env: dict) -> None:
+    """The second node; as root in a private mount namespace where the state dir (the head's temp dir,
+    the API's data dir, the MLflow artifacts) is an empty tmpfs, so relying on a shared disk fails."""
+    state = args.state
+    command = _ray_start(state / NODE2, args.node2_cpus) + ["--address", f"127.0.0.1:{args.ray_port}"]
+    if os.geteuid() == 0 and shutil.which("unshare"):
+        script = ('mount -t tmpfs -o size=512m seedcore-node2 "$0" && mkdir -p "$0/ray-node2" && exec "$@"')
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(state), *command]
+        (state / "node2-isolated").write_text("tmpfs over the state dir in a private mount namespace\n")
+    else:
+        log("not root (or no unshare): ray-node2 shares this machine's disk; a shared-disk assumption goes unseen")
+    _spawn(state, NODE2, command, ray_env)
+
+
+def _databases(args) -> tuple[str, str]:
+    """Two fresh databases (MLflow's and ours) next to the admin URL's; their SQLAlchemy URLs."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin_url = args.pg_url or subprocess.run([str(ROOT / "scripts" / "ensure-postgres")], check=True,
+                                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    base = make_url(admin_url).set(drivername="postgresql+psycopg")
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    urls = []
+    try:
+        with engine.connect() as connection:
+            for suffix in ("mlflow", "app"):
+                name = f"{args.db_prefix}_{suffix}"
+                if not name.replace("_", "").isalnum():
+                    raise ValueError(f"--db-prefix must be letters, digits and _: {args.db_prefix!r}")
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+                urls.append(base.set(database=name).render_as_string(hide_password=False))
+    finally:
+        engine.dispose()
+    return urls[0], urls[1]
+
+
+def _spawn(state: Path, part: str, command: list[str], env: dict | None = None) -> None:
+    environment = {**os.environ, **(env or {}), MARK: str(state), PART: part}
+    with open(state / "logs" / f"{part}.log", "ab") as out:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   env=environment, cwd=state, start_new_session=True)
+    (state / "pids" / f"{part}.pid").write_text(str(process.pid))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, deadline: float, part: str, state: Path, headers: dict | None = None) -> bytes:
+    """GET `url` until it answers 200; fail with the part's log tail when its process died or time ran out."""
+    while True:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
+                return response.read()
+        except (urllib.error.URLError, OSError):
+            pass
+        if part not in _running_parts(state) or time.monotonic() > deadline:
+            tail = (state / "logs" / f"{part}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{part} did not answer at {url}; its log ends:\n{tail}")
+        time.sleep(0.5)
+
+
+def _wait_nodes(dashboard: str, token: str, count: int, deadline: float, state: Path) -> None:
+    """Wait until the head lists `count` live nodes (the dashboard's API needs the cluster's token)."""
+    while True:
+        body = _wait(f"{dashboard}/nodes?view=summary", deadline, HEAD, state, {"Authorization": f"Bearer {token}"})
+        summary = json.loads(body).get("data", {}).get("summary", [])
+        if sum(1 for node in summary if node.get("raylet", {}).get("state") == "ALIVE") >= count:
+            return
+        if NODE2 not in _running_parts(state) or time.monotonic() > deadline:
+            tail = (state / "logs" / f"{NODE2}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the second Ray node did not join; its log ends:\n{tail}")
+        time.sleep(0.5)
+
+
+# -- down, stop, status ---------------------------------------------------------------------------
+def _down(args) -> int:
+    left = _stop_all(args.state)
+    if left:
+        log(f"still running after SIGKILL: {left}")
+        return 1
+    log(f"stopped; logs stay in {args.state / 'logs'}")
+    return 0
+
+
+def _stop(args) -> int:
+    _stop_part(args.state, args.part, kill=args.kill)
+    return 0
+
+
+def _status(args) -> int:
+    running = _running_parts(args.state)
+    for part in reversed(STOP_ORDER):
+        print(f"{part}: {'running' if part in running else 'stopped'}")
+    endpoints = args.state / "endpoints.env"
+    if endpoints.exists():
+        print(endpoints.read_text(), end="")
+    return 0
+
+
+def _stop_all(state: Path) -> list[int]:
+    for part in STOP_ORDER:
+        _stop_part(state, part)
+    return _marked_pids(state)
+
+
+def _stop_part(state: Path, part: str, kill: bool = False, grace_s: float = 20.0) -> None:
+    """SIGTERM (or SIGKILL) the part's process group and every process carrying its mark; SIGKILL leftovers."""
+    for sig in ((signal.SIGKILL,) if kill else (signal.SIGTERM, signal.SIGKILL)):
+        pids = _marked_pids(state, part)
+        pid_file = state / "pids" / f"{part}.pid"
+        if pid_file.exists():
+            pids.append(int(pid_file.read_text()))
+        for pid in set(pids):
+            _signal(pid, sig)
+        deadline = time.monotonic() + grace_s
+        while _marked_pids(state, part) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not _marked_pids(state, part):
+            break
+    (state / "pids" / f"{part}.pid").unlink(missing_ok=True)
+
+
+def _signal(pid: int, sig: int) -> None:
+    for send in (lambda: os.killpg(pid, sig), lambda: os.kill(pid, sig)):
+        try:
+            send()
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _running_parts(state: Path) -> list[str]:
+    return sorted({part for part in STOP_ORDER if _marked_pids(state, part)})
+
+
+def _marked_pids(state: Path, part: str | None = None) -> list[int]:
+    """Live processes whose environment carries this state dir's mark (and `part`'s, if given)."""
+    want = [f"{MARK}={state}".encode()] + ([f"{PART}={part}".encode()] if part else [])
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            if all(w in environ for w in want) and (entry / "stat").read_text().split(") ")[1][0] != "Z":
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())
