@@ -89,6 +89,16 @@ class Settings(BaseSettings):
                                     description="where Ray Tune keeps trial checkpoints on a cluster: a path every "
                                                 "node mounts (NFS) or a URI such as s3://bucket/prefix; unset: the "
                                                 "driver's own disk, reached from other nodes through Ray")
+    max_sync_waits: int = Field(default=2, ge=1, le=64,
+                                description="requests that may wait at once for a job (`/xgboost/tune`, "
+                                            "`/xgboost/train`); beyond it a 429 points at `/xgboost/tune/submit`")
+    sync_wait_timeout_s: float = Field(default=600.0, gt=0, le=7 * 86400,
+                                       description="how long a synchronous `/xgboost/tune` or `/xgboost/train` "
+                                                   "waits; after it the job goes on and the answer is a 202 with "
+                                                   "its job id")
+    stop_timeout_s: float = Field(default=6.0, ge=0.5, le=600,
+                                  description="on SIGTERM/SIGINT, how long a running job gets to cancel cleanly "
+                                              "before it is marked cancelled and its runs KILLED")
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":
