@@ -6,14 +6,47 @@ builds them from its options; nothing else restates their fields.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+import unicodedata
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 PRESETS = ("conservative", "default", "aggressive")
 Preset = Literal["conservative", "default", "aggressive"]
 
-Name = Field(default="xgboost_tuning", min_length=1, max_length=250, description="MLflow experiment name")
+EXPERIMENT_NAME_MAX = 256  # MLflow's own name column is VARCHAR(256), as are ours
+# Characters that corrupt logs, paths and terminals: control characters, lone surrogates, line separators.
+_UNPRINTABLE = ("Cc", "Cs", "Zl", "Zp")
+
+
+def experiment_name_problem(name: str) -> str | None:
+    """Why `name` cannot be an experiment name, or None when it can.
+
+    Artifact locations never derive from the name, yet a `..` segment is refused anyway: it can only be
+    an attempt at traversal, and the name also shows up in paths of tools that read MLflow's store.
+    """
+    if not name.strip():
+        return "must not be blank"
+    bad = next((ch for ch in name if unicodedata.category(ch) in _UNPRINTABLE), None)
+    if bad is not None:
+        return f"must not contain control characters or lone surrogates (found U+{ord(bad):04X})"
+    if ".." in re.split(r"[/\\]", name):
+        return "must not contain a '..' path segment"
+    return None
+
+
+def _experiment_name(name: str) -> str:
+    problem = experiment_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+ExperimentName = Annotated[str, Field(min_length=1, max_length=EXPERIMENT_NAME_MAX,
+                                      description="MLflow experiment name (no control characters, no '..' "
+                                                  "segment)"),
+                           AfterValidator(_experiment_name)]
 
 
 class StrictBody(BaseModel):
@@ -28,6 +61,23 @@ class DataFields(StrictBody):
     feature_columns: list[str] | None = Field(default=None, min_length=1)
 
 
+Metric = Literal["auc", "logloss", "model_bytes", "predict_us", "training_time"]
+
+
+class Objective(StrictBody):
+    """One objective of a sweep: a metric and whether to maximise or minimise it."""
+
+    metric: Metric
+    mode: Literal["max", "min"]
+
+
+class Bound(StrictBody):
+    """A constraint on one metric of the registered trial."""
+
+    min: float | None = Field(default=None, allow_inf_nan=False)
+    max: float | None = Field(default=None, allow_inf_nan=False)
+
+
 class TuneRequest(DataFields):
     """The guide's tuning request, plus the data source and promotion knobs."""
 
@@ -39,9 +89,21 @@ class TuneRequest(DataFields):
     custom_tune_config: dict[str, Any] | None = Field(
         default=None, description="num_samples, max_concurrent_trials, time_budget_s, grace_period, "
                                   "reduction_factor, seed")
-    experiment_name: str = Name
+    experiment_name: ExperimentName = "xgboost_tuning"
     promote: bool = Field(default=True, description="promote the winner through the champion gate")
     force: bool = Field(default=False, description="promote even if the champion is better")
+    refit: bool = Field(default=True, description="retrain the winner on training + validation rows with the "
+                                                  "rounds it earned, then score and register that model")
+    warm_start: Literal["none", "production", "history"] = Field(
+        default="none", description="start the search from the production version's hyperparameters, or from "
+                                    "past sweeps on the same data (history)")
+    objectives: list[Objective] | None = Field(
+        default=None, min_length=1, max_length=5,
+        description="what to optimise, first one first (ASHA prunes on it); several give a Pareto front")
+    select: Literal["best", "knee"] | dict[str, Bound] = Field(
+        default="best", description='which trial to register: "best" on the first objective, "knee" of the '
+                                    'Pareto front, or the best on the first under constraints such as '
+                                    '{"model_bytes": {"max": 200000}}')
 
 
 class TrainRequest(DataFields):
@@ -49,7 +111,7 @@ class TrainRequest(DataFields):
 
     params: dict[str, Any] = Field(default_factory=lambda: {"eta": 0.1, "max_depth": 6, "num_boost_round": 100},
                                    description="XGBoost parameters, constants only")
-    experiment_name: str = Field(default="xgboost_training", min_length=1, max_length=250)
+    experiment_name: ExperimentName = "xgboost_training"
     promote: bool = False
     force: bool = False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -11,8 +12,7 @@ from typing import Any, Callable
 
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search import BasicVariantGenerator
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from seedcore import names
 from seedcore.config import Settings
@@ -23,15 +23,22 @@ from seedcore.requests import SweepRequest
 from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model_logging
 from seedcore.tuning.cluster import check_trial_fits, cluster_cpus, cluster_tags, ensure_ray, tune_storage
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
+from seedcore.tuning.objectives import (PER_ROUND, Objective, Selection, measured_metrics, meets, pareto_front,
+                                        resolve_objectives, resolve_selection, select_point)
+from seedcore.tuning.records import log_front, log_warm_start, trial_points
+from seedcore.tuning.search import build_searcher
+from seedcore.tuning.warmstart import WarmStart, gather
 from seedcore.tuning.spaces import TuneSettings, describe_space, max_rounds, resolve_space, resolve_tune_config
-from seedcore.tuning.trainable import (BEST_ITERATION, DONE_TRAINING, TRAINING_TIME, TrialData, asha_rungs,
-                                       load_checkpoint_booster, train_xgb)
+from seedcore.tuning.trainable import (BEST_ITERATION, TRAINING_TIME, TrialData, asha_rungs,
+                                       load_checkpoint_booster, measure_costs, refit_booster, train_xgb)
 
 log = logging.getLogger(__name__)
 # Tune's own result files are off (our callback logs to MLflow); its analysis complains it cannot find them.
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 Progress = Callable[[dict], None]
 _REGISTRY_LOCK = threading.Lock()
+TRAIN_ROWS = "train_rows"  # rows the registered model was trained on: a param of its run, a version tag
+REFIT_THREADS = 2
 
 
 @dataclass
@@ -40,6 +47,8 @@ class SweepPlan:
     space: dict[str, Any]
     tune: TuneSettings
     max_t: int = field(default=0)
+    objectives: tuple[Objective, ...] = ()
+    selection: Selection = field(default_factory=Selection)
 
 
 def plan_sweep(settings: Settings, request: SweepRequest) -> SweepPlan:
@@ -50,7 +59,9 @@ def plan_sweep(settings: Settings, request: SweepRequest) -> SweepPlan:
     config = resolve_tune_config(request.config_type, request.custom_tune_config, max_trials=settings.max_trials,
                                  max_time_budget_s=settings.max_time_budget_s)
     check_trial_fits(settings.cpus_per_trial)  # a trial no node can hold would wait out the whole budget
-    return SweepPlan(request, space, config, max_rounds(space))
+    objectives = resolve_objectives(request.objectives)
+    return SweepPlan(request, space, config, max_rounds(space), objectives,
+                     resolve_selection(request.select, objectives))
 
 
 def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progress: Progress | None = None,
@@ -67,6 +78,8 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
     warm_model_logging()  # overlaps with the trials
     registry = Registry(settings)
     experiment_id = ensure_experiment(registry.client, settings, request.experiment_name)
+    first = plan.objectives[0]
+    warm = gather(registry, request.warm_start, dataset, plan.space, plan.tune.search_alg, first.metric, first.mode)
     started = time.time()
     parent = _start_parent(registry, experiment_id, plan, dataset, job_id)
     cancel_event = cancel_event or threading.Event()
@@ -75,12 +88,17 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
     logger.report_progress()
     status = "FAILED"
     try:
-        grid = _tune(settings, plan, dataset, logger, cancel_event)
+        grid = _tune(settings, plan, dataset, logger, cancel_event, warm)
         logger.close_open_runs("KILLED")  # trials cut short by the time budget
         if cancel_event.is_set():
             status = "KILLED"
             raise SweepCancelledError("the sweep was cancelled; its runs are KILLED and nothing was promoted")
-        best = _best_result(grid, logger)
+        extras = _record_search(registry, parent, plan, warm, grid, logger)
+        best = _chosen_result(grid, logger, plan, extras["points"])
+        if best is None:  # the sweep itself went well: its runs end FINISHED, nothing is registered
+            status = "FINISHED"
+            registry.client.set_tag(parent, "seedcore.selection", "no trial meets the constraints")
+            raise ValidationError(_unmet(plan.selection, extras["points"]), field="select")
         outcome = _register_and_promote(registry, plan, dataset, best, logger, job_id)
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -104,6 +122,11 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
         "trials": {"total": len(grid), **counts},
         "dataset": dataset.describe(),
         "tune_config": plan.tune.as_dict(),
+        "warm_start": warm.describe() | {"seeded_trials": extras["seeded_trials"]},
+        "objectives": [{"metric": o.metric, "mode": o.mode} for o in plan.objectives],
+        "select": plan.selection.describe(),
+        "refit": outcome["refit"],
+        **({"pareto_front": extras["front"]} if len(plan.objectives) > 1 else {}),
         "duration_s": round(time.time() - started, 3),
     }
 
@@ -121,7 +144,9 @@ def _start_parent(registry: Registry, experiment_id: str, plan: SweepPlan, datas
     params.update({f"space.{k}": v for k, v in describe_space(plan.space).items()})
     params.update({"data.source": dataset.source, "data.label_column": dataset.label_column,
                    "data.fingerprint": dataset.fingerprint, "data.rows": dataset.n_rows,
-                   "data.features": ",".join(dataset.feature_names)})
+                   "data.features": ",".join(dataset.feature_names),
+                   "objectives": json.dumps([[o.metric, o.mode] for o in plan.objectives]),
+                   "select": json.dumps(plan.selection.describe()), "refit": request.refit})
     registry.client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     return run.info.run_id
 
@@ -144,22 +169,28 @@ class _CancelStopper(tune.Stopper):
 
 
 def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowTrialLogger,
-          cancel_event: threading.Event):
+          cancel_event: threading.Event, warm: WarmStart):
     cpus = max(1, settings.cpus_per_trial)
     check_trial_fits(cpus)  # again: Ray may have started (or lost nodes) since the sweep was planned
     concurrent = max(1, min(plan.tune.max_concurrent_trials, cluster_cpus() // cpus))
+    first = plan.objectives[0]
     # max_t one past the last round: ASHA stops a trial AT max_t, which would cut off its final report.
     grace, max_t = min(plan.tune.grace_period, plan.max_t), plan.max_t + 1
-    scheduler = ASHAScheduler(time_attr=names.ROUND, max_t=max_t, grace_period=grace,
-                              reduction_factor=plan.tune.reduction_factor)
     rungs = asha_rungs(grace, plan.tune.reduction_factor, max_t)
-    trainable = tune.with_parameters(train_xgb, data=TrialData.of(dataset), nthread=cpus, report_at=rungs)
+    if first.metric in PER_ROUND:  # ASHA prunes on the first objective; a cost known only at the end cannot
+        scheduler = ASHAScheduler(time_attr=names.ROUND, max_t=max_t, grace_period=grace,
+                                  reduction_factor=plan.tune.reduction_factor)
+    else:
+        scheduler, rungs = FIFOScheduler(), frozenset()
+    trainable = tune.with_parameters(train_xgb, data=TrialData.of(dataset), nthread=cpus, report_at=rungs,
+                                     measure=measured_metrics(plan.objectives, plan.selection))
     trainable = tune.with_resources(trainable, {"cpu": cpus})
-    search = BasicVariantGenerator(random_state=plan.tune.seed, max_concurrent=concurrent)
+    search = build_searcher(plan.tune.search_alg, seed=plan.tune.seed, metric=first.metric, mode=first.mode,
+                            max_concurrent=concurrent, warm=warm)
     tuner = tune.Tuner(
         _register_trainable(trainable),
         param_space=plan.space,
-        tune_config=tune.TuneConfig(metric=names.AUC, mode="max", scheduler=scheduler, search_alg=search,
+        tune_config=tune.TuneConfig(metric=first.metric, mode=first.mode, scheduler=scheduler, search_alg=search,
                                     num_samples=plan.tune.num_samples, time_budget_s=plan.tune.time_budget_s,
                                     reuse_actors=True),
         run_config=tune.RunConfig(name=f"{_safe(plan.request.experiment_name)}_{time.strftime('%Y-%m-%d_%H-%M-%S')}",
@@ -182,13 +213,35 @@ def _register_trainable(trainable) -> str:
     return name
 
 
-def _best_result(grid, logger: MLflowTrialLogger):
-    finished = [r for r in grid if r.error is None and r.metrics and r.metrics.get(DONE_TRAINING)]
-    if not finished:
+def _record_search(registry: Registry, parent: str, plan: SweepPlan, warm: WarmStart, grid,
+                   logger: MLflowTrialLogger) -> dict:
+    """The points of the finished trials, the Pareto front (logged when several objectives) and the warm start."""
+    points = trial_points(grid, plan.objectives)
+    front = [{k: p[k] for k in ("trial_id", *(o.metric for o in plan.objectives))}
+             for p in pareto_front(points, plan.objectives)] if points else []
+    if len(plan.objectives) > 1 and front:
+        log_front(registry.client, parent, front, plan.objectives)
+    seeded = log_warm_start(registry.client, parent, warm, grid, logger.run_ids)
+    return {"points": points, "front": front, "seeded_trials": seeded}
+
+
+def _chosen_result(grid, logger: MLflowTrialLogger, plan: SweepPlan, points: list[dict]):
+    """The trial to register by the request's objectives and rule; None when none meets the constraints."""
+    if not points:
         counts = logger.counts()
         errors = [_trial_error(r.error) for r in grid if r.error is not None][:3]
         raise SweepFailedError(f"no trial finished ({counts}); first errors: {errors}")
-    return max(finished, key=lambda r: r.metrics[names.AUC])
+    chosen = select_point(points, plan.objectives, plan.selection)
+    if chosen is None:
+        return None
+    return next(r for r in grid if r.metrics and r.metrics.get("trial_id") == chosen["trial_id"])
+
+
+def _unmet(selection: Selection, points: list[dict]) -> str:
+    seen = "; ".join(f"{m}: {min(p[m] for p in points):g} to {max(p[m] for p in points):g}"
+                     for m, _, _ in selection.constraints if all(m in p for p in points))
+    return (f"no trial meets the constraints {selection.describe()} (the {len(points)} finished trials ranged "
+            f"{seen or 'outside them'}); nothing was registered")
 
 
 def _trial_error(error: BaseException) -> str:
@@ -202,11 +255,13 @@ def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset,
                           logger: MLflowTrialLogger, job_id: str | None = None) -> dict:
     trial_id = best.metrics["trial_id"]
     child_run_id, parent = logger.run_ids[trial_id], logger.parent_run_id
-    booster = load_checkpoint_booster(best.checkpoint)
+    booster, refit = _final_booster(plan, dataset, best)
+    registry.client.log_param(child_run_id, TRAIN_ROWS, refit["train_rows"])
     validation = {names.AUC: float(best.metrics[names.AUC]), names.LOGLOSS: float(best.metrics[names.LOGLOSS])}
     candidate = Candidate(booster, dict(best.config), dataset, validation, child_run_id,
                           plan.request.experiment_name, trial_id)
     version = registry.register(candidate)
+    registry.client.set_model_version_tag(registry.name, version.version, TRAIN_ROWS, str(refit["train_rows"]))
     if plan.request.promote:
         promotion = flywheel_for(registry.settings).promote_or_report(
             version.version, force=plan.request.force, dataset=dataset, challenger=booster,
@@ -226,7 +281,24 @@ def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset,
                   "training_time": round(float(best.metrics[TRAINING_TIME]), 4), "config": dict(best.config),
                   "best_iteration": int(best.metrics[BEST_ITERATION]), "run_id": child_run_id}
     return {"best_trial": best_trial, "promotion": promotion, "model_version": int(version.version),
-            "holdout": dict(candidate.holdout)}
+            "holdout": dict(candidate.holdout), "refit": refit}
+
+
+def _final_booster(plan: SweepPlan, dataset: Dataset, best) -> tuple:
+    """The model to register: the winner's config refit on training + validation rows with the rounds
+    it earned (best_iteration + 1), or, with `refit: false`, the trial's own booster."""
+    if not plan.request.refit:
+        return load_checkpoint_booster(best.checkpoint), {"enabled": False, "train_rows": len(dataset.y_train)}
+    rounds = int(best.metrics[BEST_ITERATION]) + 1
+    booster = refit_booster(dict(best.config), dataset, rounds, nthread=REFIT_THREADS)
+    measure = measured_metrics((), plan.selection)
+    costs = {**best.metrics, **measure_costs(booster, dataset.x_valid, measure)}
+    if not meets(costs, plan.selection):  # more rows can grow the trees past a size or latency bound
+        return load_checkpoint_booster(best.checkpoint), {
+            "enabled": False, "train_rows": len(dataset.y_train),
+            "reason": f"the refit model breaks the constraints ({ {m: costs[m] for m in measure} }); "
+                      "registered the trial's own model"}
+    return booster, {"enabled": True, "train_rows": len(dataset.y_train) + len(dataset.y_valid), "rounds": rounds}
 
 
 def close_job_runs(settings: Settings, job_id: str) -> int:

@@ -24,6 +24,8 @@ CURVE = "curve"  # per-round metrics since the previous report: [[round, auc, lo
 CHECKPOINT_FILE = "model.ubj"
 NODE_ID = "node_id"  # the Ray node the trial runs on (in every report: pruned trials too)
 CONFIG_ATTR = "xgboost_config"  # booster attribute: XGBoost's own save_config() from training
+MODEL_BYTES, PREDICT_US = "model_bytes", "predict_us"  # costs a sweep's objectives may ask for
+PREDICT_BATCH = 1000  # rows in the fixed batch predict_us is measured on
 
 _DMATRIX_CACHE: dict[str, tuple[xgb.DMatrix, xgb.DMatrix]] = {}
 
@@ -134,20 +136,54 @@ class _ReportRounds(xgb.callback.TrainingCallback):
 
 
 def train_xgb(config: dict[str, Any], data: TrialData, nthread: int = 1, report_at: frozenset[int] | None = None,
-              max_interval_s: float = 1.0) -> None:
+              max_interval_s: float = 1.0, measure: tuple[str, ...] = ()) -> None:
     """Ray Tune trainable: train, report the rounds, end with the final metrics and a checkpoint.
 
-    `report_at=None` reports after every round.
+    `report_at=None` reports after every round. `measure` names costs to report at the end
+    (MODEL_BYTES, PREDICT_US), taken only when a sweep's objectives ask for them.
     """
     started = time.perf_counter()
     reporter = _ReportRounds(report_at, max_interval_s)
     booster, final = train_booster(config, data, nthread, callbacks=[reporter])
+    extra = {ROUND: final["rounds_trained"], AUC: final[AUC], LOGLOSS: final[LOGLOSS],
+             BEST_ITERATION: final[BEST_ITERATION], TRAINING_TIME: time.perf_counter() - started,
+             DONE_TRAINING: True}
+    extra.update(measure_costs(booster, data.x_valid, measure))
     with tempfile.TemporaryDirectory() as tmp:
         booster.save_model(str(Path(tmp) / CHECKPOINT_FILE))
-        extra = {ROUND: final["rounds_trained"], AUC: final[AUC], LOGLOSS: final[LOGLOSS],
-                 BEST_ITERATION: final[BEST_ITERATION], TRAINING_TIME: time.perf_counter() - started,
-                 DONE_TRAINING: True}
         reporter.flush(extra, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def measure_costs(booster: xgb.Booster, x: np.ndarray, measure: tuple[str, ...]) -> dict[str, float]:
+    """Model size in bytes (UBJ, as registered) and predict time per row in microseconds.
+
+    Predict time: one thread, the same fixed batch (the first PREDICT_BATCH rows) for every trial,
+    best of three so a busy neighbour counts less.
+    """
+    out: dict[str, float] = {}
+    if MODEL_BYTES in measure:
+        out[MODEL_BYTES] = float(len(booster.save_raw("ubj")))
+    if PREDICT_US in measure:
+        batch = np.ascontiguousarray(x[:PREDICT_BATCH])
+        booster.set_param({"nthread": 1})
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            booster.inplace_predict(batch)
+            timings.append(time.perf_counter() - started)
+        out[PREDICT_US] = min(timings) / len(batch) * 1e6
+    return out
+
+
+def refit_booster(config: dict[str, Any], data: "Dataset", rounds: int, nthread: int) -> xgb.Booster:
+    """Retrain a config on training + validation rows for `rounds` rounds (the count its trial earned)."""
+    params, _, _ = split_config(config, nthread)
+    x = np.concatenate([data.x_train, data.x_valid])
+    y = np.concatenate([data.y_train, data.y_valid])
+    dtrain = xgb.DMatrix(x, y, feature_names=list(data.feature_names))
+    booster = xgb.train(params, dtrain, num_boost_round=max(1, rounds), verbose_eval=False)
+    booster.set_attr(**{CONFIG_ATTR: booster.save_config()})
+    return booster
 
 
 def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> frozenset[int]:

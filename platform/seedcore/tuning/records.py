@@ -1,0 +1,100 @@
+"""What a sweep records beyond its trials: the Pareto front (table + plot), where seeded trials came from."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from typing import Any, Mapping, Sequence
+
+from mlflow import MlflowClient
+from mlflow.entities import Param, RunTag
+
+from seedcore.tuning.objectives import Objective
+from seedcore.tuning.trainable import DONE_TRAINING
+from seedcore.tuning.warmstart import TAG_SOURCE, WarmStart
+
+log = logging.getLogger(__name__)
+FRONT_TABLE, FRONT_PLOT = "pareto_front.json", "pareto_front.png"
+
+
+def trial_points(grid, objectives: Sequence[Objective]) -> list[dict]:
+    """One point per trial that trained to the end: its trial id and its value of every objective."""
+    points = []
+    for result in grid:
+        metrics = result.metrics or {}
+        if result.error is not None or not metrics.get(DONE_TRAINING):
+            continue
+        values = {o.metric: float(metrics[o.metric]) for o in objectives if o.metric in metrics}
+        values.update({k: float(metrics[k]) for k in ("auc", "logloss", "model_bytes", "predict_us", "training_time")
+                       if k in metrics})
+        if all(math.isfinite(values.get(o.metric, math.nan)) for o in objectives):
+            points.append({"trial_id": metrics["trial_id"], **values})
+    return points
+
+
+def log_front(client: MlflowClient, parent: str, front: Sequence[Mapping[str, Any]],
+              objectives: Sequence[Objective]) -> None:
+    """The front as an MLflow table artifact and a scatter plot of the first two objectives."""
+    columns = ["trial_id", *(o.metric for o in objectives)]
+    client.log_table(parent, {c: [p[c] for p in front] for c in columns}, FRONT_TABLE)
+    try:
+        client.log_image(parent, _plot(front, objectives), artifact_file=FRONT_PLOT)
+    except Exception:  # a plot is a nicety: a missing font or backend must not fail a finished sweep
+        log.exception("could not draw the Pareto front")
+
+
+def _plot(front: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]):
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display in servers or Ray workers
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    x, y = objectives[0].metric, objectives[1].metric
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    points = sorted(front, key=lambda p: p[x])
+    ax.plot([p[x] for p in points], [p[y] for p in points], "o-")
+    ax.set_xlabel(f"{x} ({objectives[0].mode})")
+    ax.set_ylabel(f"{y} ({objectives[1].mode})")
+    ax.set_title(f"Pareto front: {len(front)} trials")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+def log_warm_start(client: MlflowClient, parent: str, warm: WarmStart, grid, run_ids: Mapping[str, str]) -> list[str]:
+    """Parent params + a sources artifact; tag each trial that ran a seeded config with its source.
+
+    Returns the trial ids that ran a seeded config (TPE fed scored past trials re-runs none).
+    """
+    client.log_batch(parent, params=[Param("warm_start.mode", warm.mode), Param("warm_start.seeded", str(warm.seeded))])
+    if warm.sources:
+        client.log_dict(parent, {"mode": warm.mode, "scored": bool(warm.rewards), "sources": warm.sources},
+                        "warm_start.json")
+    if warm.rewards:
+        return []
+    seeded = []
+    for result in grid:
+        trial_id = (result.metrics or {}).get("trial_id")
+        index = _match(result.config or {}, warm.points)
+        if trial_id in run_ids and index is not None:
+            client.set_tag(run_ids[trial_id], TAG_SOURCE, json.dumps(warm.sources[index], default=str)[:5000])
+            seeded.append(trial_id)
+    return seeded
+
+
+def _match(config: Mapping[str, Any], points: Sequence[Mapping[str, Any]]) -> int | None:
+    for i, point in enumerate(points):
+        if all(_same(config.get(k), v) for k, v in point.items()):
+            return i
+    return None
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
