@@ -1,0 +1,52 @@
+"""The flywheel's heartbeat in `seedcore up`: every `monitor_interval_s`, tick schedules and check monitors."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from seedcore.monitoring.monitors import MonitorService
+from seedcore.scheduling import ScheduleService
+
+log = logging.getLogger(__name__)
+
+
+def flywheel_services(app) -> tuple[ScheduleService, MonitorService]:
+    """The app's schedule and monitor services, whose sweeps go to the app's job runner."""
+    settings, db = app.config["SEEDCORE_SETTINGS"], app.extensions["seedcore_db"]
+    runner = app.extensions["seedcore_runner"]
+
+    def submit(request, trigger):
+        return runner.submit(request, trigger=trigger)
+
+    return ScheduleService(settings, db, submit), MonitorService(settings, db, submit)
+
+
+def run_once(schedules: ScheduleService, monitors: MonitorService) -> None:
+    """One beat; a failure is logged and the next beat tries again."""
+    for name, beat in (("schedules", schedules.tick), ("monitors", monitors.check_all)):
+        try:
+            beat()
+        except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+            log.exception("flywheel %s check failed", name)
+
+
+def start_flywheel_loops(app, interval_s: float | None = None) -> Callable[[], None]:
+    """Start the background beat for `app` (role "all"); returns `stop()`."""
+    schedules, monitors = flywheel_services(app)
+    interval = interval_s or app.config["SEEDCORE_SETTINGS"].monitor_interval_s
+    stopped = threading.Event()
+
+    def loop():
+        while not stopped.wait(interval):
+            run_once(schedules, monitors)
+
+    thread = threading.Thread(target=loop, name="seedcore-flywheel", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopped.set()
+        if thread is not threading.current_thread():
+            thread.join(timeout=30)
+    return stop

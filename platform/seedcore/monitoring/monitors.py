@@ -1,0 +1,243 @@
+"""Monitors: a rule over a production metric that starts a sweep when breached, once.
+
+A breach fires only if no job this monitor started is queued or running and the cooldown has passed;
+the firing itself is a compare-and-set UPDATE of `last_fired_at` in SQL, so of several processes
+checking the same breach exactly one starts the job.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, Callable, Literal
+
+from pydantic import Field
+from sqlalchemy import func, select, update
+
+from seedcore.config import Settings
+from seedcore.db.base import as_utc, utcnow
+from seedcore.db.database import Database
+from seedcore.db.tables_flywheel import HIGHER_IS_BETTER, Monitor, new_id
+from seedcore.db.tables_jobs import ACTIVE_STATES, TRIGGER_MONITOR_PREFIX, TuningJob
+from seedcore.errors import NotFoundError, SeedcoreError, ValidationError
+from seedcore.memory.store import IncidentStore
+from seedcore.monitoring.evaluate import latest_evaluation
+from seedcore.monitoring.events import record_detection
+from seedcore.monitoring.feedback import live_metrics
+from seedcore.monitoring.live import version_drift
+from seedcore.monitoring.triggers import Submit, check_tune, start_job, validate_body
+from seedcore.names import AUC, LOGLOSS
+from seedcore.requests import StrictBody
+
+log = logging.getLogger(__name__)
+
+OK, BREACHED, INSUFFICIENT, NO_MODEL, DISABLED = "ok", "breached", "insufficient_data", "no_model", "disabled"
+STARTING_GRACE = timedelta(minutes=5)  # fired, job not yet recorded: another process is starting it
+MetricName = Literal["live_auc", "live_logloss", "psi_max", "evaluation_auc"]
+
+
+class Window(StrictBody):
+    """The last `rows` labelled (or, for psi_max, logged) rows, within the last `hours` if given."""
+
+    rows: int | None = Field(default=None, ge=1, le=10_000_000)
+    hours: float | None = Field(default=None, gt=0, le=24 * 3650)
+
+
+class MonitorBody(StrictBody):
+    """A monitor as created: `threshold` (absolute) or `max_drop` (from the version's holdout figure)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    metric: MetricName
+    threshold: float | None = Field(default=None, ge=0, le=1e6)
+    max_drop: float | None = Field(default=None, ge=0, le=1e6)
+    min_samples: int = Field(default=100, ge=1, le=10_000_000)
+    window: Window = Field(default_factory=Window)
+    cooldown_s: float = Field(default=3600.0, ge=0, le=365 * 86400)
+    tune: dict[str, Any] = Field(description="the /xgboost/tune request to run when the monitor fires")
+    enabled: bool = True
+
+
+class MonitorPatch(StrictBody):
+    """Any monitor field; the result is validated as a whole."""
+
+    name: str | None = None
+    metric: MetricName | None = None
+    threshold: float | None = None
+    max_drop: float | None = None
+    min_samples: int | None = None
+    window: Window | None = None
+    cooldown_s: float | None = None
+    tune: dict[str, Any] | None = None
+    enabled: bool | None = None
+
+
+def check_rule(body: MonitorBody) -> None:
+    """Exactly one of threshold and max_drop; psi_max has no holdout figure to drop from."""
+    if (body.threshold is None) == (body.max_drop is None):
+        raise ValidationError("give either threshold (absolute) or max_drop (relative to holdout)", field="threshold")
+    if body.max_drop is not None and body.metric == "psi_max":
+        raise ValidationError("psi_max has no holdout figure: use threshold (e.g. 0.25)", field="max_drop")
+
+
+class MonitorService:
+    """Monitor CRUD and checks for one deployment; `submit(request, trigger)` queues a job."""
+
+    def __init__(self, settings: Settings, db: Database, submit: Submit | None = None,
+                 clock: Callable[[], datetime] = utcnow, registry=None):
+        self.settings, self.db, self.submit, self.clock = settings, db, submit, clock
+        self.incidents = IncidentStore(db)
+        self._registry = registry
+
+    @property
+    def registry(self):
+        if self._registry is None:
+            from seedcore.registry import Registry
+
+            self._registry = Registry(self.settings)
+        return self._registry
+
+    # -- CRUD ----------------------------------------------------------------------------------
+    def create(self, body: MonitorBody) -> dict:
+        """Validate the rule and the sweep (400, nothing stored), then store the monitor."""
+        check_rule(body)
+        values = {**body.model_dump(exclude={"tune", "window"}), "window": body.window.model_dump(exclude_none=True),
+                  "tune": check_tune(self.settings, body.tune)}
+        with self.db.session() as session:
+            monitor = Monitor(id=new_id(), created_at=as_utc(self.clock()), **values)
+            session.add(monitor)
+            session.flush()
+            return monitor.to_dict()
+
+    def list(self) -> list[dict]:
+        with self.db.session() as session:
+            return [m.to_dict() for m in session.scalars(select(Monitor).order_by(Monitor.created_at, Monitor.id))]
+
+    def get(self, monitor_id: str) -> dict:
+        return self._row(monitor_id).to_dict()
+
+    def update(self, monitor_id: str, patch: MonitorPatch) -> dict:
+        """Change fields; the merged monitor is validated like a new one."""
+        current = self.get(monitor_id)
+        merged = {k: current[k] for k in MonitorBody.model_fields} | patch.model_dump(exclude_unset=True)
+        body = validate_body(MonitorBody, {**merged, "window": dict(merged["window"] or {})})
+        check_rule(body)
+        values = {**body.model_dump(exclude={"tune", "window"}), "window": body.window.model_dump(exclude_none=True),
+                  "tune": check_tune(self.settings, body.tune)}
+        with self.db.session() as session:
+            session.execute(update(Monitor).where(Monitor.id == monitor_id).values(**values))
+        return self.get(monitor_id)
+
+    def delete(self, monitor_id: str) -> dict:
+        with self.db.session() as session:
+            session.delete(self._row(monitor_id, session))
+        return {"id": monitor_id, "deleted": True}
+
+    def _row(self, monitor_id: str, session=None) -> Monitor:
+        if session is None:
+            with self.db.session() as own:
+                return self._row(monitor_id, own)
+        row = session.get(Monitor, monitor_id) if isinstance(monitor_id, str) and len(monitor_id) <= 32 else None
+        if row is None:
+            raise NotFoundError(f"no monitor with id {monitor_id!r}", field="monitor_id")
+        return row
+
+    # -- checking ------------------------------------------------------------------------------
+    def check_all(self) -> list[dict]:
+        """Check every enabled monitor; one monitor's failure never stops the others."""
+        outcomes = []
+        for monitor in self.list():
+            if not monitor["enabled"]:
+                continue
+            try:
+                outcomes.append(self.check(monitor["id"]))
+            except SeedcoreError as exc:
+                log.error("monitor %s could not be checked: %s", monitor["name"], exc.message)
+                outcomes.append({"id": monitor["id"], "state": "error", "error": exc.message, "fired": False})
+        return outcomes
+
+    def check(self, monitor_id: str) -> dict:
+        """Measure the metric on the production version; fire the sweep on a breach if allowed."""
+        row, now = self._row(monitor_id), as_utc(self.clock())
+        monitor = row.to_dict()
+        mv = self.registry.production_version()
+        if mv is None:
+            return self._record(monitor, {"state": NO_MODEL, "value": None, "n": 0}, now)
+        measured = self.measure(monitor, mv)
+        job = None
+        if measured["state"] == BREACHED:
+            job = self._fire(row, monitor, measured, now)
+        return {**self._record(monitor, measured, now), "fired": job is not None, "job_id": job and job["id"]}
+
+    def measure(self, monitor: dict, mv) -> dict:
+        """`{"value", "n", "baseline", "excess", "rule", "state"}`; excess > 0 means worse than the baseline."""
+        version, metric, window = int(mv.version), monitor["metric"], monitor["window"] or {}
+        value, n, drift = self._value(metric, version, window.get("rows") or self.settings.live_window_rows,
+                                      window.get("hours"))
+        holdout = self.registry.describe(mv)["holdout"]
+        higher = metric in HIGHER_IS_BETTER
+        if monitor["threshold"] is not None:
+            baseline, rule = monitor["threshold"], "below threshold" if higher else "above threshold"
+        else:
+            baseline, rule = holdout.get(AUC if higher else LOGLOSS), f"drop of more than {monitor['max_drop']} from holdout"
+        measured = {"value": value, "n": n, "baseline": baseline, "rule": rule, "version": version, "drift": drift,
+                    "excess": None, "state": INSUFFICIENT}
+        if value is None or baseline is None or n < monitor["min_samples"]:
+            return measured
+        excess = (baseline - value) if higher else (value - baseline)
+        breached = excess > (monitor["max_drop"] if monitor["max_drop"] is not None else 0.0)
+        return {**measured, "excess": excess, "state": BREACHED if breached else OK}
+
+    def _value(self, metric: str, version: int, rows: int, hours: float | None):
+        name = self.settings.model_name
+        if metric in ("live_auc", "live_logloss"):
+            live = live_metrics(self.db, name, version, rows=rows, hours=hours)
+            return live[AUC if metric == "live_auc" else LOGLOSS], live["n"], None
+        if metric == "psi_max":
+            features = self.registry.describe(self.registry.get_version(version))["feature_names"]
+            report = version_drift(self.db, self.settings, version, features, rows, hours)
+            return (None, 0, None) if report is None else (report["psi_max"], report["n"], report)
+        evaluation = latest_evaluation(self.db, name, version)
+        return (None, 0, None) if evaluation is None else (evaluation["metrics"][AUC], evaluation["metrics"]["rows"], None)
+
+    def _record(self, monitor: dict, measured: dict, now: datetime) -> dict:
+        with self.db.session() as session:
+            session.execute(update(Monitor).where(Monitor.id == monitor["id"]).values(
+                last_value=measured["value"], last_n=measured["n"], last_state=measured["state"], last_checked_at=now))
+        return {**self.get(monitor["id"]), "state": measured["state"], "value": measured["value"], "n": measured["n"]}
+
+    # -- firing --------------------------------------------------------------------------------
+    def blocked(self, row: Monitor, now: datetime) -> str | None:
+        """Why a breach may not fire now: a job it started is active, the cooldown, or a start in progress."""
+        fired = row.last_fired_at
+        if fired is not None and now - fired < timedelta(seconds=row.cooldown_s):
+            return "cooldown"
+        if fired is not None and row.last_job_id is None and now - fired < STARTING_GRACE:
+            return "starting"
+        with self.db.session() as session:
+            active = session.scalar(select(func.count()).select_from(TuningJob).where(
+                TuningJob.trigger == f"{TRIGGER_MONITOR_PREFIX}{row.id}", TuningJob.state.in_(ACTIVE_STATES)))
+        return "job_active" if active else None
+
+    def _fire(self, row: Monitor, monitor: dict, measured: dict, now: datetime) -> dict | None:
+        if self.submit is None or self.blocked(row, now) is not None:
+            return None
+        seen = Monitor.last_fired_at.is_(None) if row.last_fired_at is None else Monitor.last_fired_at == row.last_fired_at
+        with self.db.session() as session:  # compare-and-set: of racing processes, one wins
+            won = session.execute(update(Monitor).where(Monitor.id == row.id, seen).values(
+                last_fired_at=now, last_job_id=None, last_error=None)).rowcount == 1
+        if not won:
+            return None
+        trigger = f"{TRIGGER_MONITOR_PREFIX}{row.id}"
+        try:
+            job = start_job(self.settings, self.db, self.submit, monitor["tune"], trigger)
+        except SeedcoreError as exc:
+            log.error("monitor %s fired but its sweep could not start: %s", monitor["name"], exc.message)
+            self._set(row.id, last_error=exc.message, last_fired_at=row.last_fired_at)
+            return None
+        self._set(row.id, last_job_id=job["id"])
+        record_detection(self.incidents, monitor, measured, job["id"], trigger)
+        return job
+
+    def _set(self, monitor_id: str, **values) -> None:
+        with self.db.session() as session:
+            session.execute(update(Monitor).where(Monitor.id == monitor_id).values(**values))

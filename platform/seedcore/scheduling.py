@@ -1,0 +1,188 @@
+"""Cron schedules that start sweeps: next due time in the schedule's time zone (croniter), claimed in SQL.
+
+A due time is claimed by one compare-and-set UPDATE (`next_run_at` moves from the due time to the next
+one only if it still holds the due time), so of several processes ticking at once exactly one starts the
+job. After downtime that skipped due times, the policy decides: `run_once` starts one catch-up run,
+`skip` starts none; either way the schedule continues from the next due time after now.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Callable, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import Field
+from sqlalchemy import select, update
+
+from seedcore.config import Settings
+from seedcore.db.base import as_utc, iso_utc, utcnow
+from seedcore.db.database import Database
+from seedcore.db.tables_flywheel import CATCH_UP_RUN_ONCE, Schedule, new_id
+from seedcore.db.tables_jobs import TRIGGER_SCHEDULE_PREFIX
+from seedcore.errors import NotFoundError, SeedcoreError, ValidationError
+from seedcore.memory.store import IncidentStore
+from seedcore.requests import StrictBody
+
+log = logging.getLogger(__name__)
+
+
+class ScheduleBody(StrictBody):
+    """A schedule as created; its representation adds `id` and `next_run_at`."""
+
+    name: str = Field(min_length=1, max_length=200)
+    cron: str = Field(min_length=1, max_length=200, description="five-field cron, e.g. `0 2 * * 1`")
+    timezone: str = Field(default="UTC", min_length=1, max_length=64, description="IANA zone, e.g. Europe/Paris")
+    tune: dict[str, Any] = Field(description="the /xgboost/tune request to run at each due time")
+    catch_up: Literal["run_once", "skip"] = "run_once"
+    enabled: bool = True
+
+
+class SchedulePatch(StrictBody):
+    name: str | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    tune: dict[str, Any] | None = None
+    catch_up: Literal["run_once", "skip"] | None = None
+    enabled: bool | None = None
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA time zone `name`; 400 naming `timezone` when unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValidationError(f"unknown time zone {name!r} (use an IANA name such as Europe/Paris)",
+                              field="timezone") from None
+
+
+def check_cron(expression: str) -> str:
+    """A five-field cron expression; 400 naming `cron` otherwise."""
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+        raise ValidationError(f"invalid cron expression {expression!r} (five fields: minute hour day month weekday)",
+                              field="cron")
+    return expression
+
+
+def next_due(expression: str, tz: str, after: datetime) -> datetime:
+    """The first due time strictly after `after`, in UTC (computed in the schedule's zone, so DST holds)."""
+    local = as_utc(after).astimezone(zone(tz))
+    return as_utc(croniter(expression, local).get_next(datetime))
+
+
+class ScheduleService:
+    """Schedule CRUD and the tick that starts due sweeps; `clock` is injectable for tests."""
+
+    def __init__(self, settings: Settings, db: Database, submit: Callable | None = None,
+                 clock: Callable[[], datetime] = utcnow):
+        self.settings, self.db, self.submit, self.clock = settings, db, submit, clock
+        self.incidents = IncidentStore(db)
+
+    def _now(self) -> datetime:
+        return as_utc(self.clock())
+
+    def _values(self, body: ScheduleBody) -> dict:
+        from seedcore.monitoring.triggers import check_tune
+
+        check_cron(body.cron)
+        zone(body.timezone)
+        return {**body.model_dump(exclude={"tune"}), "tune": check_tune(self.settings, body.tune)}
+
+    # -- CRUD ----------------------------------------------------------------------------------
+    def create(self, body: ScheduleBody) -> dict:
+        """Validate cron, zone and sweep (400, nothing stored); store with its first due time."""
+        values = self._values(body)
+        now = self._now()
+        with self.db.session() as session:
+            row = Schedule(id=new_id(), created_at=now, next_run_at=next_due(body.cron, body.timezone, now), **values)
+            session.add(row)
+            session.flush()
+            return row.to_dict()
+
+    def list(self) -> list[dict]:
+        with self.db.session() as session:
+            return [s.to_dict() for s in session.scalars(select(Schedule).order_by(Schedule.created_at, Schedule.id))]
+
+    def get(self, schedule_id: str) -> dict:
+        return self._row(schedule_id).to_dict()
+
+    def update(self, schedule_id: str, patch: SchedulePatch) -> dict:
+        """Change fields (pause/resume with `enabled`); a new cron, zone or a resume recomputes next_run_at."""
+        from seedcore.monitoring.triggers import validate_body
+
+        current = self.get(schedule_id)
+        changes = patch.model_dump(exclude_unset=True)
+        body = validate_body(ScheduleBody, {k: current[k] for k in ScheduleBody.model_fields} | changes)
+        values = self._values(body)
+        resumed = changes.get("enabled") is True and not current["enabled"]
+        if resumed or {"cron", "timezone"} & changes.keys():
+            values["next_run_at"] = next_due(body.cron, body.timezone, self._now())
+        with self.db.session() as session:
+            session.execute(update(Schedule).where(Schedule.id == schedule_id).values(**values))
+        return self.get(schedule_id)
+
+    def delete(self, schedule_id: str) -> dict:
+        with self.db.session() as session:
+            session.delete(self._row(schedule_id, session))
+        return {"id": schedule_id, "deleted": True}
+
+    def _row(self, schedule_id: str, session=None) -> Schedule:
+        if session is None:
+            with self.db.session() as own:
+                return self._row(schedule_id, own)
+        row = session.get(Schedule, schedule_id) if isinstance(schedule_id, str) and len(schedule_id) <= 32 else None
+        if row is None:
+            raise NotFoundError(f"no schedule with id {schedule_id!r}", field="schedule_id")
+        return row
+
+    # -- the tick ------------------------------------------------------------------------------
+    def tick(self) -> list[dict]:
+        """Claim every due schedule's due time; start its sweep when this process won and the policy allows."""
+        now = self._now()
+        with self.db.session() as session:
+            due = list(session.scalars(select(Schedule).where(Schedule.enabled.is_(True), Schedule.next_run_at <= now)))
+        started = []
+        for row in due:
+            try:
+                job = self._claim_and_start(row, now)
+            except SeedcoreError as exc:
+                log.error("schedule %s: %s", row.name, exc.message)
+                continue
+            if job is not None:
+                started.append(job)
+        return started
+
+    def _claim_and_start(self, row: Schedule, now: datetime) -> dict | None:
+        due = row.next_run_at
+        following = next_due(row.cron, row.timezone, due)
+        missed = following <= now  # at least one more due time passed while nothing ticked
+        fire = not missed or row.catch_up == CATCH_UP_RUN_ONCE
+        values: dict = {"next_run_at": next_due(row.cron, row.timezone, now) if missed else following}
+        if fire:
+            values["last_run_at"] = now
+        with self.db.session() as session:  # compare-and-set on the due time: one process wins it
+            won = session.execute(update(Schedule).where(Schedule.id == row.id, Schedule.next_run_at == due,
+                                                         Schedule.enabled.is_(True)).values(**values)).rowcount == 1
+        if not (won and fire and self.submit is not None):
+            return None
+        return self._start(row, iso_utc(due))
+
+    def _start(self, row: Schedule, due: str) -> dict | None:
+        from seedcore.monitoring.events import record_scheduled
+        from seedcore.monitoring.triggers import start_job
+
+        trigger = f"{TRIGGER_SCHEDULE_PREFIX}{row.id}"
+        try:
+            job = start_job(self.settings, self.db, self.submit, row.tune, trigger)
+        except SeedcoreError as exc:
+            self._set(row.id, last_error=exc.message)
+            raise
+        self._set(row.id, last_job_id=job["id"], last_error=None)
+        record_scheduled(self.incidents, row.to_dict(), job["id"], trigger, due)
+        return job
+
+    def _set(self, schedule_id: str, **values) -> None:
+        with self.db.session() as session:
+            session.execute(update(Schedule).where(Schedule.id == schedule_id).values(**values))
