@@ -1,4 +1,9 @@
-"""The job runner: takes queued sweeps from SQL one at a time (by default), runs, cancels, recovers."""
+"""The job runner: claims queued jobs from SQL and runs them; it never dies, and it stops on time.
+
+Every step of the loop (claim, build the request, run, record) is guarded: an error is logged, kept for
+`status()` (and `/health`), and the step retried with backoff. Waiters follow the job's row in SQL with a
+deadline, so a waiter never depends on this process's threads being alive.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,50 @@ import logging
 import os
 import socket
 import threading
-from typing import Any
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from seedcore.config import Settings
-from seedcore.data import resolve_data_path
-from seedcore.errors import ConflictError, SeedcoreError, SweepCancelledError
-from seedcore.incidents import record_sweep_completed, record_sweep_failed
-from seedcore.jobs import JOB_CANCELLED, JOB_FAILED, JOB_SUCCEEDED, JobStore
+from seedcore.db.base import iso_utc, utcnow
 from seedcore.db.database import Database
-from seedcore.db.tables_jobs import KIND_TUNE, TRIGGER_API
+from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE, TRIGGER_API
+from seedcore.errors import ConflictError, NotFoundError, SeedcoreError, SweepCancelledError, SweepFailedError
+from seedcore.incidents import record_sweep_completed, record_sweep_failed
+from seedcore.jobs import FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_SUCCEEDED, JobStore
 from seedcore.memory.store import IncidentStore
 
 log = logging.getLogger(__name__)
 
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after the 1st, 2nd, ... consecutive failure of a step
+RECORD_ATTEMPTS = 6
+WAIT_POLL_S = 0.5  # a waiter re-reads the job row at least this often
+RETRY_AFTER_S = 10  # what a 429 asks the caller to wait
+STOPPED = "stopped: the server shut down while the job ran; its runs are KILLED"
+
+
+class JobStillRunning(Exception):
+    """`wait` reached its deadline; the job goes on, and `job` is its row at that moment."""
+
+    def __init__(self, job: dict):
+        super().__init__(f"job {job['id']} is still {job['state']}")
+        self.job = job
+
+
+class TooManyWaitsError(SeedcoreError):
+    """Every synchronous-wait slot is taken; the caller should submit and poll instead."""
+
+    status_code = 429
+    retry_after_s = RETRY_AFTER_S
+
+
+def backoff(failures: int) -> float:
+    """Seconds to pause after `failures` consecutive failures of one step."""
+    return BACKOFF_S[min(max(failures, 1), len(BACKOFF_S)) - 1]
+
 
 class JobRunner:
-    """Background threads that claim queued sweeps and run them; `max_concurrent_sweeps` at once."""
+    """Background threads that claim queued jobs and run them; `max_concurrent_sweeps` at once."""
 
     def __init__(self, settings: Settings, db: Database, poll_s: float = 1.0):
         self.settings = settings
@@ -35,27 +68,32 @@ class JobRunner:
         self._errors: dict[str, SeedcoreError] = {}
         self._done: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._sync_slots = threading.BoundedSemaphore(settings.max_sync_waits)
+        self._last_error: tuple[str, str] | None = None
         self.identity = (os.getpid(), socket.gethostname())
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> "JobRunner":
         """Close jobs a dead process left running, then start the worker threads."""
-        self.recover_interrupted()
-        for i in range(max(1, self.settings.max_concurrent_sweeps)):
+        self._guarded("recover", self.recover_interrupted)
+        for i in range(self.settings.max_concurrent_sweeps):
             thread = threading.Thread(target=self._work, name=f"seedcore-runner-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Cancel running sweeps and wait for the workers to end."""
+    def stop(self, timeout: float | None = None) -> None:
+        """Cancel running jobs and wait up to `timeout` s (default: the stop_timeout_s setting) for them to
+        end cleanly; a job still running then is marked cancelled and its MLflow runs KILLED."""
+        deadline = time.monotonic() + (self.settings.stop_timeout_s if timeout is None else timeout)
         self._stop.set()
         with self._lock:
             for event in self._cancel_events.values():
                 event.set()
         self._wake.set()
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._abandon_running()
 
     def recover_interrupted(self) -> list[str]:
         """Jobs whose runner died: mark them failed ("interrupted") and end their MLflow runs."""
@@ -69,55 +107,109 @@ class JobRunner:
             recovered.append(job["id"])
         return recovered
 
+    def status(self) -> dict:
+        """{alive, threads, current_job, last_error, last_error_at} for /health."""
+        with self._lock:
+            running = sorted(self._cancel_events)
+            last = self._last_error
+        alive = sum(thread.is_alive() for thread in self._threads)
+        return {"alive": bool(self._threads) and alive == len(self._threads) and not self._stop.is_set(),
+                "threads": alive, "current_job": running[0] if running else None,
+                "last_error": last[0] if last else None, "last_error_at": last[1] if last else None}
+
     # -- requests -----------------------------------------------------------------------------
     def submit(self, request, trigger: str = TRIGGER_API, kind: str = KIND_TUNE) -> dict:
         """Validate a request (400 before anything runs) and queue it as a job started by `trigger`."""
-        from seedcore.tuning.sweep import plan_sweep
+        from seedcore import job_kinds
 
-        plan = plan_sweep(self.settings, request)
-        if request.data_source:
-            resolve_data_path(self.settings.data_dir, request.data_source)
-        job = self.jobs.create(request.model_dump(), request.experiment_name, plan.tune.num_samples,
+        trials_total = job_kinds.check(self.settings, request, kind)
+        job = self.jobs.create(request.model_dump(), request.experiment_name, trials_total,
                                trigger=trigger, kind=kind)
         with self._lock:
             self._done[job["id"]] = threading.Event()
         self._wake.set()
         return job
 
+    @contextmanager
+    def sync_slot(self) -> Iterator[None]:
+        """Hold one of the `max_sync_waits` slots for a synchronous wait, or raise TooManyWaitsError (429)."""
+        if not self._sync_slots.acquire(blocking=False):
+            raise TooManyWaitsError(
+                f"{self.settings.max_sync_waits} synchronous requests are already waiting for jobs "
+                f"(SEEDCORE_MAX_SYNC_WAITS); use POST /xgboost/tune/submit and poll GET /xgboost/tune/status/<job_id>",
+                field=None)
+        try:
+            yield
+        finally:
+            self._sync_slots.release()
+
     def wait(self, job_id: str, timeout: float | None = None) -> dict:
-        """Block until the job ends; re-raise its error (a caller's mistake stays a 4xx)."""
+        """The job's row once it has finished; its error re-raised (a caller's mistake stays a 4xx).
+
+        Follows the row in SQL; JobStillRunning after `timeout` seconds (the job goes on).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            done = self._done.get(job_id)
-        if done is None:
-            raise ConflictError(f"job {job_id} was not submitted by this process", field="job_id")
-        if not done.wait(timeout):
-            raise ConflictError(f"job {job_id} is still running after {timeout} s", field="job_id")
-        with self._lock:
-            error = self._errors.pop(job_id, None)
-            self._done.pop(job_id, None)
-        if error is not None:
-            raise error
-        return self.jobs.get(job_id)
+            hint = self._done.setdefault(job_id, threading.Event())
+        try:
+            while True:
+                job = self._read(job_id)
+                if job is not None and job["state"] in FINISHED_STATES:
+                    return self._outcome(job)
+                remaining = WAIT_POLL_S if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    raise JobStillRunning(job or self.jobs.get(job_id))
+                hint.wait(min(WAIT_POLL_S, remaining))
+        finally:
+            with self._lock:
+                self._done.pop(job_id, None)
+                self._errors.pop(job_id, None)
 
     def cancel(self, job_id: str) -> dict:
         """Ask a queued or running job to stop; a running sweep's trials stop and its runs are KILLED."""
         job = self.jobs.request_cancel(job_id)
         with self._lock:
             event = self._cancel_events.get(job_id)
-            # Cancelled while queued: no worker will ever run it, so release a caller blocked in wait().
-            done = self._done.get(job_id) if job["state"] == JOB_CANCELLED else None
-            if done is not None:
-                self._errors[job_id] = SweepCancelledError("the sweep was cancelled before it started; nothing ran")
+            hint = self._done.get(job_id)
         if event is not None:
             event.set()
-        if done is not None:
-            done.set()
+        if hint is not None and job["state"] == JOB_CANCELLED:
+            hint.set()
         return job
 
-    # -- the work -----------------------------------------------------------------------------
+    def _read(self, job_id: str) -> dict | None:
+        """The job's row; None when the database does not answer this time (the waiter tries again)."""
+        try:
+            return self.jobs.get(job_id)
+        except NotFoundError:
+            raise
+        except SeedcoreError as exc:
+            self._note_error("read job", exc)
+            return None
+
+    def _outcome(self, job: dict) -> dict:
+        if job["state"] == JOB_SUCCEEDED:
+            return job
+        with self._lock:
+            error = self._errors.pop(job["id"], None)
+        if error is not None:
+            raise error
+        if job["state"] == JOB_CANCELLED:
+            raise SweepCancelledError(job["error"] or "the job was cancelled; nothing was promoted", field="job_id")
+        raise SweepFailedError(f"job {job['id']} failed: {job['error']}", field="job_id")
+
+    # -- the loop -----------------------------------------------------------------------------
     def _work(self) -> None:
+        failures = 0
         while not self._stop.is_set():
-            job = self.jobs.claim_next_queued(*self.identity)
+            try:
+                job = self.jobs.claim_next_queued(*self.identity)
+                failures = 0
+            except Exception as exc:  # the database is away: keep the thread, try again later
+                failures += 1
+                self._note_error("claim a job", exc)
+                self._stop.wait(backoff(failures))
+                continue
             if job is None:
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
@@ -125,43 +217,100 @@ class JobRunner:
             self._run(job)
 
     def _run(self, job: dict) -> None:
-        from seedcore.tuning.sweep import SweepRequest, run_sweep
+        from seedcore import job_kinds
 
         job_id = job["id"]
         cancel = threading.Event()
         with self._lock:
             self._cancel_events[job_id] = cancel
-        request = SweepRequest.model_validate(job["request"])
-        error: SeedcoreError | None = None
         try:
-            result = run_sweep(self.settings, request, progress=self._progress_reporter(job_id, cancel),
-                               cancel_event=cancel, job_id=job_id)
-            result["job_id"] = job_id
-            self.jobs.finish(job_id, JOB_SUCCEEDED, result=result)
-            record_sweep_completed(self.incidents, result, job_id)  # the flywheel recorded and announced the promotion
+            result = job_kinds.execute(self.settings, job, cancel, self._progress_reporter(job_id, cancel),
+                                       lambda: self._guarded("check for cancel", self.jobs.is_cancel_requested,
+                                                             job_id) is True)
+            outcome: tuple[str, Any] = (JOB_SUCCEEDED, {**result, "job_id": job_id})
         except SweepCancelledError as exc:
-            error = exc
-            self.jobs.finish(job_id, JOB_CANCELLED, error=exc.message)
-            record_sweep_failed(self.incidents, request.experiment_name, exc.message, job_id, cancelled=True)
-        except Exception as exc:  # a failed sweep is recorded, never lost
-            error = exc if isinstance(exc, SeedcoreError) else SeedcoreError(f"sweep failed: {exc}")
+            outcome = (JOB_CANCELLED, exc)
+        except Exception as exc:  # a failed job is recorded, never lost, and the runner goes on
+            error = exc if isinstance(exc, SeedcoreError) else SeedcoreError(f"{job['kind']} failed: {exc}")
             log.exception("job %s failed", job_id)
-            self.jobs.finish(job_id, JOB_FAILED, error=error.message)
-            record_sweep_failed(self.incidents, request.experiment_name, error.message, job_id)
+            outcome = (JOB_FAILED, error)
         finally:
             with self._lock:
                 self._cancel_events.pop(job_id, None)
-                if error is not None and job_id in self._done:
-                    self._errors[job_id] = error
-                done = self._done.get(job_id)
-            if done is not None:
-                done.set()
+        self._record(job, *outcome)
 
-    def _progress_reporter(self, job_id: str, cancel: threading.Event):
+    def _record(self, job: dict, state: str, outcome: Any) -> None:
+        """Write the job's end (retried), then its incident (retried); then wake whoever waits for it."""
+        job_id, error = job["id"], outcome if isinstance(outcome, SeedcoreError) else None
+        with self._lock:
+            if error is not None and job_id in self._done:
+                self._errors[job_id] = error
+        self._retry("record the end of job " + job_id, self.jobs.finish, job_id, state,
+                    result=None if error else outcome, error=error.message if error else None)
+        if job["kind"] == KIND_TUNE:
+            self._retry("record the incident of job " + job_id, self._remember, job, state, outcome)
+        with self._lock:
+            hint = self._done.get(job_id)
+        if hint is not None:
+            hint.set()
+
+    def _remember(self, job: dict, state: str, outcome: Any) -> None:
+        if state == JOB_SUCCEEDED:
+            record_sweep_completed(self.incidents, outcome, job["id"])  # the flywheel recorded the promotion
+        else:
+            record_sweep_failed(self.incidents, job["experiment_name"], outcome.message, job["id"],
+                                cancelled=state == JOB_CANCELLED)
+
+    def _abandon_running(self) -> None:
+        """After stop's deadline: jobs our threads still run are cancelled in SQL and their runs KILLED."""
+        from seedcore.tuning.sweep import close_job_runs
+
+        with self._lock:
+            running = list(self._cancel_events)
+        for job_id in running:
+            try:
+                self.jobs.finish(job_id, JOB_CANCELLED, error=STOPPED)
+            except ConflictError:
+                pass  # it ended meanwhile
+            self._guarded("close the runs of job " + job_id, close_job_runs, self.settings, job_id)
+            log.warning("job %s did not stop in time; marked cancelled, its runs KILLED", job_id)
+
+    def _progress_reporter(self, job_id: str, cancel: threading.Event) -> Callable[[dict], None]:
         def report(progress: dict[str, Any]) -> None:
-            self.jobs.update_progress(job_id, progress["trials_done"], progress["trials_total"],
-                                      progress.get("best_auc"), progress.get("parent_run_id"))
-            if self.jobs.is_cancel_requested(job_id):
+            self._guarded("record progress", self.jobs.update_progress, job_id, progress["trials_done"],
+                          progress["trials_total"], progress.get("best_auc"), progress.get("parent_run_id"))
+            if self._guarded("check for cancel", self.jobs.is_cancel_requested, job_id) is True:
                 cancel.set()
         return report
 
+    # -- guarding -----------------------------------------------------------------------------
+    def _retry(self, what: str, step: Callable, *args, **kwargs) -> None:
+        """Run `step` until it succeeds, with backoff; a ConflictError (the row moved on) ends it."""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                step(*args, **kwargs)
+                return
+            except ConflictError as exc:
+                log.info("%s: %s", what, exc.message)
+                return
+            except Exception as exc:
+                self._note_error(what, exc)
+                if attempt == RECORD_ATTEMPTS or self._stop.wait(backoff(attempt)):
+                    return
+
+    def _guarded(self, what: str, step: Callable, *args) -> Any:
+        """`step(*args)`, or None after noting its error: a helper step must never end the runner."""
+        try:
+            return step(*args)
+        except Exception as exc:
+            self._note_error(what, exc)
+            return None
+
+    def _note_error(self, what: str, exc: Exception) -> None:
+        message = exc.message if isinstance(exc, SeedcoreError) else f"{type(exc).__name__}: {exc}"
+        log.error("job runner could not %s: %s", what, message)
+        with self._lock:
+            self._last_error = (f"{what}: {message}"[:500], iso_utc(utcnow()))
+
+
+__all__ = ["JobRunner", "JobStillRunning", "TooManyWaitsError", "KIND_TRAIN", "KIND_TUNE", "backoff"]

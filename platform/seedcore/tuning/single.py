@@ -20,12 +20,13 @@ from seedcore.tuning.trainable import BEST_ITERATION, CURVE, train_booster
 
 def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgboost_training",
                 data_source: str | None = None, label_column: str | None = None,
-                feature_columns: list[str] | None = None, promote: bool = False, force: bool = False) -> dict:
-    """Train, log the curve and final metrics, register a version; promote through the gate if asked."""
-    config = resolve_space(None, params, field="params")
-    sampled = [key for key, value in config.items() if isinstance(value, Domain)]
-    if sampled:
-        raise ValidationError("train takes fixed values; use /xgboost/tune to search", field=f"params.{sampled[0]}")
+                feature_columns: list[str] | None = None, promote: bool = False, force: bool = False,
+                callbacks=()) -> dict:
+    """Train, log the curve and final metrics, register a version; promote through the gate if asked.
+
+    `callbacks` are XGBoost training callbacks (the job runner's cancel and time limit).
+    """
+    config = fixed_params(params)
     dataset = load_dataset(settings.data_dir, data_source, label_column, feature_columns)
     registry = Registry(settings)
     client = registry.client
@@ -37,7 +38,7 @@ def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgb
     try:
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])
         started = time.perf_counter()
-        booster, final = train_booster(config, dataset, nthread=os.cpu_count() or 1)
+        booster, final = train_booster(config, dataset, nthread=os.cpu_count() or 1, callbacks=callbacks)
         training_time = time.perf_counter() - started
         _log_curve(client, run_id, final, training_time)
         validation = {names.AUC: final[names.AUC], names.LOGLOSS: final[names.LOGLOSS]}
@@ -55,6 +56,15 @@ def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgb
             "best_iteration": final[BEST_ITERATION], "training_time": round(training_time, 4),
             "promotion": promotion, "mlflow": {"run_id": run_id, "tracking_uri": settings.tracking_uri},
             "dataset": dataset.describe()}
+
+
+def fixed_params(params: dict) -> dict:
+    """The training config from `params`: constants only (a search space is a 400 naming the key)."""
+    config = resolve_space(None, params, field="params")
+    sampled = [key for key, value in config.items() if isinstance(value, Domain)]
+    if sampled:
+        raise ValidationError("train takes fixed values; use /xgboost/tune to search", field=f"params.{sampled[0]}")
+    return config
 
 
 def _log_curve(client, run_id: str, final: dict, training_time: float) -> None:
