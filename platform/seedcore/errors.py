@@ -51,6 +51,12 @@ class PayloadTooLargeError(SeedcoreError):
     status_code = 413
 
 
+class UnsupportedMediaTypeError(SeedcoreError):
+    """A body in a format we do not take (state-changing endpoints take JSON only)."""
+
+    status_code = 415
+
+
 class SweepFailedError(SeedcoreError):
     """No trial of a sweep produced a model; nothing was promoted."""
 

@@ -1,47 +1,79 @@
-"""The Flask application factory."""
+"""The Flask application factory (a flask-openapi3 `OpenAPI` app).
+
+How to add an endpoint (the route, its models and its OpenAPI entry are declared once, together):
+
+1. Models: request/response pydantic models in `api/schemas_<area>.py` (requests: `StrictBody`
+   from `seedcore.requests`, or `ConfigDict(extra="forbid")`; integers bounded, e.g. `le=MAX_INT`).
+2. Blueprint: `bp = api_blueprint("<area>", __name__, url_prefix="/xgboost")` from `api._http`.
+3. Route: the view's parameters named `body`, `query`, `path` are validated from their annotations::
+
+       @bp.post("/things/<thing_id>", summary="Do X to a thing",
+                responses={200: ThingResponse, **NOT_FOUND, **WRITE_ERRORS}, security=BEARER)
+       def do_thing(path: ThingPath, body: ThingRequest):
+           return respond(ThingResponse, service.do_thing(path.thing_id, body))
+
+   Reads: `@bp.get(..., responses={200: Model})`, no `security`. Anything that changes state declares
+   `security=BEARER`: the guard enforces the token exactly where the document says so.
+4. Register it in `create_app` below: `app.register_api(area.bp)` (plus `area.init_app(app)` if it
+   needs services).
+Free of charge for every route (`api/_guard.py`): a bad body, query or path value is a 400 naming the
+field in `{"status": "error", "error", "field"}`; JSON only (415); depth, NUL and surrogate checks;
+cross-origin browser writes are 403. Views stay thin: parse (done), call one service, answer.
+Raise `seedcore.errors` classes for anything else; one handler maps each to its status.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import jsonify
+from flask_openapi3 import Info, OpenAPI
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from seedcore.api._guard import too_large
+from seedcore.api._http import SECURITY_SCHEMES, ErrorBody, validation_error_response
 from seedcore.config import Settings
-from seedcore.errors import PayloadTooLargeError, SeedcoreError
+from seedcore.errors import SeedcoreError
 
 log = logging.getLogger(__name__)
 
+DESCRIPTION = ("XGBoost sweeps on Ray Tune, MLflow registry promotion, serving and flashbulb memory. "
+               'Every error is `{"status": "error", "error", "field"}`.')
 
-def create_app(settings: Settings | None = None, *, role: str = "all") -> Flask:
+
+def create_app(settings: Settings | None = None, *, role: str = "all") -> OpenAPI:
     """Build the app. `role="all"` runs tuning jobs too; `role="serve"` answers predictions only."""
+    from seedcore.api import _guard, health, openapi
+    from seedcore.api.health import package_version
+
     settings = settings or Settings.from_env()
     settings.ensure_dirs()
-    app = Flask(__name__)
+    app = OpenAPI(__name__, info=Info(title="SeedCore Flywheel", version=package_version(), description=DESCRIPTION),
+                  security_schemes=SECURITY_SCHEMES, validation_error_status=400, validation_error_model=ErrorBody,
+                  validation_error_callback=validation_error_response, doc_ui=False)
     app.config["SEEDCORE_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
     _register_error_handlers(app)
+    _guard.init_app(app)
 
-    from seedcore.api import health, openapi
-
-    app.register_blueprint(health.bp)
-    app.register_blueprint(openapi.bp)
+    app.register_api(health.bp)
+    openapi.init_app(app)
     from seedcore.api import serving
 
     serving.init_app(app)
-    app.register_blueprint(serving.bp)
+    app.register_api(serving.bp)
     if role == "all":
         from seedcore.api import mfb, xgboost
 
         mfb.init_app(app)
-        app.register_blueprint(mfb.bp)
+        app.register_api(mfb.bp)
         xgboost.init_app(app)
-        app.register_blueprint(xgboost.bp)
+        app.register_api(xgboost.bp)
     return app
 
 
-def _register_error_handlers(app: Flask) -> None:
+def _register_error_handlers(app: OpenAPI) -> None:
     @app.errorhandler(SeedcoreError)
     def seedcore_error(exc: SeedcoreError):
         if exc.status_code >= 500:
@@ -49,14 +81,17 @@ def _register_error_handlers(app: Flask) -> None:
         return jsonify(exc.to_dict()), exc.status_code
 
     @app.errorhandler(RequestEntityTooLarge)
-    def too_large(exc):
-        limit = app.config["MAX_CONTENT_LENGTH"]
-        err = PayloadTooLargeError(f"request body is larger than the {limit}-byte cap", field="body")
-        return jsonify(err.to_dict()), 413
+    def request_too_large(exc):
+        err = too_large(app.config["MAX_CONTENT_LENGTH"])
+        return jsonify(err.to_dict()), err.status_code
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return jsonify({"status": "error", "error": exc.description, "field": None}), exc.code
+        if exc.response is not None:  # already in our shape (e.g. the validation-error callback's 400)
+            return exc.response
+        # keep the headers werkzeug adds (e.g. `Allow` on a 405), drop its HTML body
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
+        return jsonify({"status": "error", "error": exc.description, "field": None}), exc.code, headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -1,88 +1,77 @@
-"""Request plumbing shared by every blueprint: body parsing, auth, endpoint documentation."""
+"""What every endpoint declares besides its own models: the error body, the bearer scheme, the error
+responses, and the answer helpers. Routes use these through `api_blueprint` and `@bp.get/post(...)`."""
 
 from __future__ import annotations
 
-import functools
-import hmac
-import json
-from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Any, Literal
 
 import pydantic
-from flask import current_app, request
+from flask import Response, jsonify, make_response
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel
 
-from seedcore.errors import AuthenticationError, PermissionDeniedError, ValidationError
+from seedcore.errors import ValidationError
 
-M = TypeVar("M", bound=pydantic.BaseModel)
-
-
-@dataclass(frozen=True)
-class EndpointDoc:
-    """What the OpenAPI document says of one endpoint; filled by `@documented`."""
-
-    rule: str
-    method: str
-    summary: str
-    request: type[pydantic.BaseModel] | None
-    response: type[pydantic.BaseModel] | None
-    query: type[pydantic.BaseModel] | None
-    status: int
-    mutating: bool
+BEARER_SCHEME = "bearerAuth"
+SECURITY_SCHEMES = {BEARER_SCHEME: {
+    "type": "http", "scheme": "bearer",
+    "description": "`Authorization: Bearer <SEEDCORE_API_TOKEN>` on state-changing endpoints, "
+                   "required only when that variable is set",
+}}
+# `security=BEARER` on a route both documents and enforces the token (the guard reads the document).
+BEARER = [{BEARER_SCHEME: []}]
+# Largest integer any path id, offset, limit or version may carry (SQL INTEGER on PostgreSQL).
+MAX_INT = 2**31 - 1
 
 
-ENDPOINTS: list[EndpointDoc] = []
+class ErrorBody(BaseModel):
+    """Every error: what went wrong and why, and the input field at fault (if any)."""
+
+    status: Literal["error"]
+    error: str
+    field: str | None
 
 
-def documented(rule: str, method: str, summary: str, *, request_model=None, response_model=None,
-               query_model=None, status: int = 200, mutating: bool | None = None):
-    """Record an endpoint for the OpenAPI document (the blueprint prefix is part of `rule`)."""
-    def decorate(view):
-        ENDPOINTS.append(EndpointDoc(rule, method.upper(), summary, request_model, response_model, query_model,
-                                     status, method.upper() != "GET" if mutating is None else mutating))
-        return view
-    return decorate
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}}}}
 
 
-def parse_body(model: type[M]) -> M:
-    """The JSON body validated into `model`; every problem is a 400 naming the field."""
-    raw = request.get_data(cache=True)
-    if not raw.strip():
-        data = {}
-    else:
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValidationError(f"request body is not valid JSON: {exc}", field="body") from exc
-    if not isinstance(data, dict):
-        raise ValidationError("request body must be a JSON object", field="body")
-    return validate_model(model, data)
+# Every operation can answer these (bad input anywhere, including the query string, is a 400).
+COMMON_ERRORS: dict[Any, dict] = {
+    400: _error("invalid input; `field` names it"),
+    "4XX": _error("any other caller error"),
+    "5XX": _error("a fault on our side"),
+}
+# Added by every state-changing route: `responses={200: Model, **WRITE_ERRORS}, security=BEARER`.
+WRITE_ERRORS: dict[Any, dict] = {
+    401: _error("missing bearer token (when SEEDCORE_API_TOKEN is set)"),
+    403: _error("wrong bearer token, or a cross-origin browser request"),
+    413: _error("request body over the size cap"),
+    415: _error("body is not JSON (send Content-Type: application/json)"),
+}
+NOT_FOUND = {404: _error("unknown id")}
 
 
-def parse_query(model: type[M]) -> M:
-    """Query-string parameters validated into `model`."""
-    return validate_model(model, request.args.to_dict())
+def operation_id(*, bp_name: str = "", name: str = "", path: str = "", method: str = "") -> str:  # noqa: ARG001
+    """`<blueprint>.<view>`, the Flask endpoint name, as the operation id."""
+    return f"{bp_name}.{name}"
 
 
-def validate_model(model: type[M], data: dict) -> M:
-    try:
-        return model.model_validate(data)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        raise ValidationError(f"{field or 'body'}: {first['msg']}", field=field) from None
+def api_blueprint(name: str, import_name: str, url_prefix: str | None = None) -> APIBlueprint:
+    """A blueprint whose routes document our error body, tagged by its name in the docs page."""
+    return APIBlueprint(name, import_name, url_prefix=url_prefix, abp_responses=COMMON_ERRORS,
+                        abp_tags=[Tag(name=name)], operation_id_callback=operation_id)
 
 
-def require_token(view: Callable):
-    """When SEEDCORE_API_TOKEN is set, demand `Authorization: Bearer <token>` (401 none, 403 wrong)."""
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        token = current_app.config["SEEDCORE_SETTINGS"].api_token
-        if token:
-            header = request.headers.get("Authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not given:
-                raise AuthenticationError("this endpoint needs 'Authorization: Bearer <token>'", field="Authorization")
-            if not hmac.compare_digest(given.strip().encode(), token.encode()):
-                raise PermissionDeniedError("the bearer token is not valid", field="Authorization")
-        return view(*args, **kwargs)
-    return wrapper
+def respond(model: type[BaseModel], data: Any, status: int = 200) -> tuple[Response, int]:
+    """`data` checked against its documented response model, as JSON."""
+    return jsonify(model.model_validate(data).model_dump(mode="json")), status
+
+
+def validation_error_response(exc: pydantic.ValidationError) -> Response:
+    """The library's validation-error callback: a 400 in our error shape naming the first field at fault."""
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    error = ValidationError(f"{field}: {first['msg']}", field=field)
+    return make_response(jsonify(error.to_dict()), error.status_code)

@@ -7,15 +7,15 @@ from importlib import metadata
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Blueprint, current_app, jsonify
+from flask import current_app, jsonify
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
-from seedcore.api._http import documented
+from seedcore.api._http import api_blueprint
 from seedcore.errors import SeedcoreError
 from seedcore.serving import UNAVAILABLE
 
-bp = Blueprint("health", __name__)
+bp = api_blueprint("health", __name__)
 
 DISTRIBUTION = "seedcore-flywheel"
 
@@ -92,8 +92,7 @@ def _model_failing(model: Any) -> bool:
     return isinstance(model, dict) and (model.get("status") == "error" or model.get("state") == UNAVAILABLE)
 
 
-@bp.get("/health")
-@documented("/health", "GET", "Liveness and readiness: model, database, MLflow, version", response_model=Health)
+@bp.get("/health", summary="Liveness and readiness: model, database, MLflow, version", responses={200: Health})
 def health():
     """200 with the state of each part; `degraded` when the database or the model registry is failing."""
     settings = current_app.config["SEEDCORE_SETTINGS"]

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, jsonify
-from pydantic import BaseModel
+from flask import Flask, current_app
 
-from seedcore.api._http import documented, parse_body, parse_query, require_token
-from seedcore.api.schemas_mfb import IncidentCreate, IncidentPage, IncidentQuery, IncidentResponse, IncidentStats
-from seedcore.errors import NotFoundError
+from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, respond
+from seedcore.api.schemas_mfb import (IncidentCreate, IncidentPage, IncidentPath, IncidentQuery, IncidentResponse,
+                                      IncidentStats)
 from seedcore.db.database import Database
 from seedcore.memory.store import IncidentStore
 
-bp = Blueprint("mfb", __name__, url_prefix="/mfb")
+bp = api_blueprint("mfb", __name__, url_prefix="/mfb")
 
 DB_EXTENSION = "seedcore_db"
 STORE_EXTENSION = "seedcore_incidents"
 STOP_EXTENSION = "seedcore_stop"
-# Incident ids are SQL INTEGER (32-bit on PostgreSQL); larger ones cannot exist, so they are a 404.
-MAX_INCIDENT_ID = 2**31 - 1
 
 
 def init_app(app: Flask) -> None:
@@ -45,44 +42,29 @@ def _store() -> IncidentStore:
     return current_app.extensions[STORE_EXTENSION]
 
 
-def _respond(model: type[BaseModel], data: dict, status: int = 200):
-    """`data` checked against its documented response model, as JSON."""
-    return jsonify(model.model_validate(data).model_dump(mode="json")), status
-
-
-@bp.get("/incidents")
-@documented("/mfb/incidents", "GET", "List flashbulb incidents, newest first, filtered and paginated",
-            query_model=IncidentQuery, response_model=IncidentPage)
-def list_incidents():
+@bp.get("/incidents", summary="List flashbulb incidents, newest first, filtered and paginated",
+        responses={200: IncidentPage})
+def list_incidents(query: IncidentQuery):
     """Incidents matching the query string; `total` counts all matches, `items` is one page."""
-    query = parse_query(IncidentQuery)
-    return _respond(IncidentPage, _store().query(**query.model_dump()))
+    return respond(IncidentPage, _store().query(**query.model_dump()))
 
 
-@bp.get("/incidents/<int:incident_id>")
-@documented("/mfb/incidents/<int:incident_id>", "GET", "One flashbulb incident by id",
-            response_model=IncidentResponse)
-def get_incident(incident_id: int):
+@bp.get("/incidents/<int:incident_id>", summary="One flashbulb incident by id",
+        responses={200: IncidentResponse, **NOT_FOUND})
+def get_incident(path: IncidentPath):
     """The incident with this id; 404 when there is none."""
-    if incident_id > MAX_INCIDENT_ID:
-        raise NotFoundError(f"no flashbulb incident with id {incident_id}", field="incident_id")
-    return _respond(IncidentResponse, {"incident": _store().get(incident_id)})
+    return respond(IncidentResponse, {"incident": _store().get(path.incident_id)})
 
 
-@bp.post("/incidents")
-@documented("/mfb/incidents", "POST", "Record a flashbulb incident (append-only)",
-            request_model=IncidentCreate, response_model=IncidentResponse, status=201)
-@require_token
-def record_incident():
+@bp.post("/incidents", summary="Record a flashbulb incident (append-only)",
+         responses={201: IncidentResponse, **WRITE_ERRORS}, security=BEARER)
+def record_incident(body: IncidentCreate):
     """Append one incident; 201 with the stored row (id and timestamp filled in)."""
-    body = parse_body(IncidentCreate)
-    incident = _store().record(**body.model_dump())
-    return _respond(IncidentResponse, {"incident": incident}, 201)
+    return respond(IncidentResponse, {"incident": _store().record(**body.model_dump())}, 201)
 
 
-@bp.get("/stats")
-@documented("/mfb/stats", "GET", "Flashbulb memory totals: by event type, last 24 hours, average salience",
-            response_model=IncidentStats)
+@bp.get("/stats", summary="Flashbulb memory totals: by event type, last 24 hours, average salience",
+        responses={200: IncidentStats})
 def stats():
     """Counts by event type, the last 24 hours, and the mean salience (null when empty)."""
-    return _respond(IncidentStats, _store().stats())
+    return respond(IncidentStats, _store().stats())

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from seedcore.api._http import MAX_INT
 from seedcore.errors import ValidationError
 from seedcore.memory.store import DEFAULT_LIMIT, MAX_LIMIT, parse_time
 
@@ -68,7 +69,13 @@ class IncidentQuery(BaseModel):
     since: TimeBound = None
     until: TimeBound = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT)
+
+
+class IncidentPath(BaseModel):
+    """Path of `GET /mfb/incidents/<incident_id>`."""
+
+    incident_id: int = Field(ge=0, le=MAX_INT)
 
 
 class Incident(BaseModel):

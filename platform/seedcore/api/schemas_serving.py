@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from seedcore.api._http import MAX_INT
+
 _NUMBER_OR_NULL = {"anyOf": [{"type": "number"}, {"type": "null"}]}
 _ROW_LIST = {"type": "array", "items": _NUMBER_OR_NULL, "description": "values in the model's feature order"}
 _ROW_OBJECT = {"type": "object", "additionalProperties": _NUMBER_OR_NULL,
@@ -123,7 +125,7 @@ class ModelInfoResponse(BaseModel):
 class ListModelsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(20, ge=1, le=100)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_INT)
 
 
 class ModelVersionInfo(BaseModel):

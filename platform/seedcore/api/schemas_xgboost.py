@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from seedcore.api._http import MAX_INT
 from seedcore.db.tables_jobs import JOB_STATES
 from seedcore.requests import StrictBody, TrainRequest, TuneRequest  # noqa: F401  (the API's request bodies)
 
@@ -70,12 +71,20 @@ class JobResponse(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     mlflow_parent_run_id: str | None = None
+    trigger: str | None = Field(default=None, description="manual, api, schedule:<id> or monitor:<id>")
+    kind: str | None = Field(default=None, description="tune or train")
+
+
+class JobPath(BaseModel):
+    """A job id in a path."""
+
+    job_id: str = Field(min_length=1, max_length=64)
 
 
 class JobListQuery(StrictBody):
     model_config = ConfigDict(extra="forbid", strict=False)  # query strings arrive as text
     limit: int = Field(default=20, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT)
     state: JobState | None = None
 
 
@@ -98,7 +107,7 @@ class TrainResponse(BaseModel):
 
 
 class PromoteRequest(StrictBody):
-    version: int = Field(ge=1, description="registry version of utility_risk_model")
+    version: int = Field(ge=1, le=MAX_INT, description="registry version of utility_risk_model")
     force: bool = False
 
 

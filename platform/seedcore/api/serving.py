@@ -7,10 +7,10 @@ registry's production version at start and polls the alias; the predict path mak
 from __future__ import annotations
 
 import numpy as np
-from flask import Blueprint, Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify
 
 from seedcore import names
-from seedcore.api._http import documented, parse_body, parse_query, require_token
+from seedcore.api._http import BEARER, WRITE_ERRORS, api_blueprint
 from seedcore.api.schemas_serving import (BatchPredictRequest, BatchPredictResponse, ListModelsQuery,
                                           ListModelsResponse, ModelInfoResponse, PredictRequest,
                                           PredictResponse, RefreshResponse)
@@ -19,7 +19,7 @@ from seedcore.errors import ValidationError
 from seedcore.serving import ModelHolder, ServedModel, blessed_path_of
 
 PREFIX = "/xgboost"
-bp = Blueprint("serving", __name__, url_prefix=PREFIX)
+bp = api_blueprint("serving", __name__, url_prefix=PREFIX)
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -35,12 +35,11 @@ def model_holder() -> ModelHolder:
     return current_app.extensions["seedcore_model"]
 
 
-@bp.post("/predict")
-@documented(f"{PREFIX}/predict", "POST", "Predict with the production model: one row or many",
-            request_model=PredictRequest, response_model=PredictResponse, mutating=False)  # open: no token
-def predict():
+# open (no token): it computes an answer and changes nothing
+@bp.post("/predict", summary="Predict with the production model: one row or many",
+         responses={200: PredictResponse, 413: WRITE_ERRORS[413], 415: WRITE_ERRORS[415]})
+def predict(body: PredictRequest):
     """`features` -> `prediction`; `instances` -> `predictions`; both name the model version."""
-    body = parse_body(PredictRequest)
     model = model_holder().require()  # read once: this request uses this version throughout
     x, single = request_matrix(body, model)
     prob = model.predict(x).tolist()
@@ -52,13 +51,10 @@ def predict():
     return jsonify(answer)
 
 
-@bp.post("/batch_predict")
-@documented(f"{PREFIX}/batch_predict", "POST", "Predict a CSV/Parquet file of the data dir into a new Parquet file",
-            request_model=BatchPredictRequest, response_model=BatchPredictResponse)
-@require_token
-def batch_predict():
+@bp.post("/batch_predict", summary="Predict a CSV/Parquet file of the data dir into a new Parquet file",
+         responses={200: BatchPredictResponse, **WRITE_ERRORS}, security=BEARER)
+def batch_predict(body: BatchPredictRequest):
     """Streams the file chunk by chunk; the whole file is predicted by one model version."""
-    body = parse_body(BatchPredictRequest)
     model = model_holder().require()
     result = predict_table(model, current_app.config["SEEDCORE_SETTINGS"], body.data_source, body.feature_columns)
     return jsonify({"status": "success", "output_path": str(result.output_path),
@@ -67,10 +63,8 @@ def batch_predict():
                     "model_version": result.model_version})
 
 
-@bp.post("/refresh_model")
-@documented(f"{PREFIX}/refresh_model", "POST", "Load the registry's production version now",
-            response_model=RefreshResponse)
-@require_token
+@bp.post("/refresh_model", summary="Load the registry's production version now",
+         responses={200: RefreshResponse, **WRITE_ERRORS}, security=BEARER)
 def refresh_model():
     """Swap to the alias's version if it moved; 404 before any promotion, 503 if the registry is down."""
     holder = model_holder()
@@ -84,9 +78,8 @@ def refresh_model():
                     "current_model_path": blessed_path_of(holder.settings, model.version) or model.model_uri})
 
 
-@bp.get("/model_info")
-@documented(f"{PREFIX}/model_info", "GET", "The served model: version, metrics, hyperparameters, lineage",
-            response_model=ModelInfoResponse)
+@bp.get("/model_info", summary="The served model: version, metrics, hyperparameters, lineage",
+        responses={200: ModelInfoResponse})
 def model_info():
     """Always 200: no model yet is a state (`status: no_model_loaded`), not an error."""
     holder = model_holder()
@@ -98,12 +91,9 @@ def model_info():
     return jsonify(ModelInfoResponse.model_validate({**info, "serving": status}).model_dump(mode="json"))
 
 
-@bp.get("/list_models")
-@documented(f"{PREFIX}/list_models", "GET", "Registry versions newest first, paginated",
-            query_model=ListModelsQuery, response_model=ListModelsResponse)
-def list_models():
+@bp.get("/list_models", summary="Registry versions newest first, paginated", responses={200: ListModelsResponse})
+def list_models(query: ListModelsQuery):
     """One page of `limit` versions from `offset`; 503 if the registry cannot be reached."""
-    query = parse_query(ListModelsQuery)
     holder = model_holder()
     page = holder.registry.list_versions(limit=query.limit, offset=query.offset)
     served = holder.model.version if holder.model else None

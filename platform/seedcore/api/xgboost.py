@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, jsonify, url_for
+from flask import Flask, current_app, url_for
 
-from seedcore.api._http import documented, parse_body, parse_query, require_token
-from seedcore.api.schemas_xgboost import (JobList, JobListQuery, JobResponse, PromoteRequest, PromoteResponse,
-                                          TrainRequest, TrainResponse, TuneRequest, TuneResponse)
+from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, respond
+from seedcore.api.schemas_xgboost import (JobList, JobListQuery, JobPath, JobResponse, PromoteRequest,
+                                          PromoteResponse, TrainRequest, TrainResponse, TuneRequest, TuneResponse)
 from seedcore.flywheel import Flywheel
 from seedcore.runner import JobRunner
 
-bp = Blueprint("xgboost", __name__, url_prefix="/xgboost")
+bp = api_blueprint("xgboost", __name__, url_prefix="/xgboost")
 RUNNER = "seedcore_runner"
 FLYWHEEL = "seedcore_flywheel"
 
@@ -39,77 +39,55 @@ def _settings():
     return current_app.config["SEEDCORE_SETTINGS"]
 
 
-def _json(model, data: dict, status: int = 200):
-    return jsonify(model.model_validate(data).model_dump(mode="json", exclude_none=False)), status
+@bp.post("/tune", summary="Run a sweep and wait for its result",
+         responses={200: TuneResponse, **WRITE_ERRORS}, security=BEARER)
+def tune(body: TuneRequest):
+    job = _runner().wait(_runner().submit(body)["id"])
+    return respond(TuneResponse, job["result"])
 
 
-@bp.post("/tune")
-@documented("/xgboost/tune", "POST", "Run a sweep and wait for its result", request_model=TuneRequest,
-            response_model=TuneResponse)
-@require_token
-def tune():
-    request = parse_body(TuneRequest)
-    job = _runner().wait(_runner().submit(request)["id"])
-    return _json(TuneResponse, job["result"])
+@bp.post("/tune/submit", summary="Queue a sweep; answers 202 with its job id",
+         responses={202: JobResponse, **WRITE_ERRORS}, security=BEARER)
+def submit(body: TuneRequest):
+    job = _runner().submit(body)
+    answer = {**_job_view(job), "status": "accepted", "status_url": url_for("xgboost.status", job_id=job["id"])}
+    return respond(JobResponse, answer, 202)
 
 
-@bp.post("/tune/submit")
-@documented("/xgboost/tune/submit", "POST", "Queue a sweep; answers 202 with its job id", request_model=TuneRequest,
-            response_model=JobResponse, status=202)
-@require_token
-def submit():
-    job = _runner().submit(parse_body(TuneRequest))
-    body = {**_job_view(job), "status": "accepted",
-            "status_url": url_for("xgboost.status", job_id=job["id"])}
-    return _json(JobResponse, body, 202)
+@bp.get("/tune/status/<job_id>", summary="A job's state, live progress and result",
+        responses={200: JobResponse, **NOT_FOUND})
+def status(path: JobPath):
+    return respond(JobResponse, _job_view(_runner().jobs.get(path.job_id)))
 
 
-@bp.get("/tune/status/<job_id>")
-@documented("/xgboost/tune/status/<job_id>", "GET", "A job's state, live progress and result",
-            response_model=JobResponse)
-def status(job_id: str):
-    return _json(JobResponse, _job_view(_runner().jobs.get(job_id)))
-
-
-@bp.get("/tune/jobs")
-@documented("/xgboost/tune/jobs", "GET", "Tuning jobs, newest first", query_model=JobListQuery,
-            response_model=JobList)
-def jobs():
-    query = parse_query(JobListQuery)
+@bp.get("/tune/jobs", summary="Tuning jobs, newest first", responses={200: JobList})
+def jobs(query: JobListQuery):
     page = _runner().jobs.list(limit=query.limit, offset=query.offset, state=query.state)
-    return _json(JobList, {**page, "items": [_job_view(job) for job in page["items"]]})
+    return respond(JobList, {**page, "items": [_job_view(job) for job in page["items"]]})
 
 
-@bp.post("/tune/<job_id>/cancel")
-@documented("/xgboost/tune/<job_id>/cancel", "POST", "Cancel a queued or running sweep (runs KILLED, "
-            "nothing promoted)", response_model=JobResponse, status=202)
-@require_token
-def cancel(job_id: str):
-    return _json(JobResponse, _job_view(_runner().cancel(job_id)), 202)
+@bp.post("/tune/<job_id>/cancel", summary="Cancel a queued or running sweep (runs KILLED, nothing promoted)",
+         responses={202: JobResponse, **NOT_FOUND, **WRITE_ERRORS}, security=BEARER)
+def cancel(path: JobPath):
+    return respond(JobResponse, _job_view(_runner().cancel(path.job_id)), 202)
 
 
-@bp.post("/train")
-@documented("/xgboost/train", "POST", "Train and register one model with fixed hyperparameters",
-            request_model=TrainRequest, response_model=TrainResponse)
-@require_token
-def train():
+@bp.post("/train", summary="Train and register one model with fixed hyperparameters",
+         responses={200: TrainResponse, **WRITE_ERRORS}, security=BEARER)
+def train(body: TrainRequest):
     from seedcore.tuning.single import train_model
 
-    body = parse_body(TrainRequest)
     result = train_model(_settings(), body.params, experiment_name=body.experiment_name,
                          data_source=body.data_source, label_column=body.label_column,
                          feature_columns=body.feature_columns, promote=body.promote, force=body.force)
-    return _json(TrainResponse, result)
+    return respond(TrainResponse, result)
 
 
-@bp.post("/promote")
-@documented("/xgboost/promote", "POST", "Promote a registered version through the champion gate",
-            request_model=PromoteRequest, response_model=PromoteResponse)
-@require_token
-def promote():
-    body = parse_body(PromoteRequest)
+@bp.post("/promote", summary="Promote a registered version through the champion gate",
+         responses={200: PromoteResponse, **WRITE_ERRORS}, security=BEARER)
+def promote(body: PromoteRequest):
     promotion = current_app.extensions[FLYWHEEL].promote(body.version, force=body.force, trigger="api")
-    return _json(PromoteResponse, promotion)
+    return respond(PromoteResponse, promotion)
 
 
 def _job_view(job: dict) -> dict:
@@ -120,4 +98,5 @@ def _job_view(job: dict) -> dict:
         "result": job.get("result"), "error": job.get("error"), "created_at": job.get("created_at"),
         "started_at": job.get("started_at"), "finished_at": job.get("finished_at"),
         "mlflow_parent_run_id": job.get("mlflow_parent_run_id"), "request": job.get("request"),
+        "trigger": job.get("trigger"), "kind": job.get("kind"),
     }
