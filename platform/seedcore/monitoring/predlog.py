@@ -63,7 +63,7 @@ class PredictionLogger:
         self._thread: threading.Thread | None = None
         self._pid = None
         self._stop = False
-        self._last_prune = 0.0
+        self._last_prune = time.monotonic()  # the first prune waits one period: start-up stays quick
         self.written = self.dropped = 0
         self.last_error: str | None = None
         self.last_error_at: str | None = None
@@ -160,11 +160,11 @@ class PredictionLogger:
         cutoff = as_utc(self.clock()) - timedelta(hours=self.settings.predlog_max_age_h)
         with self.database().session() as session:
             deleted = session.execute(delete(PredictionRecord).where(PredictionRecord.created_at < cutoff)).rowcount
-            boundary = session.scalar(select(PredictionRecord.created_at).order_by(PredictionRecord.created_at.desc())
+            # ids start with their issue time in fixed-width hex, so the primary key orders rows by age
+            boundary = session.scalar(select(PredictionRecord.id).order_by(PredictionRecord.id.desc())
                                       .offset(self.settings.predlog_max_rows).limit(1))
             if boundary is not None:
-                deleted += session.execute(delete(PredictionRecord)
-                                           .where(PredictionRecord.created_at <= boundary)).rowcount
+                deleted += session.execute(delete(PredictionRecord).where(PredictionRecord.id <= boundary)).rowcount
         return deleted
 
     def flush(self, timeout: float = 10.0) -> bool:
