@@ -7,8 +7,11 @@ import json
 import sys
 import time
 
+import pydantic
+
 from seedcore.config import Settings
 from seedcore.errors import SeedcoreError
+from seedcore.requests import invalid_request
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,9 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         return args.handler(settings, args) or 0
-    except SeedcoreError as exc:
-        print(json.dumps(exc.to_dict()), file=sys.stderr)
-        return 2 if exc.status_code < 500 else 1
+    except (SeedcoreError, pydantic.ValidationError) as exc:
+        error = invalid_request(exc) if isinstance(exc, pydantic.ValidationError) else exc
+        print(json.dumps(error.to_dict()), file=sys.stderr)
+        return 2 if error.status_code < 500 else 1
 
 
 def _parser() -> argparse.ArgumentParser:

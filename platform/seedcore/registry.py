@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -94,6 +95,15 @@ def configure_mlflow(settings: Settings) -> MlflowClient:
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
 
 
+def experiment_dir(name: str) -> str:
+    """The artifact directory of an experiment: a hash of its name, never the name itself.
+
+    A name is caller text: `../../x` would escape the artifact root and `exp#frag` or `exp?q=1` would
+    lose their tail in a file URI (and share a directory with `exp`).
+    """
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def ensure_experiment(client: MlflowClient, settings: Settings, name: str) -> str:
     """The experiment's id, creating it (artifacts under our mlruns dir) if new."""
     found = client.get_experiment_by_name(name)
@@ -104,7 +114,7 @@ def ensure_experiment(client: MlflowClient, settings: Settings, name: str) -> st
             client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return found.experiment_id
     # A local store keeps artifacts under our mlruns dir; a tracking server decides for itself.
-    location = f"{settings.artifact_root}/{name}" if settings.tracking_uri.startswith("sqlite:") else None
+    location = f"{settings.artifact_root}/{experiment_dir(name)}" if settings.tracking_uri.startswith("sqlite:") else None
     try:
         return client.create_experiment(name, artifact_location=location,
                                         tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})

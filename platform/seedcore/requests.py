@@ -10,7 +10,10 @@ import re
 import unicodedata
 from typing import Annotated, Any, Literal
 
+import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from seedcore.errors import ValidationError
 
 PRESETS = ("conservative", "default", "aggressive")
 Preset = Literal["conservative", "default", "aggressive"]
@@ -47,6 +50,13 @@ ExperimentName = Annotated[str, Field(min_length=1, max_length=EXPERIMENT_NAME_M
                                       description="MLflow experiment name (no control characters, no '..' "
                                                   "segment)"),
                            AfterValidator(_experiment_name)]
+
+
+def invalid_request(exc: pydantic.ValidationError) -> ValidationError:
+    """Our 400 for a request model's validation error, naming the first field at fault (`a.b.0`)."""
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    return ValidationError(f"{field}: {first['msg']}", field=field)
 
 
 class StrictBody(BaseModel):
