@@ -17,6 +17,7 @@ import xgboost as xgb
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from sqlalchemy.exc import SQLAlchemyError
 
 from seedcore import blessed, names
 from seedcore.config import Settings
@@ -128,8 +129,19 @@ class Registry:
     def __init__(self, settings: Settings, client: MlflowClient | None = None):
         self.settings = settings
         self.name = settings.model_name
-        self.client = client or configure_mlflow(settings)
+        self._client = client
         self.gate = ChampionGate(settings.min_delta)
+
+    @property
+    def client(self) -> MlflowClient:
+        """The MLflow client, opened on first use: a store that cannot be opened (corrupt, gone) is a
+        RegistryUnavailableError then, never a failure to construct whatever holds this registry."""
+        if self._client is None:
+            try:
+                self._client = configure_mlflow(self.settings)
+            except (MlflowException, SQLAlchemyError, OSError) as exc:
+                raise unavailable(exc) from exc
+        return self._client
 
     # -- reading -------------------------------------------------------------------------------
     def production_version(self):
@@ -139,7 +151,9 @@ class Registry:
         except MlflowException as exc:
             if _is_not_found(exc):
                 return None
-            raise RegistryUnavailableError(f"model registry unavailable: {exc.message}") from exc
+            raise unavailable(exc) from exc
+        except SQLAlchemyError as exc:
+            raise unavailable(exc) from exc
 
     def get_version(self, version: int | str):
         try:
@@ -149,7 +163,9 @@ class Registry:
         except MlflowException as exc:
             if _is_not_found(exc):
                 raise NotFoundError(f"{self.name} has no version {version}", field="version") from exc
-            raise RegistryUnavailableError(f"model registry unavailable: {exc.message}") from exc
+            raise unavailable(exc) from exc
+        except SQLAlchemyError as exc:
+            raise unavailable(exc) from exc
 
     def load_booster(self, mv) -> xgb.Booster:
         return mlflow.xgboost.load_model(f"models:/{self.name}/{mv.version}")
@@ -159,10 +175,11 @@ class Registry:
         try:
             versions = self.client.search_model_versions(f"name = '{self.name}'", max_results=10_000)
         except MlflowException as exc:
-            if _is_not_found(exc):
-                versions = []
-            else:
-                raise RegistryUnavailableError(f"model registry unavailable: {exc.message}") from exc
+            if not _is_not_found(exc):
+                raise unavailable(exc) from exc
+            versions = []
+        except SQLAlchemyError as exc:
+            raise unavailable(exc) from exc
         versions = sorted(versions, key=lambda v: int(v.version), reverse=True)
         page = [self.client.get_model_version(self.name, v.version) for v in versions[offset: offset + limit]]
         return {"items": [self.describe(v) for v in page], "total": len(versions), "limit": limit, "offset": offset}
@@ -292,7 +309,7 @@ class Registry:
             self.client.set_model_version_tag(self.name, mv.version, T_PROMOTED_AT, promoted_at)
         except MlflowException as exc:
             self._restore_alias(champion_mv)
-            raise RegistryUnavailableError(f"model registry unavailable: {first_line(exc.message)}") from exc
+            raise unavailable(exc) from exc
 
     def _restore_alias(self, champion_mv) -> None:
         try:
@@ -329,9 +346,16 @@ def _is_not_found(exc: MlflowException) -> bool:
     return exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND") or "not found" in str(exc).lower()
 
 
+def unavailable(exc: BaseException) -> RegistryUnavailableError:
+    """Our 503 for a failing MLflow store, its message cut to the driver's first line (no SQL text)."""
+    message = exc.message if isinstance(exc, MlflowException) else str(exc)
+    return RegistryUnavailableError(f"model registry unavailable: {first_line(message)}")
+
+
 def first_line(message: str) -> str:
     """A driver's message without the SQL statement and parameters it appends on later lines."""
-    return (str(message).strip().splitlines() or [""])[0][:500]
+    line = (str(message).strip().splitlines() or [""])[0]
+    return line.split("[SQL:", 1)[0].strip()[:500]
 
 
 def _float(value) -> float | None:

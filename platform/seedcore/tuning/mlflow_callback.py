@@ -11,6 +11,7 @@ from typing import Callable
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from ray import cloudpickle
 from ray.tune import Callback
 
 from seedcore import names
@@ -20,6 +21,7 @@ from seedcore.tuning.trainable import BEST_ITERATION, CURVE, DONE_TRAINING, NODE
 log = logging.getLogger(__name__)
 _MAX_BATCH = 1000  # MLflow's limit of entries in one log_batch call
 _PARAM_LIMIT = 6000
+_NAME_PARAMS = (("eta", "eta"), ("max_depth", "depth"))  # the parameters a trial's run name shows
 
 
 class TrialOutcome:
@@ -84,6 +86,7 @@ class MLflowTrialLogger(Callback):
         self.buffers: dict[str, list[Metric]] = {}
         self.last_results: dict[str, dict] = {}
         self.outcomes: dict[str, str] = {}
+        self.numbered: dict[str, tuple[int, dict]] = {}  # trial id -> (its number in this sweep, its config)
         self.best_auc: float | None = None
         self.waiting = 0  # trials waiting for free cluster resources
         self._lock = threading.Lock()
@@ -100,7 +103,9 @@ class MLflowTrialLogger(Callback):
             return
         self.started.add(trial.trial_id)
         self.buffers[trial.trial_id] = []
-        self._writer.submit(self._create_run, trial.trial_id, dict(trial.config))
+        self.numbered[trial.trial_id] = (len(self.started), dict(trial.config))
+        name = run_name(len(self.started), trial.config)
+        self._writer.submit(self._create_run, trial.trial_id, name, dict(trial.config))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         buffer = self.buffers.setdefault(trial.trial_id, [])
@@ -128,7 +133,7 @@ class MLflowTrialLogger(Callback):
             self._finish(trial.trial_id, TrialOutcome.PRUNED, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(trial.trial_id, TrialOutcome.ERRORED, "FAILED", error=str(trial.error_file or "trial failed"))
+        self._finish(trial.trial_id, TrialOutcome.ERRORED, "FAILED", error=trial_error_text(trial))
 
     # -- ours ---------------------------------------------------------------------------------
     def close_open_runs(self, status: str = "KILLED") -> int:
@@ -147,6 +152,16 @@ class MLflowTrialLogger(Callback):
         for outcome in self.outcomes.values():
             counts[outcome] += 1
         return counts
+
+    def trial_summaries(self) -> list[dict]:
+        """Each started trial: number, params, final validation AUC (completed trials only), outcome."""
+        summaries = []
+        for trial_id, (number, config) in sorted(self.numbered.items(), key=lambda kv: kv[1][0]):
+            outcome = self.outcomes.get(trial_id)
+            last = self.last_results.get(trial_id, {})
+            auc = float(last[names.AUC]) if outcome == TrialOutcome.COMPLETED else None
+            summaries.append({"number": number, "params": config, "auc": auc, "outcome": outcome})
+        return summaries
 
     def report_progress(self) -> None:
         if self.on_progress is None:
@@ -172,8 +187,9 @@ class MLflowTrialLogger(Callback):
         metrics = self.buffers.pop(trial_id, [])
         ts, step = int(time.time() * 1000), int(last.get(names.ROUND, 0))
         if outcome == TrialOutcome.COMPLETED:
+            # Step 0: MLflow's UI draws a single value at step >= 1 as a one-dot line chart.
             for key in (names.AUC, names.LOGLOSS, BEST_ITERATION, TRAINING_TIME):
-                metrics.append(Metric(f"final_{key}", float(last[key]), ts, step))
+                metrics.append(Metric(f"final_{key}", float(last[key]), ts, 0))
             auc = float(last[names.AUC])
             self.best_auc = auc if self.best_auc is None else max(self.best_auc, auc)
         tags = [RunTag(names.TAG_PRUNED, str(outcome == TrialOutcome.PRUNED).lower()),
@@ -186,8 +202,8 @@ class MLflowTrialLogger(Callback):
         self.report_progress()
 
     # -- the writer thread's work -------------------------------------------------------------
-    def _create_run(self, trial_id: str, config: dict) -> None:
-        run = self.client.create_run(self.experiment_id, run_name=trial_id, tags={
+    def _create_run(self, trial_id: str, name: str, config: dict) -> None:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={
             names.TAG_PARENT_RUN: self.parent_run_id, names.TAG_TRIAL_ID: trial_id})
         self.run_ids[trial_id] = run.info.run_id
         params = [Param(k, _param_value(v)) for k, v in sorted(config.items())]
@@ -206,3 +222,30 @@ class MLflowTrialLogger(Callback):
 def _param_value(value) -> str:
     text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     return text[:_PARAM_LIMIT]
+
+
+def run_name(number: int, config: dict) -> str:
+    """A trial run's name a person can read in MLflow's table: `trial-007 eta=0.12 depth=5`."""
+    shown = [f"{label}={config[key]:.3g}" for key, label in _NAME_PARAMS
+             if isinstance(config.get(key), (int, float)) and not isinstance(config.get(key), bool)]
+    return " ".join([f"trial-{number:03d}", *shown])
+
+
+def trial_error_text(trial) -> str:
+    """A failed trial's own exception as text; Ray wraps it and keeps it in files beside the trial."""
+    try:  # the driver's own copy: the trial's storage may not have it yet
+        with open(trial.pickled_error_file, "rb") as f:
+            error = cloudpickle.load(f)
+    except Exception:  # none pickled (an unpicklable error): the last line of Ray's text of it
+        return _last_line(trial.error_file)
+    cause = getattr(error, "cause", None) or error
+    return f"{type(cause).__name__}: {str(cause).strip()}"
+
+
+def _last_line(path: str | None) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except (OSError, TypeError):
+        return "trial failed"
+    return lines[-1] if lines else "trial failed"
