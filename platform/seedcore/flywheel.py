@@ -30,10 +30,10 @@ from seedcore.config import Settings
 from seedcore.data import Dataset
 from seedcore.db.database import Database
 from seedcore.db.locks import LeaseLock
-from seedcore.errors import ConflictError, RegistryUnavailableError, SeedcoreError
+from seedcore.errors import ConflictError, SeedcoreError
 from seedcore.incidents import record_promotion
 from seedcore.memory.store import IncidentStore
-from seedcore.registry import Registry, first_line
+from seedcore.registry import Registry, first_line, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,7 @@ class Flywheel:
         try:
             return Registry(self.settings).promote(version, force=force, dataset=dataset, challenger=challenger)
         except (MlflowException, SQLAlchemyError) as exc:
-            message = exc.message if isinstance(exc, MlflowException) else str(exc)
-            raise RegistryUnavailableError(f"model registry unavailable: {first_line(message)}") from exc
+            raise unavailable(exc) from exc
 
     def _remember(self, record: dict, experiment_name, job_id, trigger) -> int | None:
         """The promotion's incident; the promotion stands even if it cannot be written (logged)."""

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 from mlflow.exceptions import MlflowException
+from sqlalchemy.exc import SQLAlchemyError
 
 from seedcore import names
 from seedcore.blessed import BlessedFileError, read_blessed
 from seedcore.config import Settings
 from seedcore.errors import NoModelLoadedError, NotFoundError, RegistryUnavailableError
-from seedcore.registry import Registry
+from seedcore.registry import Registry, first_line
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ def served_from_registry(registry: Registry, mv) -> ServedModel:
     """Load version `mv`; any failure to fetch it is a RegistryUnavailableError."""
     try:
         booster = prepare_booster(registry.load_booster(mv))
-    except (MlflowException, OSError, xgb.core.XGBoostError) as exc:
-        raise RegistryUnavailableError(f"cannot load {mv.name} version {mv.version}: {exc}") from exc
+    except (MlflowException, SQLAlchemyError, OSError, xgb.core.XGBoostError) as exc:
+        raise RegistryUnavailableError(f"cannot load {mv.name} version {mv.version}: {first_line(str(exc))}") from exc
     info = registry.describe(mv)
     return ServedModel(booster, info["name"], info["version"], _feature_names(info, booster), info,
                        FROM_REGISTRY, f"models:/{info['name']}/{info['version']}")
