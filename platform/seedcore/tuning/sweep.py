@@ -18,6 +18,7 @@ from seedcore import names
 from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
+from seedcore.plots import log_sweep_plots
 from seedcore.flywheel import flywheel_for
 from seedcore.requests import SweepRequest
 from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model_logging
@@ -26,6 +27,7 @@ from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import (PER_ROUND, Objective, Selection, measured_metrics, meets, pareto_front,
                                         resolve_objectives, resolve_selection, select_point)
 from seedcore.tuning.records import log_front, log_warm_start, trial_points
+from seedcore.tuning.params_check import check_request_params
 from seedcore.tuning.search import build_searcher
 from seedcore.tuning.warmstart import WarmStart, gather
 from seedcore.tuning.spaces import TuneSettings, describe_space, max_rounds, resolve_space, resolve_tune_config
@@ -56,6 +58,7 @@ def plan_sweep(settings: Settings, request: SweepRequest) -> SweepPlan:
     if not isinstance(request.experiment_name, str) or not request.experiment_name.strip():
         raise ValidationError("experiment_name must be a non-empty string", field="experiment_name")
     space = resolve_space(request.space_type, request.custom_search_space)
+    check_request_params(settings, request, space, "custom_search_space")  # data header + XGBoost dry run
     config = resolve_tune_config(request.config_type, request.custom_tune_config, max_trials=settings.max_trials,
                                  max_time_budget_s=settings.max_time_budget_s)
     check_trial_fits(settings.cpus_per_trial)  # a trial no node can hold would wait out the whole budget
@@ -79,7 +82,8 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
     registry = Registry(settings)
     experiment_id = ensure_experiment(registry.client, settings, request.experiment_name)
     first = plan.objectives[0]
-    warm = gather(registry, request.warm_start, dataset, plan.space, plan.tune.search_alg, first.metric, first.mode)
+    warm = gather(registry, request.warm_start, dataset, plan.space, plan.tune.search_alg, first.metric, first.mode,
+                  plan.tune.num_samples)
     started = time.time()
     parent = _start_parent(registry, experiment_id, plan, dataset, job_id)
     cancel_event = cancel_event or threading.Event()
@@ -100,6 +104,7 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
             registry.client.set_tag(parent, "seedcore.selection", "no trial meets the constraints")
             raise ValidationError(_unmet(plan.selection, extras["points"]), field="select")
         outcome = _register_and_promote(registry, plan, dataset, best, logger, job_id)
+        log_sweep_plots(registry.client, parent, logger.trial_summaries())
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

@@ -53,12 +53,15 @@ class WarmStart:
 
 
 def gather(registry: Registry, mode: str, dataset, space: Mapping[str, Any], alg: str, metric: str,
-           obj_mode: str, exclude_parent: str | None = None) -> WarmStart:
-    """The warm start for `mode` ("none", "production", "history") on this dataset and space."""
+           obj_mode: str, budget: int) -> WarmStart:
+    """The warm start for `mode` ("none", "production", "history") on this dataset and space.
+
+    Re-run points never take more than half of the sweep's `budget` trials (at least one).
+    """
     if mode == PRODUCTION:
         return _from_production(registry, space)
     if mode == HISTORY:
-        return _from_history(registry.client, dataset, space, alg, metric, obj_mode)
+        return _from_history(registry.client, dataset, space, alg, metric, obj_mode, max(1, min(MAX_RERUN, budget // 2)))
     return WarmStart()
 
 
@@ -73,7 +76,7 @@ def _from_production(registry: Registry, space: Mapping[str, Any]) -> WarmStart:
 
 
 def _from_history(client: MlflowClient, dataset, space: Mapping[str, Any], alg: str, metric: str,
-                  obj_mode: str) -> WarmStart:
+                  obj_mode: str, rerun: int) -> WarmStart:
     trials = past_trials(client, dataset, metric)
     seen, points, rewards, sources = set(), [], [], []
     for run, score in sorted(trials, key=lambda t: t[1], reverse=obj_mode == "max"):
@@ -89,7 +92,7 @@ def _from_history(client: MlflowClient, dataset, space: Mapping[str, Any], alg: 
     if not points:
         return WarmStart(HISTORY, note="no past trials on this dataset or feature set: the sweep ran as warm_start none")
     if alg != TPE:  # re-run the best few; scores only inform TPE
-        points, rewards, sources = points[:MAX_RERUN], [], sources[:MAX_RERUN]
+        points, rewards, sources = points[:rerun], [], sources[:rerun]
     return WarmStart(HISTORY, points[:MAX_EVALUATED], rewards[:MAX_EVALUATED], sources)
 
 
