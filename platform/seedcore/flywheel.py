@@ -33,7 +33,8 @@ from seedcore.db.locks import LeaseLock
 from seedcore.errors import ConflictError, SeedcoreError
 from seedcore.incidents import record_promotion
 from seedcore.memory.store import IncidentStore
-from seedcore.registry import Registry, first_line, unavailable
+from seedcore.registry import Registry, unavailable
+from seedcore.stores import first_line, require_mlflow_store
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class Flywheel:
                 challenger: xgb.Booster | None = None, experiment_name: str | None = None,
                 job_id: str | None = None, trigger: str | None = None) -> dict:
         """Promote `version` through the champion gate; returns the record with its `status` and `incident_id`."""
+        require_mlflow_store(self.settings)
         with self._serialised():
             record = self._registry_promote(version, force, dataset, challenger)
             if record["status"] in (PROMOTED, REJECTED):

@@ -24,6 +24,7 @@ from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import NotFoundError, RegistryUnavailableError, ValidationError
 from seedcore.metrics import evaluate
+from seedcore.stores import first_line
 
 # Pinned explicitly: MLflow's own requirement inference spawns a subprocess and costs seconds.
 _PIP_REQUIREMENTS = [f"mlflow=={mlflow.__version__}", f"xgboost=={xgb.__version__}",
@@ -350,12 +351,6 @@ def unavailable(exc: BaseException) -> RegistryUnavailableError:
     """Our 503 for a failing MLflow store, its message cut to the driver's first line (no SQL text)."""
     message = exc.message if isinstance(exc, MlflowException) else str(exc)
     return RegistryUnavailableError(f"model registry unavailable: {first_line(message)}")
-
-
-def first_line(message: str) -> str:
-    """A driver's message without the SQL statement and parameters it appends on later lines."""
-    line = (str(message).strip().splitlines() or [""])[0]
-    return line.split("[SQL:", 1)[0].strip()[:500]
 
 
 def _float(value) -> float | None:

@@ -21,6 +21,7 @@ from seedcore.db.database import Database
 from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE, TRIGGER_API
 from seedcore.errors import ConflictError, NotFoundError, SeedcoreError, SweepCancelledError, SweepFailedError
 from seedcore.incidents import record_sweep_completed, record_sweep_failed
+from seedcore.stores import require_mlflow_store
 from seedcore.jobs import FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_SUCCEEDED, JobStore
 from seedcore.memory.store import IncidentStore
 
@@ -123,6 +124,7 @@ class JobRunner:
         from seedcore import job_kinds
 
         trials_total = job_kinds.check(self.settings, request, kind)
+        require_mlflow_store(self.settings)  # 503 before any job exists when MLflow's store is gone or corrupt
         job = self.jobs.create(request.model_dump(), request.experiment_name, trials_total,
                                trigger=trigger, kind=kind)
         with self._lock:

@@ -25,7 +25,8 @@ from seedcore import names
 from seedcore.blessed import BlessedFileError, read_blessed
 from seedcore.config import Settings
 from seedcore.errors import NoModelLoadedError, NotFoundError, RegistryUnavailableError
-from seedcore.registry import Registry, first_line
+from seedcore.registry import Registry
+from seedcore.stores import first_line
 
 log = logging.getLogger(__name__)
 

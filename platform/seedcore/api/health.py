@@ -9,10 +9,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from flask import current_app, jsonify
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 
 from seedcore.api._http import api_blueprint
 from seedcore.errors import SeedcoreError
+from seedcore.stores import check_database, check_mlflow
 from seedcore.serving import UNAVAILABLE
 
 bp = api_blueprint("health", __name__)
@@ -29,10 +29,13 @@ class DatabaseHealth(BaseModel):
 
 
 class MlflowHealth(BaseModel):
-    """Where MLflow runs and models live (credentials masked)."""
+    """Where MLflow runs and models live (credentials masked), and whether that store answers now."""
 
+    status: Literal["ok", "error"] = "ok"
     tracking_uri: str
     registry_uri: str
+    error: str | None = Field(None, description="why the store cannot be used (missing, corrupt, not "
+                                                "answering), without SQL text")
 
 
 class Health(BaseModel):
@@ -64,16 +67,19 @@ def mask_password(uri: str) -> str:
 
 
 def database_health() -> DatabaseHealth:
-    """`SELECT 1` through the SQL layer the app opened, if it opened one."""
+    """`SELECT 1` through the SQL layer the app opened, if it opened one, within the check timeout."""
     db = current_app.extensions.get("seedcore_db")
     if db is None:
         return DatabaseHealth(status="not_configured")
-    try:
-        with db.session() as session:
-            session.execute(text("SELECT 1"))
-    except SeedcoreError as exc:  # the session turns every driver error into ours
-        return DatabaseHealth(status="error", dialect=db.dialect, error=exc.message)
-    return DatabaseHealth(status="ok", dialect=db.dialect)
+    error = check_database(db, current_app.config["SEEDCORE_SETTINGS"].store_check_timeout_s)
+    return DatabaseHealth(status="error" if error else "ok", dialect=db.dialect, error=error)
+
+
+def mlflow_health(settings) -> MlflowHealth:
+    """MLflow's tracking and registry stores: the SQLite file looked at, then one cheap call, time-bounded."""
+    error = check_mlflow(settings, settings.store_check_timeout_s)
+    return MlflowHealth(status="error" if error else "ok", tracking_uri=mask_password(settings.tracking_uri),
+                        registry_uri=mask_password(settings.registry_uri), error=error)
 
 
 def model_health() -> Any:
@@ -96,13 +102,12 @@ def _model_failing(model: Any) -> bool:
 def health():
     """200 with the state of each part; `degraded` when the database or the model registry is failing."""
     settings = current_app.config["SEEDCORE_SETTINGS"]
-    database, model = database_health(), model_health()
+    database, model, mlflow = database_health(), model_health(), mlflow_health(settings)
     report = Health(
-        status="degraded" if database.status == "error" or _model_failing(model) else "ok",
+        status="degraded" if database.status == "error" or mlflow.status == "error" or _model_failing(model) else "ok",
         model=model,
         database=database,
-        mlflow=MlflowHealth(tracking_uri=mask_password(settings.tracking_uri),
-                            registry_uri=mask_password(settings.registry_uri)),
+        mlflow=mlflow,
         version=package_version(),
     )
     return jsonify(report.model_dump(mode="json"))
