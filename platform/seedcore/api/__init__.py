@@ -59,10 +59,12 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> OpenAP
 
     app.register_api(health.bp)
     openapi.init_app(app)
-    from seedcore.api import serving
+    from seedcore.api import monitoring as flywheel_api, schedules, serving
+    from seedcore.monitoring import start_flywheel_loops
 
     serving.init_app(app)
     app.register_api(serving.bp)
+    flywheel_api.init_predlog(app)
     if role == "all":
         from seedcore.api import mfb, xgboost
 
@@ -70,6 +72,10 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> OpenAP
         app.register_api(mfb.bp)
         xgboost.init_app(app)
         app.register_api(xgboost.bp)
+        flywheel_api.init_app(app)
+        app.register_api(flywheel_api.bp)
+        app.register_api(schedules.bp)
+        app.extensions.setdefault("seedcore_stop", []).insert(0, start_flywheel_loops(app))
     return app
 
 

@@ -39,6 +39,8 @@ class PredictResponse(BaseModel):
     probability: float | None = Field(None, description="single row only: same as prediction")
     predictions: list[float] | None = Field(None, description="instances only: one probability per row")
     rows: int
+    prediction_id: str | None = Field(None, description="single row only: the id to send feedback for")
+    prediction_ids: list[str] | None = Field(None, description="instances only: one id per row, for feedback")
 
 
 class BatchPredictRequest(BaseModel):
@@ -106,7 +108,10 @@ class ModelInfoResponse(BaseModel):
     stage: str | None = None
     source_run_id: str | None = None
     experiment_name: str | None = None
-    metrics: dict[str, float | None] = Field(default_factory=dict, description="holdout metrics")
+    metrics: dict[str, float | int | str | None] = Field(
+        default_factory=dict, description='auc and logloss: live ("source": "live", over "n" labelled rows) once '
+                                          'enough feedback arrived, else the holdout figures ("source": "holdout")')
+    drift: dict[str, Any] | None = Field(None, description="psi_max and the worst features' PSI over recent inputs")
     validation: dict[str, float | None] = Field(default_factory=dict)
     holdout: dict[str, float | None] = Field(default_factory=dict)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)

@@ -11,6 +11,7 @@ from flask import Flask, current_app, jsonify
 
 from seedcore import names
 from seedcore.api._http import BEARER, WRITE_ERRORS, api_blueprint
+from seedcore.api.monitoring import log_predictions, served_info
 from seedcore.api.schemas_serving import (BatchPredictRequest, BatchPredictResponse, ListModelsQuery,
                                           ListModelsResponse, ModelInfoResponse, PredictRequest,
                                           PredictResponse, RefreshResponse)
@@ -43,11 +44,12 @@ def predict(body: PredictRequest):
     model = model_holder().require()  # read once: this request uses this version throughout
     x, single = request_matrix(body, model)
     prob = model.predict(x).tolist()
+    ids = log_predictions(model, x, prob)  # background write; never fails the answer
     answer = {"status": "success", "model_name": model.name, "model_version": model.version}
     if single:
-        answer.update(prediction=prob[0], probability=prob[0], rows=1)
+        answer.update(prediction=prob[0], probability=prob[0], rows=1, prediction_id=ids[0])
     else:
-        answer.update(predictions=prob, rows=len(prob))
+        answer.update(predictions=prob, rows=len(prob), prediction_ids=ids)
     return jsonify(answer)
 
 
@@ -87,7 +89,7 @@ def model_info():
     if described is None:
         info = {"status": "no_model_loaded", "name": holder.settings.model_name, "alias": names.PRODUCTION_ALIAS}
     else:
-        info = {**described, "status": "success"}
+        info = {**served_info(described), "status": "success"}  # live metrics and drift
     return jsonify(ModelInfoResponse.model_validate({**info, "serving": status}).model_dump(mode="json"))
 
 

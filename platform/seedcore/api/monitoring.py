@@ -1,0 +1,135 @@
+"""`/xgboost` flywheel endpoints: evaluate, feedback, monitors (CRUD + check now); and the prediction log
+every process keeps for `/xgboost/predict`."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, respond
+from seedcore.api.schemas_monitoring import (Deleted, EvaluateRequest, EvaluationResponse, FeedbackRequest,
+                                             FeedbackResponse, MonitorBody, MonitorCheck, MonitorList,
+                                             MonitorPatch, MonitorPath, MonitorResponse)
+from seedcore.db.database import Database
+from seedcore.errors import ValidationError
+from seedcore.monitoring.predlog import PredictionLogger
+
+bp = api_blueprint("monitoring", __name__, url_prefix="/xgboost")
+PREDLOG = "seedcore_predlog"
+MONITORS = "seedcore_monitors"
+
+
+def init_predlog(app: Flask) -> None:
+    """The process's prediction log (every role): it writes through the app's database or its own."""
+    settings = app.config["SEEDCORE_SETTINGS"]
+    logger = PredictionLogger(settings, lambda: app.extensions.get("seedcore_db") or Database(settings.database_url))
+    app.extensions[PREDLOG] = logger
+    app.extensions.setdefault("seedcore_stop", []).append(logger.stop)
+
+
+def init_app(app: Flask) -> None:
+    """Monitor and schedule services over the app's database, submitting to its job runner (role "all")."""
+    from seedcore.monitoring.loops import flywheel_services
+
+    schedules, monitors = flywheel_services(app)
+    app.extensions[MONITORS], app.extensions["seedcore_schedules"] = monitors, schedules
+
+
+def predlog() -> PredictionLogger:
+    return current_app.extensions[PREDLOG]
+
+
+def log_predictions(model, x, predictions: list[float]) -> list[str]:
+    """Ids for a predict answer's rows; the rows are logged in the background (never fails predict)."""
+    return predlog().log(model.name, model.version, x.tolist(), predictions)
+
+
+def served_info(info: dict) -> dict:
+    """model_info with live metrics and drift from the prediction log (holdout figures if it is down)."""
+    from seedcore.monitoring.live import enrich_model_info
+
+    settings = current_app.config["SEEDCORE_SETTINGS"]
+    return enrich_model_info(info, predlog().database(), settings)
+
+
+def _monitors():
+    return current_app.extensions[MONITORS]
+
+
+def _db() -> Database:
+    return current_app.extensions["seedcore_db"]
+
+
+@bp.post("/evaluate", summary="Score a model version on labelled data (stored, and logged to MLflow)",
+         responses={200: EvaluationResponse, **NOT_FOUND, **WRITE_ERRORS}, security=BEARER)
+def evaluate(body: EvaluateRequest):
+    from seedcore.monitoring.evaluate import evaluate_version
+
+    result = evaluate_version(current_app.config["SEEDCORE_SETTINGS"], _db(), body.data_source, body.label_column,
+                              body.feature_columns, body.version)
+    return respond(EvaluationResponse, {"status": "success", **result})
+
+
+@bp.post("/feedback", summary="Outcomes for earlier predictions: prediction_ids + labels, or instances + labels",
+         responses={200: FeedbackResponse, **WRITE_ERRORS}, security=BEARER)
+def feedback(body: FeedbackRequest):
+    from seedcore.monitoring.feedback import record_feedback
+
+    settings = current_app.config["SEEDCORE_SETTINGS"]
+    if (body.prediction_ids is None) == (body.instances is None):
+        raise ValidationError("give either prediction_ids or instances, with labels", field="prediction_ids")
+    if body.instances is not None:
+        return respond(FeedbackResponse, {"status": "success", **_scored_feedback(body)})
+    predlog().flush(timeout=2.0)  # ids answered a moment ago may still be queued in this process
+    return respond(FeedbackResponse, {"status": "success", **record_feedback(_db(), settings, body.prediction_ids,
+                                                                            body.labels)})
+
+
+def _scored_feedback(body: FeedbackRequest) -> dict:
+    """Rows scored elsewhere: score them with the production model and store them with their labels."""
+    from seedcore.api.schemas_serving import PredictRequest
+    from seedcore.api.serving import model_holder, request_matrix
+    from seedcore.monitoring.feedback import MAX_FEEDBACK_ROWS, check_labels, record_scored
+
+    if len(body.instances) > MAX_FEEDBACK_ROWS:
+        raise ValidationError(f"at most {MAX_FEEDBACK_ROWS} per request", field="instances")
+    check_labels(body.labels, len(body.instances), "instances")
+    model = model_holder().require()
+    x, _ = request_matrix(PredictRequest(instances=body.instances), model)
+    ids = record_scored(_db(), model.name, model.version, x, model.predict(x).tolist(), body.labels)
+    return {"accepted": len(ids), "rejected": 0, "model_version": model.version,
+            "results": [{"prediction_id": i, "status": "accepted"} for i in ids]}
+
+
+@bp.post("/monitors", summary="Create a monitor (its sweep request is validated now)",
+         responses={201: MonitorResponse, **WRITE_ERRORS}, security=BEARER)
+def create_monitor(body: MonitorBody):
+    return respond(MonitorResponse, _monitors().create(body), 201)
+
+
+@bp.get("/monitors", summary="Every monitor with its last check", responses={200: MonitorList})
+def list_monitors():
+    items = _monitors().list()
+    return respond(MonitorList, {"items": items, "total": len(items)})
+
+
+@bp.get("/monitors/<monitor_id>", summary="One monitor", responses={200: MonitorResponse, **NOT_FOUND})
+def get_monitor(path: MonitorPath):
+    return respond(MonitorResponse, _monitors().get(path.monitor_id))
+
+
+@bp.patch("/monitors/<monitor_id>", summary="Change a monitor (validated as a whole)",
+          responses={200: MonitorResponse, **NOT_FOUND, **WRITE_ERRORS}, security=BEARER)
+def update_monitor(path: MonitorPath, body: MonitorPatch):
+    return respond(MonitorResponse, _monitors().update(path.monitor_id, body))
+
+
+@bp.delete("/monitors/<monitor_id>", summary="Delete a monitor",
+           responses={200: Deleted, **NOT_FOUND, **WRITE_ERRORS}, security=BEARER)
+def delete_monitor(path: MonitorPath):
+    return respond(Deleted, _monitors().delete(path.monitor_id))
+
+
+@bp.post("/monitors/<monitor_id>/check", summary="Check a monitor now (fires its sweep on a breach)",
+         responses={200: MonitorCheck, **NOT_FOUND, **WRITE_ERRORS}, security=BEARER)
+def check_monitor(path: MonitorPath):
+    return respond(MonitorCheck, _monitors().check(path.monitor_id))
