@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--pg-url", default=env("LOCAL_CLUSTER_PG_URL"),
                     help="PostgreSQL URL of a role that may create databases (default: scripts/ensure-postgres)")
     up.add_argument("--db-prefix", default=env("LOCAL_CLUSTER_DB_PREFIX", "seedcore_cluster"))
-    up.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for everything to answer")
+    up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for everything to answer")
     up.set_defaults(handler=_up)
     sub.add_parser("down", help="stop every process `up` started").set_defaults(handler=_down)
     sub.add_parser("status", help="which parts run; the endpoints").set_defaults(handler=_status)
@@ -95,23 +95,22 @@ def _fresh_state(state: Path) -> None:
 
 
 def _start_all(args) -> dict[str, str]:
+    """Ray first, one node at a time (a Ray node gives up after 30 s when the machine is busy), then the rest."""
     state, deadline = args.state, time.monotonic() + args.timeout
     token = secrets.token_hex(32)
     (state / "ray_token").write_text(token)
     (state / "ray_token").chmod(0o600)
     mlflow_db, app_db = _databases(args)
     ray_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    dashboard = f"http://127.0.0.1:{args.dashboard_port}"
+    _start_ray_node(state, HEAD, lambda: _spawn(state, HEAD, _ray_start(state / HEAD, args.head_cpus, head=args),
+                                                ray_env), dashboard, token, 1, deadline)
+    _start_ray_node(state, NODE2, lambda: _start_node2(args, ray_env), dashboard, token, 2, deadline)
     mlflow_url = f"http://127.0.0.1:{args.mlflow_port}"
     _spawn(state, MLFLOW, [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(args.mlflow_port),
                            "--backend-store-uri", mlflow_db, "--serve-artifacts",
                            "--artifacts-destination", str(state / "mlartifacts"), "--workers", "2",
                            "--allowed-hosts", f"127.0.0.1:{args.mlflow_port},localhost:{args.mlflow_port}"])
-    _spawn(state, HEAD, _ray_start(state / HEAD, args.head_cpus, head=args) , ray_env)
-    dashboard = f"http://127.0.0.1:{args.dashboard_port}"
-    _wait(f"{dashboard}/api/gcs_healthz", deadline, HEAD, state)
-    _start_node2(args, ray_env)
-    _wait_nodes(dashboard, token, 2, deadline, state)
-    _wait(f"{mlflow_url}/health", deadline, MLFLOW, state)
     common = {"SEEDCORE_TRACKING_URI": mlflow_url, "SEEDCORE_DATABASE_URL": app_db, "SEEDCORE_HOST": "127.0.0.1",
               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
               "SEEDCORE_POLL_INTERVAL_S": str(args.poll_interval)}
@@ -119,18 +118,33 @@ def _start_all(args) -> dict[str, str]:
                "SEEDCORE_MLRUNS_DIR": str(state / "api" / "mlruns"),
                "SEEDCORE_RAY_ADDRESS": f"127.0.0.1:{args.ray_port}"}
     _spawn(state, API, [str(BIN / "seedcore"), "up", "--no-mlflow-ui"], api_env)
-    api = f"http://127.0.0.1:{args.api_port}"
-    _wait(f"{api}/health", deadline, API, state)
-    endpoints = {"API": api, "MLFLOW": mlflow_url}
+    endpoints = {"API": f"http://127.0.0.1:{args.api_port}", "MLFLOW": mlflow_url}
     for i, (part, port) in enumerate(zip(SERVES, _ports(args.serve_ports)), start=1):
         _spawn(state, part, [str(BIN / "seedcore"), "serve", "--workers", "1"],
                {**common, "SEEDCORE_PORT": str(port), "SEEDCORE_DATA_DIR": str(state / part),
                 "SEEDCORE_MLRUNS_DIR": str(state / part / "mlruns")})
         endpoints[f"SERVE_{i}"] = f"http://127.0.0.1:{port}"
-    for i, part in enumerate(SERVES, start=1):
-        _wait(f"{endpoints[f'SERVE_{i}']}/health", deadline, part, state)
+    _wait(f"{mlflow_url}/health", deadline, MLFLOW, state)
+    for name, part in (("API", API), ("SERVE_1", SERVES[0]), ("SERVE_2", SERVES[1])):
+        _wait(f"{endpoints[name]}/health", deadline, part, state)
     endpoints["RAY_DASHBOARD"] = dashboard
     return endpoints
+
+
+def _start_ray_node(state: Path, part: str, spawn, dashboard: str, token: str, count: int, deadline: float,
+                    tries: int = 3) -> None:
+    """Spawn a Ray node and wait until the head lists `count` live nodes; start it again if it gave up."""
+    for attempt in range(tries):
+        spawn()
+        try:
+            _wait(f"{dashboard}/api/gcs_healthz", deadline, part, state)
+            _wait_nodes(dashboard, token, count, deadline, state, part)
+            return
+        except RuntimeError:
+            if part in _running_parts(state) or attempt == tries - 1 or time.monotonic() > deadline:
+                raise
+            log(f"{part} gave up while starting (a busy machine); starting it again")
+            _stop_part(state, part, kill=True)
 
 
 def _ports(text: str) -> list[int]:
@@ -220,16 +234,16 @@ def _wait(url: str, deadline: float, part: str, state: Path, headers: dict | Non
         time.sleep(0.5)
 
 
-def _wait_nodes(dashboard: str, token: str, count: int, deadline: float, state: Path) -> None:
+def _wait_nodes(dashboard: str, token: str, count: int, deadline: float, state: Path, part: str) -> None:
     """Wait until the head lists `count` live nodes (the dashboard's API needs the cluster's token)."""
     while True:
-        body = _wait(f"{dashboard}/nodes?view=summary", deadline, HEAD, state, {"Authorization": f"Bearer {token}"})
+        body = _wait(f"{dashboard}/nodes?view=summary", deadline, part, state, {"Authorization": f"Bearer {token}"})
         summary = json.loads(body).get("data", {}).get("summary", [])
         if sum(1 for node in summary if node.get("raylet", {}).get("state") == "ALIVE") >= count:
             return
-        if NODE2 not in _running_parts(state) or time.monotonic() > deadline:
-            tail = (state / "logs" / f"{NODE2}.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the second Ray node did not join; its log ends:\n{tail}")
+        if part not in _running_parts(state) or time.monotonic() > deadline:
+            tail = (state / "logs" / f"{part}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{part} did not join; its log ends:\n{tail}")
         time.sleep(0.5)
 
 
@@ -259,26 +273,34 @@ def _status(args) -> int:
 
 
 def _stop_all(state: Path) -> list[int]:
-    for part in STOP_ORDER:
-        _stop_part(state, part)
+    _stop_parts(state, STOP_ORDER)
     return _marked_pids(state)
 
 
-def _stop_part(state: Path, part: str, kill: bool = False, grace_s: float = 20.0) -> None:
-    """SIGTERM (or SIGKILL) the part's process group and every process carrying its mark; SIGKILL leftovers."""
+def _stop_part(state: Path, part: str, kill: bool = False) -> None:
+    _stop_parts(state, (part,), kill)
+
+
+def _stop_parts(state: Path, parts, kill: bool = False, grace_s: float = 15.0) -> None:
+    """SIGTERM (or SIGKILL) each part's process group and every process carrying its mark; SIGKILL leftovers."""
+    def alive() -> list[int]:
+        pids = [pid for part in parts for pid in _marked_pids(state, part)]
+        for part in parts:
+            pid_file = state / "pids" / f"{part}.pid"
+            if pid_file.exists() and Path(f"/proc/{pid_file.read_text().strip()}").exists():
+                pids.append(int(pid_file.read_text()))
+        return pids
+
     for sig in ((signal.SIGKILL,) if kill else (signal.SIGTERM, signal.SIGKILL)):
-        pids = _marked_pids(state, part)
-        pid_file = state / "pids" / f"{part}.pid"
-        if pid_file.exists():
-            pids.append(int(pid_file.read_text()))
-        for pid in set(pids):
+        for pid in set(alive()):
             _signal(pid, sig)
         deadline = time.monotonic() + grace_s
-        while _marked_pids(state, part) and time.monotonic() < deadline:
+        while alive() and time.monotonic() < deadline:
             time.sleep(0.2)
-        if not _marked_pids(state, part):
+        if not alive():
             break
-    (state / "pids" / f"{part}.pid").unlink(missing_ok=True)
+    for part in parts:
+        (state / "pids" / f"{part}.pid").unlink(missing_ok=True)
 
 
 def _signal(pid: int, sig: int) -> None:

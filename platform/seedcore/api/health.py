@@ -14,6 +14,7 @@ from seedcore.api._http import api_blueprint
 from seedcore.errors import SeedcoreError
 from seedcore.stores import check_database, check_mlflow
 from seedcore.serving import UNAVAILABLE
+from seedcore.tuning.cluster import dashboard_url
 
 bp = api_blueprint("health", __name__)
 
@@ -46,6 +47,8 @@ class Health(BaseModel):
     database: DatabaseHealth
     mlflow: MlflowHealth
     version: str
+    ray_dashboard: str | None = Field(None, description="the Ray dashboard of the Ray session this process runs "
+                                                        "sweeps on (null: none here); token auth: `ray get-auth-token`")
 
 
 @lru_cache(maxsize=1)
@@ -109,5 +112,6 @@ def health():
         database=database,
         mlflow=mlflow,
         version=package_version(),
+        ray_dashboard=dashboard_url(),
     )
     return jsonify(report.model_dump(mode="json"))

@@ -34,22 +34,24 @@ class _LocalDisk:
         selector = pafs.FileSelector(base_dir, allow_not_found=allow_not_found, recursive=recursive)
         return [_info_tuple(i) for i in self.fs.get_file_info(selector)]
 
-    def call(self, method: str, *args):
+    def call(self, method: str, *args, **kwargs):
         if method not in _FORWARDED:  # only filesystem operations, never arbitrary attributes
             raise ValueError(f"not a relayed filesystem operation: {method}")
-        return getattr(self.fs, method)(*args)
+        return getattr(self.fs, method)(*args, **kwargs)
 
     def read(self, path: str) -> bytes:
         with self.fs.open_input_stream(path) as stream:
             return stream.read()
 
     def write(self, path: str, data: bytes) -> None:
+        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)  # as object stores do: no parent needed
         with self.fs.open_output_stream(path) as stream:
             stream.write(data)
 
 
 _FORWARDED = frozenset({"create_dir", "delete_dir", "delete_dir_contents", "delete_file", "move", "copy_file"})
 _StorageActor = ray.remote(num_cpus=0, max_concurrency=8)(_LocalDisk)
+_ACTORS: dict = {}  # home node id -> the relay actor this driver started there
 
 
 def _info_tuple(info: pafs.FileInfo) -> tuple:
@@ -91,15 +93,15 @@ class RelayHandler(pafs.FileSystemHandler):
         """(run, target): run(target.method, *args) does the operation, here or on the home node."""
         if self._target is None:
             if ray.get_runtime_context().get_node_id() == self.home_node_id:
-                self._target = (lambda fn, *args: fn(*args), _LocalDisk())
+                self._target = (lambda fn, *args, **kwargs: fn(*args, **kwargs), _LocalDisk())
             else:
                 actor = ray.get_actor(_ACTOR_PREFIX + self.home_node_id, namespace=ACTOR_NAMESPACE)
-                self._target = (lambda fn, *args: ray.get(fn.remote(*args)), actor)
+                self._target = (lambda fn, *args, **kwargs: ray.get(fn.remote(*args, **kwargs)), actor)
         return self._target
 
-    def _do(self, method: str, *args):
+    def _do(self, method: str, *args, **kwargs):
         run, target = self._disk()
-        return run(getattr(target, method), *args)
+        return run(getattr(target, method), *args, **kwargs)
 
     def get_type_name(self) -> str:
         return "seedcore-relay"
@@ -118,13 +120,13 @@ class RelayHandler(pafs.FileSystemHandler):
                                            selector.recursive)]
 
     def create_dir(self, path, recursive):
-        self._do("call", "create_dir", path, recursive)
+        self._do("call", "create_dir", path, recursive=recursive)
 
     def delete_dir(self, path):
         self._do("call", "delete_dir", path)
 
     def delete_dir_contents(self, path, missing_dir_ok=False):
-        self._do("call", "delete_dir_contents", path, missing_dir_ok)
+        self._do("call", "delete_dir_contents", path, missing_dir_ok=missing_dir_ok)
 
     def delete_root_dir_contents(self):
         raise OSError("refusing to delete the contents of the root directory")
@@ -157,7 +159,8 @@ def driver_storage() -> pafs.PyFileSystem:
     Starts the relay actor on this node once per driver process (it ends with the driver).
     """
     home = ray.get_runtime_context().get_node_id()
-    _StorageActor.options(
+    # Keep the handle: an actor nobody holds a handle to is ended, even a named one.
+    _ACTORS[home] = _StorageActor.options(
         name=_ACTOR_PREFIX + home, namespace=ACTOR_NAMESPACE, get_if_exists=True,
         scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(home, soft=False),
     ).remote()
