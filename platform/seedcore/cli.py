@@ -112,9 +112,18 @@ def _init_mlflow_store(settings: Settings) -> None:
     a fresh store at the same moment, and the loser fails to boot."""
     if settings.tracking_uri.startswith(("http://", "https://")):
         return  # a tracking server owns its store
-    from seedcore.registry import configure_mlflow
+    from seedcore.registry import Registry
+    from seedcore.stores import mlflow_file_problem
 
-    configure_mlflow(settings).search_experiments(max_results=1)
+    problem = mlflow_file_problem(settings)
+    try:
+        if problem is None:
+            Registry(settings).client.search_experiments(max_results=1)
+    except SeedcoreError as exc:
+        problem = exc.message
+    if problem:  # still start: serving falls back to the verified blessed file and /health says why
+        print(f"warning: {problem}; serving from the blessed model file if there is one (see /health)",
+              file=sys.stderr, flush=True)
 
 
 def _serve(settings: Settings, args) -> int:

@@ -24,7 +24,7 @@ from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import NotFoundError, RegistryUnavailableError, ValidationError
 from seedcore.metrics import evaluate
-from seedcore.stores import first_line
+from seedcore.stores import first_line, mlflow_file_problem
 
 # Pinned explicitly: MLflow's own requirement inference spawns a subprocess and costs seconds.
 _PIP_REQUIREMENTS = [f"mlflow=={mlflow.__version__}", f"xgboost=={xgb.__version__}",
@@ -120,8 +120,11 @@ def ensure_experiment(client: MlflowClient, settings: Settings, name: str) -> st
     try:
         return client.create_experiment(name, artifact_location=location,
                                         tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
-    except MlflowException:  # created meanwhile by another process
-        return client.get_experiment_by_name(name).experiment_id
+    except MlflowException as exc:  # created meanwhile by another process, or the store refuses writes
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise unavailable(exc) from exc
+        return found.experiment_id
 
 
 class Registry:
@@ -142,6 +145,7 @@ class Registry:
                 self._client = configure_mlflow(self.settings)
             except (MlflowException, SQLAlchemyError, OSError) as exc:
                 raise unavailable(exc) from exc
+            mlflow_file_problem(self.settings)  # notes the store file as seen, so its loss is noticed later
         return self._client
 
     # -- reading -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from seedcore.errors import RegistryUnavailableError, SeedcoreError
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _IN_FLIGHT: dict[str, threading.Thread] = {}
 _LOCK = threading.Lock()
+_SEEN: set[Path] = set()  # MLflow SQLite files this process has used: one that disappears was lost
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -35,7 +36,10 @@ def sqlite_file(uri: str) -> Path | None:
 
 
 def mlflow_file_problem(settings: Settings) -> str | None:
-    """Why MLflow's SQLite store file cannot be used (missing, not SQLite), without opening a connection."""
+    """Why MLflow's SQLite store file cannot be used (lost, not SQLite), without opening a connection.
+
+    A file this process never saw is not lost: MLflow creates it on first use (a fresh install).
+    """
     for uri in dict.fromkeys((settings.tracking_uri, settings.registry_uri)):
         path = sqlite_file(uri)
         if path is None:
@@ -44,11 +48,15 @@ def mlflow_file_problem(settings: Settings) -> str | None:
             with path.open("rb") as handle:
                 header = handle.read(len(_SQLITE_HEADER))
         except FileNotFoundError:
-            return f"MLflow store {path} is missing (deleted or moved while the server ran?)"
+            if path in _SEEN:
+                return f"MLflow store {path} is missing (deleted or moved while the server ran?)"
+            continue
         except OSError as exc:
             return f"MLflow store {path} cannot be read: {exc.strerror or exc}"
         if header and header != _SQLITE_HEADER:
             return f"MLflow store {path} is not a SQLite database (corrupt)"
+        if header:
+            _SEEN.add(path)
     return None
 
 
