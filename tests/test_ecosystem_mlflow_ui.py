@@ -9,7 +9,7 @@ import mlflow
 from mlflow import MlflowClient
 from ray import tune
 
-from seedcore import names
+from seedcore import names, plots
 from seedcore.registry import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Registry, ensure_experiment
 from seedcore.tuning import run_sweep
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
@@ -38,6 +38,8 @@ def test_a_sweep_reads_well_in_the_mlflow_ui(migrated_settings, ray_session):
             history = client.get_metric_history(run.info.run_id, key)
             assert [m.step for m in history] == [0]  # a single value, drawn as a bar, not a one-dot line
         assert len(client.get_metric_history(run.info.run_id, names.AUC)) == 6  # the curve, one point a round
+    pictures = {f.path for f in client.list_artifacts(result["mlflow"]["parent_run_id"], plots.PLOTS_DIR)}
+    assert pictures == {f"{plots.PLOTS_DIR}/{name}" for name in plots.SWEEP_PLOTS}
 
 
 def test_a_failed_trial_tags_its_own_error_not_a_file(settings, ray_session, tmp_path):

@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sqlalchemy.exc import SQLAlchemyError
 
-from seedcore import blessed, names
+from seedcore import blessed, model_card, names, plots
 from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import NotFoundError, RegistryUnavailableError, ValidationError
@@ -240,7 +240,10 @@ class Registry:
             T_FINGERPRINT: ds.fingerprint, T_PARAMS: json.dumps(candidate.params, sort_keys=True, default=str),
             T_TRAINED_AT: _iso(time.time()),
         }
-        mv = mlflow.register_model(info.model_uri, self.name, tags={k: str(v) for k, v in tags.items()})
+        plots.log_model_plots(self.client, info.model_id, candidate.booster, ds.x_holdout, ds.y_holdout)
+        tags = {k: str(v) for k, v in tags.items()}
+        mv = mlflow.register_model(info.model_uri, self.name, tags=tags)
+        model_card.write_description(self.client, self.name, mv.version, tags)
         return self.client.get_model_version(self.name, mv.version)
 
     def promote(self, version: int | str, *, force: bool = False, dataset: Dataset | None = None,
@@ -271,8 +274,11 @@ class Registry:
                                     champion_scores[names.AUC] if champion_scores else None, force)
         record["reason"] = decision.reason
         if not decision.accepted:
-            return {"status": "rejected", **record}
-        return {"status": "success", **record, **self._bless(mv, challenger, record, champion_mv)}
+            result = {"status": "rejected", **record}
+        else:
+            result = {"status": "success", **record, **self._bless(mv, challenger, record, champion_mv)}
+        model_card.write_description(self.client, self.name, mv.version, mv.tags or {}, result)
+        return result
 
     def dataset_of(self, mv) -> Dataset:
         """Reload the version's dataset; the fixed-seed split gives the same holdout."""

@@ -1,0 +1,56 @@
+"""A registered version described in words (MLflow shows it, as Markdown, on the version's page): what it
+was trained on, how it scored on validation and holdout, its parameters, and the champion gate's decision."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+log = logging.getLogger(__name__)
+
+_GATE = {"success": "promoted to production", "rejected": "not promoted", "unchanged": "already in production"}
+
+
+def version_description(tags: dict, decision: dict | None = None) -> str:
+    """The text for a version with registry `tags` (see seedcore.registry's T_* names) and, once the
+    champion gate has spoken, its promotion record (`status`, `reason`, `previous_version`)."""
+    from seedcore import registry as r
+
+    lines = [
+        f"XGBoost binary classifier from experiment `{tags.get(r.T_EXPERIMENT) or '?'}`"
+        + (f", trial `{tags[r.T_TRIAL]}`" if tags.get(r.T_TRIAL) else "")
+        + f" (run `{tags.get(r.T_SOURCE_RUN, '?')}`).",
+        f"Trained on `{tags.get(r.T_DATA_SOURCE) or 'the built-in dataset'}` (label `{tags.get(r.T_LABEL)}`, "
+        f"{len(json.loads(tags.get(r.T_FEATURES) or '[]'))} features, fingerprint `{tags.get(r.T_FINGERPRINT)}`).",
+        f"Validation: AUC {_fmt(tags.get(r.T_VALID_AUC))}, logloss {_fmt(tags.get(r.T_VALID_LOGLOSS))}. "
+        f"Holdout (never seen in tuning): AUC {_fmt(tags.get(r.T_HOLDOUT_AUC))}, "
+        f"logloss {_fmt(tags.get(r.T_HOLDOUT_LOGLOSS))}.",
+        "Parameters: " + (", ".join(f"{k}={v}" for k, v in json.loads(tags.get(r.T_PARAMS) or "{}").items())
+                          or "XGBoost's defaults") + ".",
+        _gate_line(decision),
+    ]
+    return "\n\n".join(lines)
+
+
+def write_description(client, name: str, version, tags: dict, decision: dict | None = None) -> None:
+    """Set the version's description; a registry hiccup here is logged, never raised (it is a nicety)."""
+    try:
+        client.update_model_version(name, str(version), description=version_description(tags, decision))
+    except Exception:
+        log.warning("could not describe %s version %s", name, version, exc_info=True)
+
+
+def _gate_line(decision: dict | None) -> str:
+    if decision is None:
+        return "Champion gate: not decided yet."
+    what = _GATE.get(decision.get("status"), str(decision.get("status")))
+    previous = decision.get("previous_version")
+    before = f" Production before: version {previous}." if previous is not None else ""
+    return f"Champion gate: {what} — {decision.get('reason', '')}.{before}"
+
+
+def _fmt(value) -> str:
+    try:
+        return f"{float(value):.4f}"
+    except (TypeError, ValueError):
+        return "?"

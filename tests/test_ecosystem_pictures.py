@@ -1,0 +1,43 @@
+"""A registered version carries its pictures (ROC, precision-recall, calibration, gain importance) and a
+description in words that follows the champion gate's decision."""
+
+from __future__ import annotations
+
+import mlflow
+
+from _serving import add_version
+from seedcore import plots
+from seedcore.registry import Registry
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_version_carries_its_pictures(settings, tmp_path):
+    registry = Registry(settings)
+    version, _ = add_version(settings, registry, seed=4, promote=False)
+    mv = registry.client.get_model_version(settings.model_name, str(version))
+    model_id = mv.source.removeprefix("models:/")  # the version's logged model
+    listed = {f.path for f in registry.client.list_logged_model_artifacts(model_id, plots.PLOTS_DIR)}
+    assert listed == {f"{plots.PLOTS_DIR}/{name}" for name in plots.MODEL_PLOTS}
+    for name in plots.MODEL_PLOTS:  # reachable from the version itself, as real PNG files
+        local = mlflow.artifacts.download_artifacts(f"models:/{settings.model_name}/{version}/plots/{name}",
+                                                    dst_path=str(tmp_path))
+        with open(local, "rb") as f:
+            assert f.read(8) == PNG
+
+
+def test_the_description_says_what_the_version_is_and_what_the_gate_decided(settings):
+    registry = Registry(settings)
+    first, _ = add_version(settings, registry, seed=5, depth=3)  # promoted: no champion to beat
+    described = registry.client.get_model_version(settings.model_name, str(first)).description
+    assert "Validation: AUC 0." in described and "Holdout (never seen in tuning): AUC 0." in described
+    assert "max_depth=3" in described and "experiment `serving-tests`" in described
+    assert "Champion gate: promoted to production — forced." in described
+
+    second, _ = add_version(settings, registry, seed=6, depth=1, rounds=1, promote=False)
+    assert "Champion gate: not decided yet." in registry.client.get_model_version(
+        settings.model_name, str(second)).description
+    record = registry.promote(second)
+    assert record["status"] == "rejected"
+    described = registry.client.get_model_version(settings.model_name, str(second)).description
+    assert f"Champion gate: not promoted — {record['reason']}. Production before: version {first}." in described
