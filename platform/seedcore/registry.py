@@ -299,7 +299,12 @@ class Registry:
         promoted_at = _iso(time.time())
         metadata = {**self.describe(mv), "aliases": [names.PRODUCTION_ALIAS], "stage": names.PRODUCTION_STAGE,
                     "promoted_at": promoted_at, "promotion": record}
-        switch = blessed.publish(self.settings.blessed_dir, int(mv.version), bytes(booster.save_raw("ubj")), metadata)
+        try:
+            switch = blessed.publish(self.settings.blessed_dir, int(mv.version), bytes(booster.save_raw("ubj")),
+                                     metadata)
+        except OSError as exc:
+            raise blessed.BlessedFileError(f"cannot write the blessed model files ({exc}); nothing was promoted, "
+                                           "the previous blessed files stay") from exc
         try:
             self._set_production(mv, champion_mv, promoted_at)
         except BaseException:
