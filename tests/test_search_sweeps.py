@@ -68,7 +68,7 @@ def first(store):
 @pytest.fixture(scope="module")
 def warm_tpe(first):
     return sweep(first.settings, "search_warm_tpe", warm_start="history",
-                 custom_tune_config={"num_samples": 2, "search_alg": "tpe", "seed": 4})
+                 custom_tune_config={"num_samples": 3, "search_alg": "tpe", "seed": 4})
 
 
 @pytest.fixture(scope="module")
@@ -126,16 +126,20 @@ def completed(s) -> dict[str, object]:
     return {run.info.run_id: run for run in s.children if "final_auc" in run.data.metrics}
 
 
-def test_tpe_warm_start_feeds_past_trials_with_their_scores_without_rerunning(first, warm_tpe):
+def test_tpe_warm_start_feeds_past_trials_with_their_scores_and_reruns_only_the_best(first, warm_tpe):
     past = completed(first)
     warm = warm_tpe.result["warm_start"]
     assert warm["scored"] is True and warm["seeded"] == len(past) > 0
     assert {s["run_id"] for s in warm["sources"]} == set(past)
     for source in warm["sources"]:
         assert source["auc"] == pytest.approx(past[source["run_id"]].data.metrics["final_auc"])
-    assert warm["seeded_trials"] == []  # TPE took them as evaluated trials: none re-ran
-    assert not {json.dumps(c, sort_keys=True) for c in configs(warm_tpe)} & {
-        json.dumps(c, sort_keys=True) for c in configs(first)}
+    best = max(past.values(), key=lambda r: r.data.metrics["final_auc"])
+    assert len(warm["seeded_trials"]) == 1  # TPE took the rest as evaluated trials: only the incumbent re-ran
+    (rerun,) = [r for r in warm_tpe.children if r.data.tags[names.TAG_TRIAL_ID] in warm["seeded_trials"]]
+    assert json.loads(rerun.data.tags[TAG_SOURCE])["run_id"] == best.info.run_id
+    new = [json.dumps(c, sort_keys=True) for c in configs(warm_tpe)]
+    old = [json.dumps(c, sort_keys=True) for c in configs(first)]
+    assert sum(c in old for c in new) == 1
     params = warm_tpe.parent.data.params
     assert params["warm_start.mode"] == "history" and params["warm_start.seeded"] == str(len(past))
 
@@ -144,8 +148,11 @@ def test_random_warm_start_reruns_the_best_past_configs_and_tags_them(first, war
     warm = warm_random.result["warm_start"]
     assert warm["scored"] is False and warm["seeded"] == 2 == len(warm["seeded_trials"])
     past = {**completed(first), **completed(warm_tpe)}
-    best_two = sorted(past.values(), key=lambda r: r.data.metrics["final_auc"], reverse=True)[:2]
-    assert [s["run_id"] for s in warm["sources"]] == [r.info.run_id for r in best_two]
+    distinct: dict[str, float] = {}  # the best score of each distinct past config
+    for run in past.values():
+        key = json.dumps({k: json.loads(run.data.params[k]) for k in SEARCHED}, sort_keys=True)
+        distinct[key] = max(distinct.get(key, 0.0), run.data.metrics["final_auc"])
+    assert [s["auc"] for s in warm["sources"]] == pytest.approx(sorted(distinct.values(), reverse=True)[:2])
     for run in warm_random.children:
         if run.data.tags[names.TAG_TRIAL_ID] not in warm["seeded_trials"]:
             assert TAG_SOURCE not in run.data.tags

@@ -103,14 +103,15 @@ def test_tpe_searcher_starts_from_past_trials_with_their_scores():
     """The study behind the searcher holds the past trials, completed with their scores, before any trial runs."""
     space = {"eta": tune.loguniform(0.01, 0.3), "max_depth": tune.randint(3, 8)}
     points = [{"eta": 0.05, "max_depth": 4}, {"eta": 0.2, "max_depth": 7}]
-    warm = WarmStart("history", points, [0.91, 0.83], [{"run_id": "a"}, {"run_id": "b"}])
+    warm = WarmStart("history", points, [0.91, 0.83], [{"run_id": "a"}, {"run_id": "b"}], rerun=points[:1])
     searcher = build_searcher("tpe", seed=1, metric="auc", mode="max", max_concurrent=2, warm=warm)
     searcher.set_search_properties("auc", "max", space)
     study = optuna_study(searcher)
     assert type(study.sampler).__name__ == "TPESampler"
-    assert [(t.params, t.value, t.state.name) for t in study.trials] == [
+    assert [(t.params, t.value, t.state.name) for t in study.trials[:2]] == [
         (points[0], 0.91, "COMPLETE"), (points[1], 0.83, "COMPLETE")]
-    suggested = searcher.suggest("trial-1")  # a new config, not a re-run of a past one
+    assert searcher.suggest("trial-1") == points[0]  # the incumbent is checked again first
+    suggested = searcher.suggest("trial-2")  # then new configs, not re-runs of past ones
     assert suggested not in points and set(suggested) == {"eta", "max_depth"}
 
 

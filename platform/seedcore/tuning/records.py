@@ -69,18 +69,17 @@ def _plot(front: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]):
 def log_warm_start(client: MlflowClient, parent: str, warm: WarmStart, grid, run_ids: Mapping[str, str]) -> list[str]:
     """Parent params + a sources artifact; tag each trial that ran a seeded config with its source.
 
-    Returns the trial ids that ran a seeded config (TPE fed scored past trials re-runs none).
+    Returns the trial ids that ran a seeded config (with scored past trials, TPE re-runs only the best).
     """
     client.log_batch(parent, params=[Param("warm_start.mode", warm.mode), Param("warm_start.seeded", str(warm.seeded))])
     if warm.sources:
         client.log_dict(parent, {"mode": warm.mode, "scored": bool(warm.rewards), "sources": warm.sources},
                         "warm_start.json")
-    if warm.rewards:
-        return []
+    reran = warm.rerun if warm.rewards else warm.points
     seeded = []
     for result in grid:
         trial_id = (result.metrics or {}).get("trial_id")
-        index = _match(result.config or {}, warm.points)
+        index = _match(result.config or {}, reran)
         if trial_id in run_ids and index is not None:
             client.set_tag(run_ids[trial_id], TAG_SOURCE, json.dumps(warm.sources[index], default=str)[:5000])
             seeded.append(trial_id)

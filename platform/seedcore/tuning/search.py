@@ -3,7 +3,8 @@
 `random` is Ray Tune's variant generator; `tpe` and `qmc` are Optuna samplers behind Ray Tune's
 `OptunaSearch`. Under ASHA, TPE learns from every trial's last reported score (pruned ones included),
 which is the BOHB idea. Past trials reach the searcher through a `WarmStart`: TPE receives them with
-their scores (no re-run), the other algorithms as points to evaluate first.
+their scores (no re-run) and re-runs only the best one first (the incumbent, checked on today's data);
+the other algorithms take the best few as points to evaluate first.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ def build_searcher(alg: str, *, seed: int | None, metric: str, mode: str, max_co
         points = list(warm.points) if warm else []
         return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent,
                                      points_to_evaluate=points or None)
-    from ray.tune.search.optuna import OptunaSearch
+    from seedcore.tuning._warm_optuna import WarmOptunaSearch  # imports Optuna: only when asked for
 
-    rewards = list(warm.rewards) if warm and warm.rewards and alg == TPE else None
-    points = list(warm.points) if warm and warm.points else None
-    searcher = OptunaSearch(metric=metric, mode=mode, sampler=_sampler(alg, seed), points_to_evaluate=points,
-                            evaluated_rewards=rewards)
+    scored = bool(warm and warm.rewards and alg == TPE)
+    searcher = WarmOptunaSearch(metric=metric, mode=mode, sampler=_sampler(alg, seed),
+                                 points_to_evaluate=list(warm.points) if warm and warm.points else None,
+                                 evaluated_rewards=list(warm.rewards) if scored else None,
+                                 rerun=list(warm.rerun) if scored else [])
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 
 

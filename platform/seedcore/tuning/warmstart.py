@@ -3,7 +3,8 @@
 `production` seeds the production version's hyperparameters (a point to evaluate: it is re-run on
 this sweep's data). `history` reads the trials of past sweeps on the same dataset (by fingerprint,
 else on the same feature set and label) from MLflow, with their scores: TPE takes them as evaluated
-trials and starts informed without re-running them; the other searchers re-run the best few.
+trials and starts informed without re-running them, except the best one, re-run first to check it on
+today's data; the other searchers re-run the best few.
 A point outside the current search space (or with a different constant) is left out: its score
 would not describe this space.
 """
@@ -38,6 +39,7 @@ class WarmStart:
     points: list[dict] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
     sources: list[dict] = field(default_factory=list)
+    rerun: list[dict] = field(default_factory=list)  # scored points that also run again (first)
     note: str | None = None
 
     @property
@@ -93,7 +95,7 @@ def _from_history(client: MlflowClient, dataset, space: Mapping[str, Any], alg: 
         return WarmStart(HISTORY, note="no past trials on this dataset or feature set: the sweep ran as warm_start none")
     if alg != TPE:  # re-run the best few; scores only inform TPE
         points, rewards, sources = points[:rerun], [], sources[:rerun]
-    return WarmStart(HISTORY, points[:MAX_EVALUATED], rewards[:MAX_EVALUATED], sources)
+    return WarmStart(HISTORY, points[:MAX_EVALUATED], rewards[:MAX_EVALUATED], sources, rerun=points[:1])
 
 
 def past_trials(client: MlflowClient, dataset, metric: str) -> list[tuple[Any, float]]:
