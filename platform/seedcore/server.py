@@ -80,8 +80,20 @@ def start_mlflow_ui(settings: Settings) -> subprocess.Popen:
     """`mlflow ui` over the same tracking store, as a child process."""
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
                "--registry-store-uri", settings.registry_uri, "--default-artifact-root", settings.artifact_root,
-               "--host", settings.host, "--port", str(settings.mlflow_ui_port)]
+               "--host", settings.host, "--port", str(settings.mlflow_ui_port), *mlflow_ui_security(settings)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def mlflow_ui_security(settings: Settings) -> list[str]:
+    """MLflow's own Host and CORS checks narrowed to the address the UI binds (and `localhost` for loopback).
+
+    A wildcard bind (0.0.0.0) has no one name to allow; MLflow's defaults (localhost, private IPs) stay then.
+    """
+    if settings.host in ("0.0.0.0", "::", ""):
+        return []
+    port = settings.mlflow_ui_port
+    hosts = [f"{settings.host}:{port}"] + ([f"localhost:{port}"] if settings.host in ("127.0.0.1", "::1") else [])
+    return ["--allowed-hosts", ",".join(hosts), "--cors-allowed-origins", ",".join(f"http://{h}" for h in hosts)]
 
 
 def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> None:

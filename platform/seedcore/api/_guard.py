@@ -36,9 +36,17 @@ class JsonRequest(Request):
         """The body as a dict ({} when empty); every problem is a 400 naming `body` or the field at fault."""
         cached = getattr(self, "_seedcore_json", None)
         if cached is None:
-            cached = self._seedcore_json = _decode(self.get_data(cache=True),
-                                                   current_app.config["SEEDCORE_SETTINGS"].max_json_depth)
+            cached = self._seedcore_json = _decode(self._body(), current_app.config["SEEDCORE_SETTINGS"].max_json_depth)
         return cached
+
+    def _body(self) -> bytes:
+        """The raw body; a chunked body (no Content-Length) cut at the cap is a 413, not a truncated 400."""
+        raw = self.get_data(cache=True)
+        limit = self.max_content_length
+        if self.content_length is None and limit is not None and len(raw) >= limit \
+                and self.environ["wsgi.input"].read(1):
+            raise too_large(limit)
+        return raw
 
 
 def init_app(app: Flask) -> None:
@@ -161,7 +169,7 @@ def _bad_text(text: str) -> bool:
 
 def _printable(key: str) -> str:
     """A key safe to echo in an error body (a bad key is named with its bad characters escaped)."""
-    return key if not _bad_text(key) else key.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+    return key if not _bad_text(key) else ascii(key)[1:-1]
 
 
 def _join(prefix: str, name: str) -> str:
