@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from pydantic import AliasChoices, Field, model_validator
@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     stop_timeout_s: float = Field(default=6.0, ge=0.5, le=600,
                                   description="on SIGTERM/SIGINT, how long a running job gets to cancel cleanly "
                                               "before it is marked cancelled and its runs KILLED")
+    log_format: Literal["text", "json"] = Field(default="text", description="log lines as text, or one JSON "
+                                                                            "object a line for log collectors")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO",
+                                                                     description="the least severe log lines shown")
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":
