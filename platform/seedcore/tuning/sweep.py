@@ -19,7 +19,6 @@ from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
 from seedcore.plots import log_sweep_plots
-from seedcore.plots import log_sweep_plots
 from seedcore.flywheel import flywheel_for
 from seedcore.requests import SweepRequest
 from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model_logging
@@ -105,7 +104,6 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
             registry.client.set_tag(parent, "seedcore.selection", "no trial meets the constraints")
             raise ValidationError(_unmet(plan.selection, extras["points"]), field="select")
         outcome = _register_and_promote(registry, plan, dataset, best, logger, job_id)
-        log_sweep_plots(registry.client, parent, logger.trial_summaries())
         log_sweep_plots(registry.client, parent, logger.trial_summaries())
         status = "FINISHED"
     except KeyboardInterrupt:
