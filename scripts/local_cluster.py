@@ -109,7 +109,7 @@ def _start_all(args) -> dict[str, str]:
     mlflow_url = f"http://127.0.0.1:{args.mlflow_port}"
     _spawn(state, MLFLOW, [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(args.mlflow_port),
                            "--backend-store-uri", mlflow_db, "--serve-artifacts",
-                           "--artifacts-destination", str(state / "mlartifacts"), "--workers", "2",
+                           "--artifacts-destination", str(state / "mlartifacts"), "--workers", "1",
                            "--allowed-hosts", f"127.0.0.1:{args.mlflow_port},localhost:{args.mlflow_port}"])
     common = {"SEEDCORE_TRACKING_URI": mlflow_url, "SEEDCORE_DATABASE_URL": app_db, "SEEDCORE_HOST": "127.0.0.1",
               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",

@@ -320,8 +320,12 @@ class Registry:
             self.client.set_registered_model_alias(self.name, names.PRODUCTION_ALIAS, mv.version)
             with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still shown in its UI
                 warnings.simplefilter("ignore", FutureWarning)
-                self.client.transition_model_version_stage(self.name, mv.version, names.PRODUCTION_STAGE,
-                                                           archive_existing_versions=True)
+                # Archived one by one: MLflow's archive_existing_versions=True fails on a PostgreSQL tracking
+                # server (it compares the integer version column with the version string it was sent).
+                for old in self.client.get_latest_versions(self.name, stages=[names.PRODUCTION_STAGE]):
+                    if old.version != mv.version:
+                        self.client.transition_model_version_stage(self.name, old.version, names.ARCHIVED_STAGE)
+                self.client.transition_model_version_stage(self.name, mv.version, names.PRODUCTION_STAGE)
             self.client.set_model_version_tag(self.name, mv.version, T_PROMOTED_AT, promoted_at)
         except MlflowException as exc:
             self._restore_alias(champion_mv)

@@ -1,0 +1,111 @@
+"""The distributed layout from real processes (scripts/local-cluster): PostgreSQL with two databases, an
+MLflow tracking server, two Ray nodes (the second without sight of the first one's disk when run as root),
+the API attached to both, two serving replicas.
+
+One test walks the whole story, because each step needs the state the previous one left: a sweep over
+REST runs trials on both nodes, its winner is promoted and both replicas serve it within a poll interval;
+a second sweep loses a node midway and still ends cleanly; `down` leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from _cluster import POLL_S, call, local_cluster, loopback_cluster, marked_processes, ray_nodes
+from _pg import postgres_base_url
+
+TAG_NODE = "seedcore.node"
+SWEEP = {"space_type": "conservative", "config_type": "conservative", "experiment_name": "loopback",
+         "custom_tune_config": {"num_samples": 6, "max_concurrent_trials": 2, "seed": 3}}
+# Longer trials for the second sweep, so the node is lost while trials run on it.
+SLOW_SWEEP = {**SWEEP, "experiment_name": "loopback_node_lost",
+              "custom_search_space": {"eta": {"type": "loguniform", "lower": 0.005, "upper": 0.02},
+                                      "max_depth": {"type": "randint", "lower": 6, "upper": 9},
+                                      "num_boost_round": 400},
+              "custom_tune_config": {"num_samples": 8, "max_concurrent_trials": 2, "seed": 4,
+                                     "grace_period": 400}}
+
+
+@pytest.mark.timeout(600)
+def test_loopback_cluster_sweeps_on_both_nodes_serves_the_winner_and_survives_a_lost_node(tmp_path):
+    state = tmp_path / "cluster"
+    started = time.monotonic()
+    with loopback_cluster(state, postgres_base_url()) as endpoints:
+        if os.geteuid() == 0:
+            assert (state / "node2-isolated").exists()  # the second node cannot see the head's data dir
+        api, mlflow = endpoints["API"], MlflowClient(endpoints["MLFLOW"])
+        token = (state / "ray_token").read_text()
+        node_ids = {n["raylet"]["nodeId"] for n in ray_nodes(endpoints["RAY_DASHBOARD"], token)}
+        assert len(node_ids) == 2
+
+        version = _sweep_on_both_nodes(api, mlflow, node_ids)
+        _replicas_serve(endpoints, version, within_s=POLL_S + 8)
+        _sweep_losing_a_node(state, api, mlflow)
+        _replicas_serve(endpoints, _production_version(mlflow), within_s=POLL_S + 8)
+
+        down = local_cluster(state, "down", timeout=120)
+        assert down.returncode == 0, down.stderr
+        assert marked_processes(state) == []
+    print(f"loopback cluster: up {endpoints['_up_s']} s, whole test {time.monotonic() - started:.0f} s")
+
+
+def _sweep_on_both_nodes(api: str, mlflow: MlflowClient, node_ids: set[str]) -> int:
+    status, result = call("POST", f"{api}/xgboost/tune", SWEEP)
+    assert status == 200, result
+    assert result["promotion"]["status"] == "success", result["promotion"]
+    parent = mlflow.get_run(result["mlflow"]["parent_run_id"])
+    assert int(parent.data.tags["seedcore.cluster.nodes"]) == 2
+    assert int(parent.data.tags["seedcore.cluster.cpus"]) == 2
+    children = _children(mlflow, parent.info.experiment_id, parent.info.run_id)
+    nodes = {run.data.tags.get(TAG_NODE) for run in children}
+    assert nodes == node_ids, f"trials ran on {nodes}, the cluster has {node_ids}"
+    return int(result["model_version"])
+
+
+def _replicas_serve(endpoints: dict, version: int, within_s: float) -> None:
+    """Both replicas report `version` and predict with it, within `within_s` of now."""
+    deadline = time.monotonic() + within_s
+    for name in ("SERVE_1", "SERVE_2"):
+        while True:
+            _, info = call("GET", f"{endpoints[name]}/xgboost/model_info", timeout=10)
+            if int(info.get("version") or 0) == version:
+                break
+            assert time.monotonic() < deadline, f"{name} still serves {info.get('version')}, not {version}"
+            time.sleep(0.2)
+        status, answer = call("POST", f"{endpoints[name]}/xgboost/predict", {"features": [0.1] * 10}, timeout=10)
+        assert status == 200, answer
+
+
+def _sweep_losing_a_node(state, api: str, mlflow: MlflowClient) -> None:
+    status, job = call("POST", f"{api}/xgboost/tune/submit", SLOW_SWEEP)
+    assert status == 202, job
+    url = f"{api}/xgboost/tune/status/{job['job_id']}"
+    deadline = time.monotonic() + 120
+    while call("GET", url)[1]["progress"]["trials_done"] < 1:  # trials are running on both nodes now
+        assert time.monotonic() < deadline, "the second sweep never got going"
+        time.sleep(0.3)
+    stopped = local_cluster(state, "stop", "ray-node2", "--kill", timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
+    deadline = time.monotonic() + 300
+    while (job := call("GET", url)[1])["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"the sweep did not end after losing a node: {job}"
+        time.sleep(1)
+    assert job["state"] in ("succeeded", "failed"), job
+    if job["state"] == "failed":
+        assert job["error"], job  # a clear error, not an empty one
+    experiments = [e.experiment_id for e in mlflow.search_experiments()]
+    running = mlflow.search_runs(experiments, filter_string="attributes.status = 'RUNNING'")
+    assert running == [], [r.info.run_name for r in running]
+
+
+def _children(mlflow: MlflowClient, experiment_id: str, parent_id: str) -> list:
+    return mlflow.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'")
+
+
+def _production_version(mlflow: MlflowClient) -> int:
+    name = "utility_risk_model"
+    return int(mlflow.get_model_version_by_alias(name, "production").version)
