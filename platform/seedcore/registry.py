@@ -19,7 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from sqlalchemy.exc import SQLAlchemyError
 
-from seedcore import blessed, model_card, names, plots
+from seedcore import blessed, logs, model_card, names, plots
 from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import NotFoundError, RegistryUnavailableError, ValidationError
@@ -244,6 +244,7 @@ class Registry:
         tags = {k: str(v) for k, v in tags.items()}
         mv = mlflow.register_model(info.model_uri, self.name, tags=tags)
         model_card.write_description(self.client, self.name, mv.version, tags)
+        logs.model_registered(self.name, mv.version, candidate.run_id, candidate.holdout[names.AUC])
         return self.client.get_model_version(self.name, mv.version)
 
     def promote(self, version: int | str, *, force: bool = False, dataset: Dataset | None = None,

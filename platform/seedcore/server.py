@@ -10,6 +10,7 @@ import threading
 from gunicorn.app.base import BaseApplication
 
 from seedcore.config import Settings
+from seedcore.observability import child_env, prepare_server, worker_exited
 
 
 class _Gunicorn(BaseApplication):
@@ -62,6 +63,7 @@ def _worker_exit(server, worker) -> None:
 
 def run_api(settings: Settings, role: str = "all", workers: int = 1, threads: int = 8) -> None:
     """Serve the API with gunicorn. The tuning role runs in one worker (it owns the job runner)."""
+    prepare_server(settings)  # before gunicorn forks: the workers inherit it
     options = {
         "bind": f"{settings.host}:{settings.port}",
         "workers": 1 if role == "all" else max(1, workers),
@@ -72,6 +74,7 @@ def run_api(settings: Settings, role: str = "all", workers: int = 1, threads: in
         "accesslog": "-",
         "loglevel": "warning",
         "worker_exit": _worker_exit,
+        "child_exit": worker_exited,
     }
     _Gunicorn(settings, role, options).run()
 
@@ -81,7 +84,8 @@ def start_mlflow_ui(settings: Settings) -> subprocess.Popen:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
                "--registry-store-uri", settings.registry_uri, "--default-artifact-root", settings.artifact_root,
                "--host", settings.host, "--port", str(settings.mlflow_ui_port), *mlflow_ui_security(settings)]
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=child_env())
 
 
 def mlflow_ui_security(settings: Settings) -> list[str]:

@@ -43,7 +43,7 @@ DESCRIPTION = ("XGBoost sweeps on Ray Tune, MLflow registry promotion, serving a
 
 def create_app(settings: Settings | None = None, *, role: str = "all") -> OpenAPI:
     """Build the app. `role="all"` runs tuning jobs too; `role="serve"` answers predictions only."""
-    from seedcore.api import _guard, health, openapi
+    from seedcore.api import _guard, health, metrics, openapi
     from seedcore.api.health import package_version
 
     settings = settings or Settings.from_env()
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> OpenAP
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
     _register_error_handlers(app)
+    metrics.init_app(app)  # first: its timer starts before any other check
     _guard.init_app(app)
 
     app.register_api(health.bp)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, respond
+from seedcore.api.metrics import count_predictions
 from seedcore.api.schemas_monitoring import (Deleted, EvaluateRequest, EvaluationResponse, FeedbackRequest,
                                              FeedbackResponse, MonitorBody, MonitorCheck, MonitorList,
                                              MonitorPatch, MonitorPath, MonitorResponse)
@@ -40,6 +41,7 @@ def predlog() -> PredictionLogger:
 
 def log_predictions(model, x, predictions: list[float]) -> list[str]:
     """Ids for a predict answer's rows; the rows are logged in the background (never fails predict)."""
+    count_predictions(model.version, len(predictions))
     return predlog().log(model.name, model.version, x.tolist(), predictions)
 
 

@@ -11,6 +11,7 @@ from typing import Callable
 import pandas as pd
 import pydantic
 
+from seedcore import logs
 from seedcore._json import check_json
 from seedcore.config import Settings
 from seedcore.data import BUILTIN_LABEL, BUILTIN_SOURCE, builtin_frame, read_table, resolve_data_path
@@ -22,6 +23,7 @@ from seedcore.requests import TuneRequest
 # `"data_source": "feedback"` in a stored request: the production version's training data plus every
 # labelled outcome collected so far, exported to one Parquet file when the sweep starts.
 FEEDBACK_SOURCE = "feedback"
+_BUILTIN_DATA = {"data_source": None, "label_column": None, "feature_columns": None}
 Submit = Callable[[TuneRequest, str], dict]  # (request, trigger) -> the queued job
 
 
@@ -44,9 +46,10 @@ def check_tune(settings: Settings, tune, field: str = "tune") -> dict:
     request = validate_body(TuneRequest, tune, field)
     from seedcore.tuning.sweep import plan_sweep
 
-    try:
-        plan_sweep(settings, request)
-        if request.data_source and request.data_source != FEEDBACK_SOURCE:
+    feedback = request.data_source == FEEDBACK_SOURCE
+    try:  # feedback data exists only when the sweep starts: check the rest against the built-in data now
+        plan_sweep(settings, request.model_copy(update=_BUILTIN_DATA) if feedback else request)
+        if request.data_source and not feedback:
             resolve_data_path(settings.data_dir, request.data_source)
     except ValidationError as exc:
         raise type(exc)(exc.message, field=f"{field}.{exc.field}" if exc.field else field) from None
@@ -56,6 +59,7 @@ def check_tune(settings: Settings, tune, field: str = "tune") -> dict:
 def start_job(settings: Settings, db: Database, submit: Submit, tune: dict, trigger: str) -> dict:
     """Queue the stored request as a job started by `trigger`; "feedback" data is exported first."""
     request = TuneRequest.model_validate(tune)
+    logs.trigger_fired(trigger, request.experiment_name)
     if request.data_source == FEEDBACK_SOURCE:
         request = request.model_copy(update=feedback_data(settings, db, trigger))
     return submit(request, trigger)

@@ -12,6 +12,8 @@ import threading
 
 from seedcore.config import Settings
 from seedcore.errors import ValidationError
+from seedcore.logs import quiet_noise
+from seedcore.observability import telemetry_off
 
 _LOCK = threading.Lock()
 _STATE: dict[str, str | None] = {"dashboard_url": None}
@@ -38,6 +40,8 @@ def ensure_ray(settings: Settings) -> None:
     """
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
+    telemetry_off()
+    quiet_noise()
     import ray
 
     with _LOCK:

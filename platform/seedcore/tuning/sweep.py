@@ -14,7 +14,7 @@ from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from seedcore import names
+from seedcore import logs, names
 from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
@@ -86,6 +86,7 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
                   plan.tune.num_samples)
     started = time.time()
     parent = _start_parent(registry, experiment_id, plan, dataset, job_id)
+    logs.sweep_started(request.experiment_name, plan.tune.num_samples, job_id)
     cancel_event = cancel_event or threading.Event()
     logger = MLflowTrialLogger(registry.client, experiment_id, parent, progress, plan.tune.num_samples,
                                cancel_event=cancel_event)
@@ -113,6 +114,8 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
         logger.close_open_runs("KILLED" if status == "KILLED" else "FAILED")
         logger.close()
         registry.client.set_terminated(parent, status)
+        logs.sweep_ended(request.experiment_name, status, logger.counts(), logger.best_auc,
+                         time.time() - started, job_id)
     counts = logger.counts()
     return {
         "status": "success",
