@@ -173,13 +173,23 @@ def _start_node2(args, ray_env: dict) -> None:
     the API's data dir, the MLflow artifacts) is an empty tmpfs, so relying on a shared disk fails."""
     state = args.state
     command = _ray_start(state / NODE2, args.node2_cpus) + ["--address", f"127.0.0.1:{args.ray_port}"]
-    if os.geteuid() == 0 and shutil.which("unshare"):
+    if _can_hide_disk(state):
         script = ('mount -t tmpfs -o size=512m seedcore-node2 "$0" && mkdir -p "$0/ray-node2" && exec "$@"')
         command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(state), *command]
         (state / "node2-isolated").write_text("tmpfs over the state dir in a private mount namespace\n")
     else:
-        log("not root (or no unshare): ray-node2 shares this machine's disk; a shared-disk assumption goes unseen")
+        log("cannot hide the disk (not root, no unshare, or no mount namespaces): ray-node2 shares this machine's "
+            "disk; a shared-disk assumption goes unseen")
     _spawn(state, NODE2, command, ray_env)
+
+
+def _can_hide_disk(state: Path) -> bool:
+    """Whether this machine lets us mount a tmpfs in a private mount namespace (root, not a locked-down container)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "mount", "-t", "tmpfs", "probe",
+                            str(state)], capture_output=True)
+    return probe.returncode == 0
 
 
 def _databases(args) -> tuple[str, str]:
