@@ -60,7 +60,7 @@ def test_a_failed_promotion_leaves_readers_on_the_old_consistent_pair(client, mi
 def test_a_registry_step_failing_after_the_switch_switches_the_files_back(client, migrated_settings,
                                                                          two_versions, monkeypatch):
     registry, boosters, rows = two_versions
-    link_before = os.readlink(migrated_settings.blessed_dir)
+    link_before = os.path.realpath(migrated_settings.blessed_dir)
 
     def refuse(self, *args, **kwargs):
         raise MlflowException("registry write refused")
@@ -69,21 +69,22 @@ def test_a_registry_step_failing_after_the_switch_switches_the_files_back(client
     response = promote(client, 2)
     assert response.status_code == 503 and "registry write refused" in response.get_json()["error"]
     monkeypatch.undo()
-    assert os.readlink(migrated_settings.blessed_dir) == link_before
     assert_readers_see_version_1(migrated_settings, registry, boosters, rows)  # alias put back too
+    assert os.path.realpath(migrated_settings.blessed_dir) == link_before
     assert registry.get_version(1).current_stage == names.PRODUCTION_STAGE
     assert published_dirs(migrated_settings, 2) == []
 
 
 def test_repromoting_the_production_version_is_unchanged(client, migrated_settings, two_versions):
-    link_before = os.readlink(migrated_settings.blessed_dir)
+    link_before = os.path.realpath(migrated_settings.blessed_dir)
     model_file = migrated_settings.blessed_dir / names.BLESSED_MODEL_FILE
     written_at = model_file.stat().st_mtime_ns
     response = promote(client, 1)
     assert response.status_code == 200
     body = response.get_json()
     assert body["status"] == "unchanged" and body["version"] == 1 and "already in production" in body["reason"]
-    assert os.readlink(migrated_settings.blessed_dir) == link_before and model_file.stat().st_mtime_ns == written_at
+    assert os.path.realpath(migrated_settings.blessed_dir) == link_before
+    assert model_file.stat().st_mtime_ns == written_at
     assert [i["model_version"] for i in promotion_incidents(migrated_settings)] == ["1"]  # no new incident
 
 
