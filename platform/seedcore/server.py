@@ -1,8 +1,19 @@
-"""Running the platform: gunicorn for the API, the MLflow UI beside it, clean shutdown on Ctrl-C."""
+"""Running the platform: gunicorn for the API, the MLflow UI beside it, and stopping all of it in order.
+
+Stopping: a terminal's Ctrl-C (SIGINT) and `docker stop` (SIGTERM) reach every process of the foreground
+group at once. Ray's processes must not get that signal: a raylet killed under a running sweep aborts the
+driver and leaves the job `running`. So the worker that runs jobs (and starts Ray) moves to a process group
+of its own; the signal reaches the gunicorn arbiter, which passes it on to the worker, which cancels the
+running job, ends Ray and exits, all within `stop_timeout_s` plus Ray's own shutdown.
+"""
 
 from __future__ import annotations
 
 import atexit
+import logging
+import math
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -11,6 +22,13 @@ from gunicorn.app.base import BaseApplication
 
 from seedcore.config import Settings
 from seedcore.observability import child_env, prepare_server, worker_exited
+
+log = logging.getLogger(__name__)
+STOPS = "seedcore_stop"  # app.extensions: what to call, in order, when the process stops
+_STOPPING = "seedcore_stopping"
+# Ray's C++ failure handler turns a SIGTERM into SIGABRT; our own handler stops the job and Ray in order.
+RAY_ENV = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
+RAY_SHUTDOWN_S = 3  # what Ray's own shutdown takes beyond the job's stop time, for gunicorn's grace period
 
 
 class _Gunicorn(BaseApplication):
@@ -28,13 +46,14 @@ class _Gunicorn(BaseApplication):
         from seedcore.api import create_app
 
         app = create_app(self.settings, role=self.role)
+        app.extensions[_STOPPING] = threading.Lock()
         if self.role == "all":  # warm Ray in the worker that runs sweeps, without delaying requests
             from seedcore.tuning.cluster import shutdown_ray
 
             done = threading.Event()
             threading.Thread(target=_keep_ray, args=(self.settings, done), name="seedcore-ray", daemon=True).start()
-            app.extensions.setdefault("seedcore_stop", []).extend([shutdown_ray, done.set])
-        atexit.register(_stop_app, app)
+            app.extensions.setdefault(STOPS, []).extend([shutdown_ray, done.set])
+        atexit.register(stop_app, app)
         return app
 
 
@@ -47,35 +66,60 @@ def _keep_ray(settings: Settings, done: threading.Event) -> None:
     done.wait()
 
 
-def _stop_app(app) -> None:
-    for stop in app.extensions.get("seedcore_stop", []):
-        try:
-            stop()
-        except Exception:  # shutting down: keep stopping the rest
-            pass
+def stop_app(app) -> None:
+    """Call the app's stop hooks once, in order (the job runner first); later callers wait for the first."""
+    with app.extensions.setdefault(_STOPPING, threading.Lock()):
+        stops = app.extensions.get(STOPS, [])
+        while stops:
+            stop = stops.pop(0)
+            try:
+                stop()
+            except Exception:  # shutting down: keep stopping the rest
+                log.exception("while stopping")
+
+
+def _own_process_group(server, worker) -> None:
+    """post_fork, jobs role: the worker (and the Ray it starts) leave the terminal's process group."""
+    os.setpgrp()
+
+
+def _stop_on_term(worker) -> None:
+    """post_worker_init: on SIGTERM start stopping the app at once, beside gunicorn's graceful exit, so a
+    request waiting for a job is answered (cancelled) instead of holding the worker up."""
+    graceful = worker.handle_exit
+
+    def on_term(signum, frame):
+        graceful(signum, frame)
+        threading.Thread(target=stop_app, args=(worker.wsgi,), name="seedcore-stop", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def _worker_exit(server, worker) -> None:
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
-        _stop_app(app)
+        stop_app(app)
 
 
 def run_api(settings: Settings, role: str = "all", workers: int = 1, threads: int = 8) -> None:
-    """Serve the API with gunicorn. The tuning role runs in one worker (it owns the job runner)."""
+    """Serve the API with gunicorn. The jobs role runs in one worker (it owns the job runner)."""
     prepare_server(settings)  # before gunicorn forks: the workers inherit it
     options = {
         "bind": f"{settings.host}:{settings.port}",
-        "workers": 1 if role == "all" else max(1, workers),
+        "workers": 1 if role == "all" else workers,
         "worker_class": "gthread",
         "threads": threads,
-        "timeout": 0 if role == "all" else 60,  # a synchronous sweep may take its whole time budget
-        "graceful_timeout": 30,
+        "timeout": 120,  # the worker's heartbeat; long sweeps run in threads and never block it
+        "graceful_timeout": math.ceil(settings.stop_timeout_s) + RAY_SHUTDOWN_S,
         "accesslog": "-",
         "loglevel": "warning",
+        "post_worker_init": _stop_on_term,
         "worker_exit": _worker_exit,
         "child_exit": worker_exited,
     }
+    if role == "all":
+        options["post_fork"] = _own_process_group
+        os.environ.update(RAY_ENV)  # before the worker first imports Ray, which reads it once
     _Gunicorn(settings, role, options).run()
 
 
@@ -100,7 +144,8 @@ def mlflow_ui_security(settings: Settings) -> list[str]:
     return ["--allowed-hosts", ",".join(hosts), "--cors-allowed-origins", ",".join(f"http://{h}" for h in hosts)]
 
 
-def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
+def stop_process(process: subprocess.Popen | None, timeout: float = 5.0) -> None:
+    """Terminate a child we started (SIGKILL after `timeout` s)."""
     if process is None or process.poll() is not None:
         return
     process.terminate()

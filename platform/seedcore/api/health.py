@@ -49,6 +49,8 @@ class Health(BaseModel):
     version: str
     ray_dashboard: str | None = Field(None, description="the Ray dashboard of the Ray session this process runs "
                                                         "sweeps on (null: none here); token auth: `ray get-auth-token`")
+    runner: Any = Field(None, description="the job runner (null in a serve-only process): alive, threads, "
+                                          "current_job, last_error, last_error_at; not alive is `degraded`")
 
 
 @lru_cache(maxsize=1)
@@ -101,6 +103,12 @@ def _model_failing(model: Any) -> bool:
     return isinstance(model, dict) and (model.get("status") == "error" or model.get("state") == UNAVAILABLE)
 
 
+
+def runner_health() -> dict | None:
+    """The job runner's own report, if this process runs jobs."""
+    runner = current_app.extensions.get("seedcore_runner")
+    return None if runner is None else runner.status()
+
 @bp.get("/health", summary="Liveness and readiness: model, database, MLflow, version", responses={200: Health})
 def health():
     """200 with the state of each part; `degraded` when the database or the model registry is failing."""
@@ -114,4 +122,7 @@ def health():
         version=package_version(),
         ray_dashboard=dashboard_url(),
     )
+    report.runner = runner_health()
+    if report.runner is not None and not report.runner["alive"]:
+        report.status = "degraded"
     return jsonify(report.model_dump(mode="json"))

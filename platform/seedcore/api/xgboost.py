@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, url_for
+from flask import Flask, current_app, jsonify, url_for
 
-from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, respond
+from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, _error, api_blueprint, respond
 from seedcore.api.schemas_xgboost import (JobList, JobListQuery, JobPath, JobResponse, PromoteRequest,
                                           PromoteResponse, TrainRequest, TrainResponse, TuneRequest, TuneResponse)
 from seedcore.flywheel import Flywheel
-from seedcore.runner import JobRunner
+from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE
+from seedcore.runner import JobRunner, JobStillRunning, TooManyWaitsError
 
 bp = api_blueprint("xgboost", __name__, url_prefix="/xgboost")
 RUNNER = "seedcore_runner"
@@ -39,19 +40,22 @@ def _settings():
     return current_app.config["SEEDCORE_SETTINGS"]
 
 
-@bp.post("/tune", summary="Run a sweep and wait for its result",
-         responses={200: TuneResponse, **WRITE_ERRORS}, security=BEARER)
+# A synchronous call holds a request thread: bounded in number (429) and in time (then 202 with the job id).
+SYNC_ANSWERS = {202: JobResponse, 429: _error("every synchronous-wait slot is taken (SEEDCORE_MAX_SYNC_WAITS): "
+                                              "use /xgboost/tune/submit; `Retry-After` says when to try again")}
+
+
+@bp.post("/tune", summary="Run a sweep and wait for its result (202 with the job id if it outlasts "
+                          "SEEDCORE_SYNC_WAIT_TIMEOUT_S)",
+         responses={200: TuneResponse, **SYNC_ANSWERS, **WRITE_ERRORS}, security=BEARER)
 def tune(body: TuneRequest):
-    job = _runner().wait(_runner().submit(body)["id"])
-    return respond(TuneResponse, job["result"])
+    return _run_and_wait(body, KIND_TUNE, TuneResponse)
 
 
 @bp.post("/tune/submit", summary="Queue a sweep; answers 202 with its job id",
          responses={202: JobResponse, **WRITE_ERRORS}, security=BEARER)
 def submit(body: TuneRequest):
-    job = _runner().submit(body)
-    answer = {**_job_view(job), "status": "accepted", "status_url": url_for("xgboost.status", job_id=job["id"])}
-    return respond(JobResponse, answer, 202)
+    return _accepted(_runner().submit(body))
 
 
 @bp.get("/tune/status/<job_id>", summary="A job's state, live progress and result",
@@ -72,15 +76,32 @@ def cancel(path: JobPath):
     return respond(JobResponse, _job_view(_runner().cancel(path.job_id)), 202)
 
 
-@bp.post("/train", summary="Train and register one model with fixed hyperparameters",
-         responses={200: TrainResponse, **WRITE_ERRORS}, security=BEARER)
+@bp.post("/train", summary="Train and register one model with fixed hyperparameters (a job of kind train, "
+                           "waited for like /xgboost/tune)",
+         responses={200: TrainResponse, **SYNC_ANSWERS, **WRITE_ERRORS}, security=BEARER)
 def train(body: TrainRequest):
-    from seedcore.tuning.single import train_model
+    return _run_and_wait(body, KIND_TRAIN, TrainResponse)
 
-    result = train_model(_settings(), body.params, experiment_name=body.experiment_name,
-                         data_source=body.data_source, label_column=body.label_column,
-                         feature_columns=body.feature_columns, promote=body.promote, force=body.force)
-    return respond(TrainResponse, result)
+
+def _run_and_wait(body, kind: str, model):
+    """Queue the job and wait for it in one of the bounded slots: its result, a 429, or a 202 on time-out."""
+    runner = _runner()
+    try:
+        with runner.sync_slot():
+            job = runner.submit(body, kind=kind)
+            finished = runner.wait(job["id"], timeout=_settings().sync_wait_timeout_s)
+    except TooManyWaitsError as exc:
+        return jsonify(exc.to_dict()), exc.status_code, {"Retry-After": str(exc.retry_after_s)}
+    except JobStillRunning as exc:
+        return _accepted(exc.job)
+    return respond(model, finished["result"])
+
+
+def _accepted(job: dict):
+    """202: the job goes on; follow it at `status_url` (also the Location header)."""
+    url = url_for("xgboost.status", job_id=job["id"])
+    body, status = respond(JobResponse, {**_job_view(job), "status": "accepted", "status_url": url}, 202)
+    return body, status, {"Location": url}
 
 
 @bp.post("/promote", summary="Promote a registered version through the champion gate",

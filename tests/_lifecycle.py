@@ -1,0 +1,123 @@
+"""Helpers for tests that run `seedcore up` / `seedcore serve` as real processes in their own session."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import requests
+
+SEEDCORE = Path(sys.executable).parent / "seedcore"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(tmp_path: Path, **extra: str) -> dict:
+    """The environment of a user on a fresh machine: no SEEDCORE_* of ours, stores under tmp_path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDCORE_") and k != "RAY_ADDRESS"}
+    env.update(SEEDCORE_DATA_DIR=str(tmp_path / "data"), SEEDCORE_MLRUNS_DIR=str(tmp_path / "mlruns"), **extra)
+    return env
+
+
+@dataclass
+class Platform:
+    """A `seedcore` command running in a session of its own (as a terminal runs it), with its log."""
+
+    process: subprocess.Popen
+    log: Path
+    url: str
+    seen: list[psutil.Process] = field(default_factory=list)
+
+    @property
+    def sid(self) -> int:
+        return self.process.pid  # start_new_session: the leader's pid is the session (and group) id
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, path: str, timeout: float = 180) -> requests.Response:
+        """The first answer from `path`; fail early, with the log, if the command died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process.poll() is None, f"exited with {self.process.returncode}:\n{self.text()[-4000:]}"
+            try:
+                return requests.get(f"{self.url}{path}", timeout=10)
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            assert time.monotonic() < deadline, f"no answer from {path} after {timeout} s:\n{self.text()[-4000:]}"
+            time.sleep(0.3)
+
+    def remember_processes(self) -> list[psutil.Process]:
+        """Every live process of the session (gunicorn workers, Ray, the MLflow UI ...), kept for later."""
+        self.seen = session_processes(self.sid)
+        return self.seen
+
+    def signal_group(self, signum: int) -> float:
+        """Send `signum` to the whole process group, as a terminal (Ctrl-C) or `docker stop` does."""
+        started = time.monotonic()
+        os.killpg(self.sid, signum)
+        return started
+
+    def stop(self) -> None:
+        """After the test, whatever happened: kill what is left of the session, by pid."""
+        for process in [*self.seen, *session_processes(self.sid)]:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(30)
+
+
+def start(command: list[str], tmp_path: Path, port: int, env: dict, name: str = "up") -> Platform:
+    log = tmp_path / f"{name}.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([str(SEEDCORE), *command], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    return Platform(process, log, f"http://127.0.0.1:{port}")
+
+
+def session_processes(sid: int) -> list[psutil.Process]:
+    """Live (not zombie) processes whose session is `sid`."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) == sid and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except (psutil.NoSuchProcess, ProcessLookupError, PermissionError):
+            pass
+    return found
+
+
+def describe(processes: list[psutil.Process]) -> list[str]:
+    names = []
+    for process in processes:
+        try:
+            names.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
+        except psutil.NoSuchProcess:
+            pass
+    return names
+
+
+def wait_until_gone(sid: int, started: float, timeout: float) -> float:
+    """Seconds from `started` until no process of the session is left; fails naming the survivors."""
+    deadline = started + timeout
+    while True:
+        left = session_processes(sid)
+        if not left:
+            return time.monotonic() - started
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still alive {timeout} s after the signal: {describe(left)}")
+        time.sleep(0.1)
