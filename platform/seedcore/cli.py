@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     down.add_argument("revision")
     down.set_defaults(handler=_db_downgrade)
     db_sub.add_parser("current", help="print the current revision").set_defaults(handler=_db_current)
+    from seedcore.cli_flywheel import add_commands as add_flywheel_commands
+
+    add_flywheel_commands(sub)  # evaluate, monitors, schedules
     return parser
 
 
