@@ -27,6 +27,7 @@ MARK, PART = "LOCAL_CLUSTER_STATE", "LOCAL_CLUSTER_PART"
 HEAD, NODE2, MLFLOW, API = "ray-head", "ray-node2", "mlflow", "api"
 SERVES = ("serve-1", "serve-2")
 STOP_ORDER = (*SERVES, API, NODE2, HEAD, MLFLOW)
+MAX_STATE_PATH = 34  # + "/ray-node2/session_<date>_<time>_<pid>/sockets/plasma_store" stays within 107 bytes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +72,10 @@ def log(message: str) -> None:
 
 # -- up -------------------------------------------------------------------------------------------
 def _up(args) -> int:
+    if len(str(args.state)) > MAX_STATE_PATH:
+        log(f"--state {args.state} is too long: Ray's unix sockets under it may not exceed 107 bytes "
+            f"(keep it to {MAX_STATE_PATH} characters)")
+        return 2
     if _running_parts(args.state):
         log(f"already running in {args.state} ({', '.join(_running_parts(args.state))}); run `down` first")
         return 1
