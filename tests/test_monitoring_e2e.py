@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from _serving import add_version
-from _tuning import wait_job
+from _tuning import mlflow_client, wait_job
 from seedcore.api import create_app
+from seedcore.db.database import Database
+from seedcore.monitoring.drift import load_reference
 from seedcore.monitoring.scenario import drifted_rows
 from seedcore.registry import Registry
 
@@ -62,6 +64,11 @@ def test_drift_fires_a_monitor_once_and_the_retuned_model_recovers(flywheel_app)
     assert result["promotion"]["status"] == "success", result["promotion"]
     second = result["model_version"]
     assert second > first
+    parent = mlflow_client(settings).get_run(result["mlflow"]["parent_run_id"])
+    assert parent.data.tags["seedcore.trigger"] == f"monitor:{monitor_id}"
+    db = Database(settings.database_url)
+    assert load_reference(db, settings.model_name, second) is not None  # drift baseline stored at registration
+    db.dispose()
 
     recovered = _serve_and_label(client, *drifted_rows(300, seed=123))
     assert recovered["version"] == second

@@ -11,7 +11,6 @@ import time
 from typing import Any, Callable
 
 from seedcore.config import Settings
-from seedcore.data import resolve_data_path
 from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE
 from seedcore.errors import BudgetError, SweepCancelledError
 from seedcore.requests import TrainRequest, TuneRequest
@@ -23,16 +22,15 @@ CANCEL_CHECK_S = 1.0  # how often a training run asks the database whether someo
 def check(settings: Settings, request: TuneRequest | TrainRequest, kind: str) -> int:
     """Everything that can be checked before a job is queued (400s); returns the job's trials_total."""
     if kind == KIND_TRAIN:
+        from seedcore.tuning.params_check import check_request_params
         from seedcore.tuning.single import fixed_params
 
-        fixed_params(request.params)
+        check_request_params(settings, request, fixed_params(request.params), "params")  # data header, dry run
         trials = 1
     else:
         from seedcore.tuning.sweep import plan_sweep
 
-        trials = plan_sweep(settings, request).tune.num_samples
-    if request.data_source:
-        resolve_data_path(settings.data_dir, request.data_source)
+        trials = plan_sweep(settings, request).tune.num_samples  # checks the data header and the space too
     return trials
 
 
@@ -49,7 +47,8 @@ def execute(settings: Settings, job: dict, cancel: threading.Event, progress: Ca
         return _train(settings, request, cancel, cancel_requested)
     from seedcore.tuning.sweep import run_sweep
 
-    return run_sweep(settings, request, progress=progress, cancel_event=cancel, job_id=job["id"])
+    return run_sweep(settings, request, progress=progress, cancel_event=cancel, job_id=job["id"],
+                     trigger=job.get("trigger"))
 
 
 def _train(settings: Settings, request: TrainRequest, cancel: threading.Event,

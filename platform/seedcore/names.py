@@ -20,4 +20,5 @@ TAG_TRIAL_ID = "seedcore.trial_id"
 TAG_PRUNED = "seedcore.pruned"
 TAG_SWEEP = "seedcore.sweep"
 TAG_JOB_ID = "seedcore.job_id"
+TAG_TRIGGER = "seedcore.trigger"  # what started the sweep: manual, api, schedule:<id>, monitor:<id>
 TAG_FINGERPRINT = "seedcore.dataset_fingerprint"

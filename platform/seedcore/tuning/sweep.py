@@ -20,6 +20,7 @@ from seedcore.data import Dataset, load_dataset
 from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
 from seedcore.plots import log_sweep_plots
 from seedcore.flywheel import flywheel_for
+from seedcore.monitoring.drift import remember_reference
 from seedcore.requests import SweepRequest
 from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model_logging
 from seedcore.tuning.cluster import check_trial_fits, cluster_cpus, cluster_tags, ensure_ray, tune_storage
@@ -68,7 +69,8 @@ def plan_sweep(settings: Settings, request: SweepRequest) -> SweepPlan:
 
 
 def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progress: Progress | None = None,
-              cancel_event: threading.Event | None = None, job_id: str | None = None, **fields) -> dict:
+              cancel_event: threading.Event | None = None, job_id: str | None = None, trigger: str | None = None,
+              **fields) -> dict:
     """Run one sweep end to end and return the guide's result shape plus ours.
 
     Raises ValidationError/DataError before any trial starts, SweepFailedError when no trial
@@ -85,7 +87,7 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
     warm = gather(registry, request.warm_start, dataset, plan.space, plan.tune.search_alg, first.metric, first.mode,
                   plan.tune.num_samples)
     started = time.time()
-    parent = _start_parent(registry, experiment_id, plan, dataset, job_id)
+    parent = _start_parent(registry, experiment_id, plan, dataset, job_id, trigger)
     logs.sweep_started(request.experiment_name, plan.tune.num_samples, job_id)
     cancel_event = cancel_event or threading.Event()
     logger = MLflowTrialLogger(registry.client, experiment_id, parent, progress, plan.tune.num_samples,
@@ -139,13 +141,16 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
     }
 
 
-def _start_parent(registry: Registry, experiment_id: str, plan: SweepPlan, dataset: Dataset, job_id) -> str:
+def _start_parent(registry: Registry, experiment_id: str, plan: SweepPlan, dataset: Dataset, job_id,
+                  trigger: str | None = None) -> str:
     request = plan.request
     tags = {names.TAG_SWEEP: "true", names.TAG_FINGERPRINT: dataset.fingerprint,
             "seedcore.space_type": str(request.space_type if request.custom_search_space is None else "custom"),
             "seedcore.config_type": str(request.config_type)}
     if job_id:
         tags[names.TAG_JOB_ID] = job_id
+    if trigger:
+        tags[names.TAG_TRIGGER] = trigger
     tags.update(cluster_tags())
     run = registry.client.create_run(experiment_id, run_name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}", tags=tags)
     params = {f"tune.{k}": v for k, v in plan.tune.as_dict().items()}
@@ -269,6 +274,7 @@ def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset,
     candidate = Candidate(booster, dict(best.config), dataset, validation, child_run_id,
                           plan.request.experiment_name, trial_id)
     version = registry.register(candidate)
+    remember_reference(registry.settings, version.version, dataset)  # drift baseline: the training split
     registry.client.set_model_version_tag(registry.name, version.version, TRAIN_ROWS, str(refit["train_rows"]))
     if plan.request.promote:
         promotion = flywheel_for(registry.settings).promote_or_report(
