@@ -183,7 +183,7 @@ def document(sections: list[Section], command: str, info: dict, small: bool) -> 
         "",
         f"Generated on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by `{command}`"
         f"{' (small mode: tiny sizes, the numbers mean nothing)' if small else ''}. Re-run all with"
-        " `python -m bench`, or one with `python -m bench NAME` (sweep, scaling, predict, batch, quality).",
+        " `python -m bench`, or one with `python -m bench NAME` (sweep, scaling, predict, batch, quality, cold, warmstart).",
         "",
         f"- machine: {info['cpus']} CPUs ({info['processor']}), {info['memory_gb']} GiB RAM, {info['platform']}",
         f"- versions: {versions}",
