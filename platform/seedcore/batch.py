@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import xgboost as xgb
 
 from seedcore.config import Settings
-from seedcore.data import iter_table_chunks, resolve_data_path, table_format
+from seedcore.data import check_feature_values, iter_table_chunks, resolve_data_path, table_columns, table_format
 from seedcore.errors import DataError, ValidationError
 from seedcore.serving import ServedModel
 
@@ -123,24 +123,9 @@ def _stream(model: ServedModel, path: Path, columns: list[str], out: Path, chunk
 
 
 def chunk_matrix(chunk: pd.DataFrame, columns: list[str], first_row: int) -> np.ndarray:
-    """The chunk's feature columns as float32 (empty cells are NaN = missing); text is a 400."""
-    for name in columns:
-        series = chunk[name]
-        if not pd.api.types.is_numeric_dtype(series) and series.notna().any():
-            at = _first_non_number(series)
-            raise DataError(f"column {name!r} holds a non-number ({series.iloc[at]!r}) at row {first_row + at}",
-                            field="feature_columns")
+    """The chunk's feature columns as float32 (empty cells are NaN = missing); text or infinity is a 400."""
+    check_feature_values(chunk, columns, first_row)
     x = np.empty((len(chunk), len(columns)), dtype=np.float32)
     for j, name in enumerate(columns):  # column by column: no copy of the whole chunk
         x[:, j] = chunk[name].to_numpy(dtype=np.float32, na_value=np.nan)
-    if np.isinf(x).any():
-        row = int(np.argwhere(np.isinf(x))[0][0])
-        raise DataError(f"row {first_row + row} holds an infinite value", field="data_source")
     return x
-
-
-def _first_non_number(series: pd.Series) -> int:
-    """Position of the first value that is neither missing nor readable as a number."""
-    present = series.notna().to_numpy()
-    text = present & pd.to_numeric(series, errors="coerce").isna().to_numpy()
-    return int(np.flatnonzero(text if text.any() else present)[0])

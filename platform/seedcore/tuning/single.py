@@ -14,6 +14,7 @@ from seedcore.data import load_dataset
 from seedcore.errors import ValidationError
 from seedcore.flywheel import flywheel_for
 from seedcore.registry import Candidate, Registry, ensure_experiment
+from seedcore.tuning.params_check import check_params
 from seedcore.tuning.spaces import resolve_space
 from seedcore.tuning.trainable import BEST_ITERATION, CURVE, train_booster
 
@@ -28,6 +29,7 @@ def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgb
     """
     config = fixed_params(params)
     dataset = load_dataset(settings.data_dir, data_source, label_column, feature_columns)
+    check_params(config, dataset.feature_names, "params")  # XGBoost's own judgement, before any run exists
     registry = Registry(settings)
     client = registry.client
     run = client.create_run(ensure_experiment(client, settings, experiment_name),
