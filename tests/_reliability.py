@@ -8,12 +8,11 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from werkzeug.serving import make_server
+from _serving import live_server as serve_over_http, stop_app
 
 from seedcore.api import create_app
 from seedcore.config import Settings
@@ -83,13 +82,9 @@ def _send_chunked(conn: http.client.HTTPConnection, method: str, path: str, data
 def live_server(settings: Settings):
     """Our app (role "all") served by werkzeug's threaded server on a free 127.0.0.1 port."""
     app = create_app(settings)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="reliability-server", daemon=True)
-    thread.start()
     try:
-        yield LiveServer("127.0.0.1", server.server_port, app)
+        with serve_over_http(app) as base_url:
+            host, port = base_url.removeprefix("http://").split(":")
+            yield LiveServer(host, int(port), app)
     finally:
-        server.shutdown()
-        thread.join(10)
-        for stop in app.extensions.get("seedcore_stop", []):
-            stop()
+        stop_app(app)

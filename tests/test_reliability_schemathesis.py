@@ -1,0 +1,89 @@
+"""Schemathesis over our own `/openapi.json`, against the real app under a real server on a free port.
+
+Every operation gets a bounded number of generated requests (sweeps are capped at 2 trials and a few
+seconds by the server's settings); no answer may be a 5xx, and every answer must match its documented
+status codes, content type and schema. The tally of one run is written beside the test's temp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                               status_code_conformance)
+
+from _reliability import live_server, tiny_settings
+from _serving import add_version, wait_for
+
+from seedcore.registry import Registry
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# Operations that start sweeps or training: each valid request costs seconds, so they get fewer examples.
+EXPENSIVE = r"^/xgboost/(tune|tune/submit|train)$"
+TALLY: Counter = Counter()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, mlflow_template, ray_session):
+    root = tmp_path_factory.mktemp("schemathesis")
+    settings = tiny_settings(root, mlflow_template)
+    with live_server(settings) as server:
+        # a production model, as a running platform has one (predict before any promotion is a 503 by design)
+        add_version(settings, Registry(settings), promote=True)
+        wait_for(lambda: server.request("GET", "/xgboost/model_info")[1]["status"] == "success", 30)
+        yield server
+    (root / "tally.json").write_text(json.dumps(TALLY, indent=1))
+    print(f"\nschemathesis tally: {dict(TALLY)}")
+
+
+def operations(live, *, expensive: bool) -> list:
+    """The operations of our served document: the sweep-starting ones, or all the others."""
+    schema = schemathesis.openapi.from_url(f"{live.base_url}/openapi.json")
+    found = [result.ok() for result in schema.get_all_operations()]
+    assert len(found) >= 15, "the document lost operations"
+    return [op for op in found if bool(re.match(EXPENSIVE, op.path)) == expensive]
+
+
+def call_and_check(case, live) -> None:
+    """One generated request; count it, its 5xx and its schema violations, then fail on any of them."""
+    response = case.call(base_url=live.base_url, timeout=120)
+    TALLY["requests"] += 1
+    TALLY["5xx"] += response.status_code >= 500
+    try:
+        case.validate_response(response, checks=CHECKS)
+    except Exception:
+        TALLY["violations"] += 1
+        raise
+
+
+def fuzz(operation, live, examples: int) -> str | None:
+    """Up to `examples` generated requests to one operation; the first failure, described, or None."""
+    @given(case=operation.as_strategy())
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+              phases=[Phase.explicit, Phase.generate], derandomize=True)
+    def run(case):
+        call_and_check(case, live)
+
+    try:
+        run()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - schemathesis raises exception groups; every operation still runs
+        return f"{operation.method.upper()} {operation.path}: {str(exc)[:1500]}"
+    return None
+
+
+def test_every_operation_answers_by_its_schema(live):
+    failures = [f for op in operations(live, expensive=False) if (f := fuzz(op, live, 30))]
+    assert not failures, "\n\n".join(failures)
+
+
+def test_sweeps_and_training_answer_by_their_schema(live):
+    failures = [f for op in operations(live, expensive=True) if (f := fuzz(op, live, 6))]
+    assert not failures, "\n\n".join(failures)
