@@ -103,6 +103,8 @@ class Settings(BaseSettings):
                                                                             "object a line for log collectors")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO",
                                                                      description="the least severe log lines shown")
+    max_incident_payload_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024,
+                                            description="cap on a flashbulb incident's payload as JSON (413 beyond)")
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":
