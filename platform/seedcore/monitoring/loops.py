@@ -35,11 +35,15 @@ def run_once(schedules: ScheduleService, monitors: MonitorService) -> None:
 def start_flywheel_loops(app, interval_s: float | None = None) -> Callable[[], None]:
     """Start the background beat for `app` (role "all"); returns `stop()`."""
     schedules, monitors = flywheel_services(app)
-    interval = interval_s or app.config["SEEDCORE_SETTINGS"].monitor_interval_s
+    return start_loop(schedules, monitors, interval_s or app.config["SEEDCORE_SETTINGS"].monitor_interval_s)
+
+
+def start_loop(schedules: ScheduleService, monitors: MonitorService, interval_s: float) -> Callable[[], None]:
+    """A daemon thread that runs one beat every `interval_s`; returns `stop()`."""
     stopped = threading.Event()
 
     def loop():
-        while not stopped.wait(interval):
+        while not stopped.wait(interval_s):
             run_once(schedules, monitors)
 
     thread = threading.Thread(target=loop, name="seedcore-flywheel", daemon=True)
