@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -22,15 +24,14 @@ from _cluster import POLL_S, call, local_cluster, loopback_cluster, marked_proce
 from _pg import postgres_base_url
 
 TAG_NODE = "seedcore.node"
-SWEEP = {"space_type": "conservative", "config_type": "conservative", "experiment_name": "loopback",
-         "custom_tune_config": {"num_samples": 6, "max_concurrent_trials": 2, "seed": 3}}
-# Longer trials for the second sweep, so the node is lost while trials run on it.
-SLOW_SWEEP = {**SWEEP, "experiment_name": "loopback_node_lost",
-              "custom_search_space": {"eta": {"type": "loguniform", "lower": 0.005, "upper": 0.02},
-                                      "max_depth": {"type": "randint", "lower": 6, "upper": 9},
-                                      "num_boost_round": 400},
-              "custom_tune_config": {"num_samples": 8, "max_concurrent_trials": 2, "seed": 4,
-                                     "grace_period": 400}}
+DATA = "loopback.csv"  # 20,000 rows: trials of a few seconds, longer than a Ray worker takes to start
+SPACE = {"eta": {"type": "loguniform", "lower": 0.02, "upper": 0.1}, "max_depth": 6, "num_boost_round": 300}
+# One CPU per node and two trials at once: both nodes hold a trial; no pruning before the last round.
+SWEEP = {"config_type": "conservative", "experiment_name": "loopback", "data_source": DATA,
+         "label_column": "target", "custom_search_space": SPACE,
+         "custom_tune_config": {"num_samples": 4, "max_concurrent_trials": 2, "seed": 3, "grace_period": 300}}
+SLOW_SWEEP = {**SWEEP, "experiment_name": "loopback_node_lost", "custom_search_space": {**SPACE, "num_boost_round": 400},
+              "custom_tune_config": {"num_samples": 8, "max_concurrent_trials": 2, "seed": 4, "grace_period": 400}}
 
 
 @pytest.mark.timeout(600)
@@ -49,6 +50,7 @@ def _story(state: Path) -> None:
         if os.geteuid() == 0:
             assert (state / "node2-isolated").exists()  # the second node cannot see the head's data dir
         api, mlflow = endpoints["API"], MlflowClient(endpoints["MLFLOW"])
+        _write_data(state / "api" / DATA)  # the API's data dir
         token = (state / "ray_token").read_text()
         node_ids = {n["raylet"]["nodeId"] for n in ray_nodes(endpoints["RAY_DASHBOARD"], token)}
         assert len(node_ids) == 2
@@ -64,6 +66,14 @@ def _story(state: Path) -> None:
     print(f"loopback cluster: up {endpoints['_up_s']} s, whole test {time.monotonic() - started:.0f} s")
 
 
+def _write_data(path: Path, rows: int = 20_000) -> None:
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(rows, 10))
+    y = (rng.random(rows) < 1 / (1 + np.exp(-(x[:, 0] - 0.5 * x[:, 1] + 0.3 * x[:, 2] * x[:, 3])))).astype(int)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(10)]).assign(target=y)
+    frame.to_csv(path, index=False)
+
+
 def _sweep_on_both_nodes(api: str, mlflow: MlflowClient, node_ids: set[str]) -> int:
     status, result = call("POST", f"{api}/xgboost/tune", SWEEP)
     assert status == 200, result
@@ -73,7 +83,7 @@ def _sweep_on_both_nodes(api: str, mlflow: MlflowClient, node_ids: set[str]) -> 
     assert int(parent.data.tags["seedcore.cluster.cpus"]) == 2
     children = _children(mlflow, parent.info.experiment_id, parent.info.run_id)
     nodes = {run.data.tags.get(TAG_NODE) for run in children}
-    assert nodes == node_ids, f"trials ran on {nodes}, the cluster has {node_ids}"
+    assert nodes == node_ids, f"trials ran on {nodes}, the cluster has {node_ids}; trials: {result['trials']}"
     return int(result["model_version"])
 
 
