@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 
+import psutil
 from gunicorn.app.base import BaseApplication
 
 from seedcore.config import Settings
@@ -48,11 +49,9 @@ class _Gunicorn(BaseApplication):
         app = create_app(self.settings, role=self.role)
         app.extensions[_STOPPING] = threading.Lock()
         if self.role == "all":  # warm Ray in the worker that runs sweeps, without delaying requests
-            from seedcore.tuning.cluster import shutdown_ray
-
             done = threading.Event()
             threading.Thread(target=_keep_ray, args=(self.settings, done), name="seedcore-ray", daemon=True).start()
-            app.extensions.setdefault(STOPS, []).extend([shutdown_ray, done.set])
+            app.extensions.setdefault(STOPS, []).extend([_end_ray, done.set])
         atexit.register(stop_app, app)
         return app
 
@@ -64,6 +63,23 @@ def _keep_ray(settings: Settings, done: threading.Event) -> None:
 
     ensure_ray(settings)
     done.wait()
+
+
+def _end_ray(timeout: float = RAY_SHUTDOWN_S) -> None:
+    """Shut Ray down, giving it `timeout` s; then kill, by pid, whatever Ray process is left (on a busy
+    machine Ray's own shutdown can take many seconds, and we promised to be gone within ten)."""
+    from seedcore.tuning.cluster import shutdown_ray
+
+    ray_processes = psutil.Process().children(recursive=True)  # the jobs worker starts nothing but Ray
+    ending = threading.Thread(target=shutdown_ray, name="seedcore-ray-shutdown", daemon=True)
+    ending.start()
+    ending.join(timeout)
+    for process in ray_processes:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(ray_processes, timeout=1)
 
 
 def stop_app(app) -> None:

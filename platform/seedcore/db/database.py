@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 from typing import Iterator
 
@@ -18,8 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from seedcore.errors import ConflictError, SchemaOutdatedError, SeedcoreError, ValidationError
 
-# platform/seedcore/db/database.py -> the repository root holds migrations/ (TODO: ship in the wheel)
-MIGRATIONS_DIR = Path(__file__).resolve().parents[3] / "migrations"
+# The top-level migrations/ directory, shipped inside the package as seedcore._migrations (a symlink in the
+# source tree, real files in an installed wheel), so a non-editable install can migrate too.
+MIGRATIONS_DIR = Path(str(files("seedcore._migrations")))
 UPGRADE_HINT = "run `seedcore db upgrade`"
 # Our own revision table: MLflow keeps its revision in `alembic_version`, and the two may share a database.
 VERSION_TABLE = "seedcore_alembic_version"
