@@ -80,12 +80,12 @@ GUIDE_INTEGER_VALUES = {
 # Trials and time budget from the guide; concurrency and ASHA's schedule are ours (the guide is silent).
 GUIDE_TUNE_CONFIGS = {
     "conservative": TuneSettings(num_samples=5, time_budget_s=600, max_concurrent_trials=2, grace_period=5,
-                                 reduction_factor=2),
+                                 reduction_factor=2, search_alg="random"),
     "default": TuneSettings(num_samples=50, time_budget_s=3600, max_concurrent_trials=4, grace_period=10,
-                            reduction_factor=3),
+                            reduction_factor=3, search_alg="tpe"),
     "aggressive": TuneSettings(num_samples=100, time_budget_s=7200, max_concurrent_trials=8, grace_period=20,
-                               reduction_factor=3),
-}
+                               reduction_factor=3, search_alg="tpe"),
+}  # search_alg is ours (the guide names none): chosen per preset by measurement
 
 # The guide's "Custom Search Space" examples, in both forms.
 GUIDE_DICT_SPACE = {
@@ -195,7 +195,7 @@ def test_custom_tune_config_overrides_the_preset():
         num_samples=25, time_budget_s=1800.0, max_concurrent_trials=4, grace_period=10, reduction_factor=2.0)
     partial = resolve_tune_config("aggressive", {"num_samples": 7, "seed": 3}, **CAPS)
     assert partial == TuneSettings(num_samples=7, time_budget_s=7200, max_concurrent_trials=8, grace_period=20,
-                                   reduction_factor=3, seed=3)
+                                   reduction_factor=3, seed=3, search_alg="tpe")
 
 
 @pytest.mark.parametrize("space", [
