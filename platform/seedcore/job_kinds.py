@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable
 
 from seedcore.config import Settings
+from seedcore.db.stored_json import check_request_json
 from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE
 from seedcore.errors import BudgetError, SweepCancelledError
 from seedcore.requests import TrainRequest, TuneRequest
@@ -21,6 +22,7 @@ CANCEL_CHECK_S = 1.0  # how often a training run asks the database whether someo
 
 def check(settings: Settings, request: TuneRequest | TrainRequest, kind: str) -> int:
     """Everything that can be checked before a job is queued (400s); returns the job's trials_total."""
+    check_request_json(settings, request)  # what is stored must be served back by /tune/jobs and /status
     if kind == KIND_TRAIN:
         from seedcore.tuning.params_check import check_request_params
         from seedcore.tuning.single import fixed_params

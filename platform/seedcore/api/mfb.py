@@ -8,7 +8,7 @@ from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, r
 from seedcore.api.schemas_mfb import (IncidentCreate, IncidentPage, IncidentPath, IncidentQuery, IncidentResponse,
                                       IncidentStats)
 from seedcore.db.database import Database
-from seedcore.memory.store import IncidentStore
+from seedcore.memory.store import IncidentStore, PayloadLimits
 
 bp = api_blueprint("mfb", __name__, url_prefix="/mfb")
 
@@ -24,7 +24,7 @@ def init_app(app: Flask) -> None:
         db = open_database(app.config["SEEDCORE_SETTINGS"].database_url)
         app.extensions[DB_EXTENSION] = db
         app.extensions.setdefault(STOP_EXTENSION, []).append(db.dispose)
-    app.extensions[STORE_EXTENSION] = IncidentStore(db)
+    app.extensions[STORE_EXTENSION] = IncidentStore(db, limits=PayloadLimits.of(app.config["SEEDCORE_SETTINGS"]))
 
 
 def open_database(url: str) -> Database:

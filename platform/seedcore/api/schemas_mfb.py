@@ -10,6 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from seedcore.api._http import MAX_INT
 from seedcore.errors import ValidationError
 from seedcore.memory.store import DEFAULT_LIMIT, MAX_LIMIT, parse_time
+from seedcore.memory.tables import SALIENCE_RANGE, TEXT_LIMITS
 
 _TIME_SCHEMA = {
     "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
@@ -40,7 +41,8 @@ def _version_as_text(value: Any) -> Any:
     return value
 
 
-Salience = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, description="0 (routine) .. 1 (unforgettable)")]
+Salience = Annotated[float, Field(ge=SALIENCE_RANGE[0], le=SALIENCE_RANGE[1], allow_inf_nan=False,
+                                  description="0 (routine) .. 1 (unforgettable)")]
 TimeBound = Annotated[datetime | None, BeforeValidator(_to_datetime), WithJsonSchema(_TIME_SCHEMA)]
 
 
@@ -49,14 +51,16 @@ class IncidentCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    event_type: str = Field(min_length=1, max_length=64, examples=["model_tuning_completed"])
-    outcome: str = Field(min_length=1, max_length=32, examples=["success"])
+    event_type: str = Field(min_length=1, max_length=TEXT_LIMITS["event_type"], examples=["model_tuning_completed"])
+    outcome: str = Field(min_length=1, max_length=TEXT_LIMITS["outcome"], examples=["success"])
     salience: Salience
-    experiment_name: str | None = Field(default=None, min_length=1, max_length=256)
+    experiment_name: str | None = Field(default=None, min_length=1, max_length=TEXT_LIMITS["experiment_name"])
     model_version: Annotated[str | None, BeforeValidator(_version_as_text)] = Field(
-        default=None, min_length=1, max_length=32, description="registry version (a number is accepted too)"
+        default=None, min_length=1, max_length=TEXT_LIMITS["model_version"],
+        description="registry version (a number is accepted too)"
     )
-    payload: dict[str, Any] = Field(default_factory=dict, description="free-form details: metrics, params, paths")
+    payload: dict[str, Any] = Field(default_factory=dict, description="free-form details: metrics, params, paths "
+                                    "(capped by SEEDCORE_MAX_JSON_DEPTH and SEEDCORE_MAX_INCIDENT_PAYLOAD_BYTES)")
 
 
 class IncidentQuery(BaseModel):
@@ -65,7 +69,7 @@ class IncidentQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_salience: Salience | None = None
-    event_type: str | None = Field(default=None, min_length=1, max_length=64)
+    event_type: str | None = Field(default=None, min_length=1, max_length=TEXT_LIMITS["event_type"])
     since: TimeBound = None
     until: TimeBound = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)

@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, Float, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, Float, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from seedcore.db.base import Base, UTCDateTime, iso_utc, utcnow
+from seedcore.db.stored_json import StoredJSON, as_object
 
 # Tuning job states. A job moves queued -> running -> one of FINISHED_STATES (or queued -> cancelled).
 JOB_QUEUED = "queued"
@@ -48,7 +49,7 @@ class TuningJob(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_job_id)
     state: Mapped[str] = mapped_column(String(16), index=True, default=JOB_QUEUED)
-    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    request: Mapped[dict[str, Any]] = mapped_column(StoredJSON)  # reads never fail on a poison row
     experiment_name: Mapped[str | None] = mapped_column(String(256), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -56,7 +57,7 @@ class TuningJob(Base):
     trials_done: Mapped[int] = mapped_column(Integer, default=0)
     trials_total: Mapped[int] = mapped_column(Integer, default=0)
     best_auc: Mapped[float | None] = mapped_column(Float, nullable=True)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(StoredJSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     owner_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -66,12 +67,13 @@ class TuningJob(Base):
     kind: Mapped[str] = mapped_column(String(16), default=KIND_TUNE, server_default=KIND_TUNE)
 
     def to_dict(self) -> dict:
-        """JSON-ready; `job_id` repeats `id` for REST responses."""
+        """JSON-ready; `job_id` repeats `id` for REST responses. A stored request or result that cannot be
+        read back (an old row) is served as an `{"unreadable": ...}` marker, never an error."""
         return {
             "id": self.id,
             "job_id": self.id,
             "state": self.state,
-            "request": self.request,
+            "request": as_object(self.request),
             "experiment_name": self.experiment_name,
             "created_at": iso_utc(self.created_at),
             "started_at": iso_utc(self.started_at),
@@ -79,7 +81,7 @@ class TuningJob(Base):
             "trials_done": self.trials_done,
             "trials_total": self.trials_total,
             "best_auc": self.best_auc,
-            "result": self.result,
+            "result": as_object(self.result, nullable=True),
             "error": self.error,
             "cancel_requested": self.cancel_requested,
             "owner_pid": self.owner_pid,

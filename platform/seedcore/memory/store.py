@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from sqlalchemy import func, select
 
+from seedcore.config import Settings
 from seedcore.errors import NotFoundError, ValidationError
 from seedcore.db.database import Database
 from seedcore.db.base import as_utc, utcnow
-from seedcore.memory.tables import FlashbulbIncident
+from seedcore.db.stored_json import SERVABLE_DEPTH, check_stored, storable_depth
+from seedcore.memory.tables import SALIENCE_RANGE, TEXT_LIMITS, FlashbulbIncident
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
-_MAX_LENGTHS = {"event_type": 64, "outcome": 32, "experiment_name": 256, "model_version": 32}
+
+
+@dataclass(frozen=True)
+class PayloadLimits:
+    """Caps on an incident's payload: nesting depth and encoded bytes (the settings' defaults unless given)."""
+
+    max_depth: int = Settings.model_fields["max_json_depth"].default
+    max_bytes: int = Settings.model_fields["max_incident_payload_bytes"].default
+
+    @classmethod
+    def of(cls, settings) -> "PayloadLimits":
+        """The caps the settings ask for (SEEDCORE_MAX_JSON_DEPTH, SEEDCORE_MAX_INCIDENT_PAYLOAD_BYTES)."""
+        return cls(storable_depth(settings), settings.max_incident_payload_bytes)
 
 
 def check_page(limit: int, offset: int) -> None:
@@ -42,9 +57,10 @@ def parse_time(value: datetime | str | int | float | None, field: str) -> dateti
 
 
 def check_salience(value: Any, field: str = "salience") -> float:
-    """`value` as a float, or ValidationError unless it is a number in [0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValidationError(f"{field} must be a number from 0 to 1, got {value!r}", field=field)
+    """`value` as a float, or ValidationError unless it is a number in SALIENCE_RANGE ([0, 1])."""
+    low, high = SALIENCE_RANGE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValidationError(f"{field} must be a number from {low:g} to {high:g}, got {value!r}", field=field)
     return float(value)
 
 
@@ -53,28 +69,32 @@ def _check_text(value: Any, field: str, required: bool) -> None:
         return
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"{field} must be a non-empty string", field=field)
-    if len(value) > _MAX_LENGTHS[field]:
-        raise ValidationError(f"{field} must be at most {_MAX_LENGTHS[field]} characters", field=field)
+    if len(value) > TEXT_LIMITS[field]:
+        raise ValidationError(f"{field} must be at most {TEXT_LIMITS[field]} characters", field=field)
 
 
-def _check_payload(payload: Any) -> dict:
+def _check_payload(payload: Any, limits: PayloadLimits) -> dict:
+    """The payload, refused unless it can be stored and served back: an object, JSON, within the caps."""
     if payload is None:
         return {}
     if not isinstance(payload, dict):
         raise ValidationError("payload must be a JSON object", field="payload")
+    check_stored(payload, "payload", max_depth=limits.max_depth)  # before json.dumps, which recurses
     try:
         json.dumps(payload, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"payload is not JSON-serializable: {exc}", field="payload") from exc
+    check_stored(payload, "payload", max_depth=SERVABLE_DEPTH, max_bytes=limits.max_bytes)
     return payload
 
 
 class IncidentStore:
     """Flashbulb memory over a Database: record, get, query, stats."""
 
-    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow, limits: PayloadLimits | None = None):
         self.db = db
         self.clock = clock
+        self.limits = limits or PayloadLimits()
 
     def record(
         self,
@@ -95,7 +115,7 @@ class IncidentStore:
             event_type=event_type,
             outcome=outcome,
             salience=check_salience(salience),
-            payload=_check_payload(payload),
+            payload=_check_payload(payload, self.limits),
             experiment_name=experiment_name,
             model_version=model_version,
             created_at=as_utc(self.clock()),
