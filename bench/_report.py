@@ -127,8 +127,11 @@ def machine() -> dict:
     for name in VERSIONED:
         try:
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+        except metadata.PackageNotFoundError:  # e.g. xgboost installed as xgboost-cpu
+            try:
+                versions[name] = metadata.version(f"{name}-cpu")
+            except metadata.PackageNotFoundError:
+                versions[name] = "not installed"
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "machine": platform.machine(),
             "processor": _cpu_model(), "memory_gb": _memory_gb(), "versions": versions, "commit": _commit(),
             "seedcore": str(Path(importlib.util.find_spec("seedcore").origin).parent)}

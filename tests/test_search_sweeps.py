@@ -102,7 +102,7 @@ def test_refit_trains_on_training_plus_validation_rows_and_registers_that_model(
     registry = Registry(first.settings)
     version = registry.get_version(result["model_version"])
     assert version.tags[TRAIN_ROWS] == str(rows)
-    assert first.client.get_run(version.run_id).data.params[TRAIN_ROWS] == str(rows)
+    assert first.client.get_run(version.run_id).data.tags[TRAIN_ROWS] == str(rows)
     booster = registry.load_booster(version)
     assert booster.num_boosted_rounds() == result["best_trial"]["best_iteration"] + 1
     # the result's holdout scores are the registered (refit) model's

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 Progress = Callable[[dict], None]
 _REGISTRY_LOCK = threading.Lock()
-TRAIN_ROWS = "train_rows"  # rows the registered model was trained on: a param of its run, a version tag
+TRAIN_ROWS = "train_rows"  # rows the registered model was trained on: a tag of its run and of its version
 REFIT_THREADS = 2
 
 
@@ -269,7 +269,7 @@ def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset,
     trial_id = best.metrics["trial_id"]
     child_run_id, parent = logger.run_ids[trial_id], logger.parent_run_id
     booster, refit = _final_booster(plan, dataset, best)
-    registry.client.log_param(child_run_id, TRAIN_ROWS, refit["train_rows"])
+    registry.client.set_tag(child_run_id, TRAIN_ROWS, str(refit["train_rows"]))
     validation = {names.AUC: float(best.metrics[names.AUC]), names.LOGLOSS: float(best.metrics[names.LOGLOSS])}
     candidate = Candidate(booster, dict(best.config), dataset, validation, child_run_id,
                           plan.request.experiment_name, trial_id)
