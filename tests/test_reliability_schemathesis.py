@@ -14,9 +14,11 @@ from collections import Counter
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
-                                               status_code_conformance)
+from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,
+                                               response_schema_conformance, status_code_conformance)
 
 from _reliability import live_server, tiny_settings
 from _serving import add_version, wait_for
@@ -24,15 +26,20 @@ from _serving import add_version, wait_for
 from seedcore.registry import Registry
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# Requests that break the schema (wrong types, missing fields, out-of-range numbers) must also be a 4xx.
+NEGATIVE_CHECKS = [*CHECKS, negative_data_rejection]
 # Operations that start sweeps or training: each valid request costs seconds, so they get fewer examples.
 EXPENSIVE = r"^/xgboost/(tune|tune/submit|train)$"
+TOKEN = "reliability-token"
+# Every request carries the token (fixed, never negated), so negative cases break the data, not the auth.
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TALLY: Counter = Counter()
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, mlflow_template, ray_session):
     root = tmp_path_factory.mktemp("schemathesis")
-    settings = tiny_settings(root, mlflow_template)
+    settings = tiny_settings(root, mlflow_template, api_token=TOKEN)
     with live_server(settings) as server:
         # a production model, as a running platform has one (predict before any promotion is a 503 by design)
         add_version(settings, Registry(settings), promote=True)
@@ -50,37 +57,43 @@ def operations(live, *, expensive: bool) -> list:
     return [op for op in found if bool(re.match(EXPENSIVE, op.path)) == expensive]
 
 
-def call_and_check(case, live) -> None:
+def call_and_check(case, live, checks) -> None:
     """One generated request; count it, its 5xx and its schema violations, then fail on any of them."""
     response = case.call(base_url=live.base_url, timeout=120)
     TALLY["requests"] += 1
     TALLY["5xx"] += response.status_code >= 500
+    TALLY[f"status {response.status_code}"] += 1
     try:
-        case.validate_response(response, checks=CHECKS)
+        case.validate_response(response, checks=checks)
     except Exception:
         TALLY["violations"] += 1
         raise
 
 
-def fuzz(operation, live, examples: int) -> str | None:
+def fuzz(operation, live, examples: int, mode: GenerationMode = GenerationMode.POSITIVE) -> str | None:
     """Up to `examples` generated requests to one operation; the first failure, described, or None."""
-    @given(case=operation.as_strategy())
+    checks = NEGATIVE_CHECKS if mode is GenerationMode.NEGATIVE else CHECKS
+
+    @given(case=operation.as_strategy(mode, headers=AUTH))
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None,
               phases=[Phase.explicit, Phase.generate], derandomize=True)
     def run(case):
-        call_and_check(case, live)
+        call_and_check(case, live, checks)
 
     try:
         run()
     except (KeyboardInterrupt, SystemExit):
         raise
+    except Unsatisfiable:  # nothing to break: an operation with no input has no negative case
+        return None
     except BaseException as exc:  # noqa: BLE001 - schemathesis raises exception groups; every operation still runs
-        return f"{operation.method.upper()} {operation.path}: {str(exc)[:1500]}"
+        return f"{mode} {operation.method.upper()} {operation.path}: {str(exc)[:1500]}"
     return None
 
 
 def test_every_operation_answers_by_its_schema(live):
-    failures = [f for op in operations(live, expensive=False) if (f := fuzz(op, live, 30))]
+    failures = [f for op in operations(live, expensive=False) for mode in GenerationMode
+                if (f := fuzz(op, live, 25, mode))]
     assert not failures, "\n\n".join(failures)
 
 
