@@ -143,3 +143,23 @@ def test_bad_monitors_and_schedules_are_400_and_nothing_is_stored(flywheel, url,
     assert answer.status_code == 400, answer.get_json()
     assert answer.get_json()["field"].startswith(field), answer.get_json()
     assert client.get(url).get_json()["total"] == 0
+
+
+def test_predict_answers_when_the_log_store_is_down_and_health_says_so(migrated_settings):
+    settings = migrated_settings
+    version, _ = add_version(settings, Registry(settings))
+    down = settings.replace(database_url="postgresql+psycopg://nobody:x@127.0.0.1:1/none")
+    app = create_app(down, role="serve")
+    client = app.test_client()
+    try:
+        answer = client.post("/xgboost/predict", json={"features": GUIDE_ROW})
+        assert answer.status_code == 200 and len(answer.get_json()["prediction_id"]) == 32
+        assert app.extensions["seedcore_predlog"].flush(30)
+        health = client.get("/health").get_json()
+        assert health["status"] == "degraded" and health["prediction_log"]["status"] == "degraded"
+        assert health["prediction_log"]["dropped"] == 1
+        info = client.get("/xgboost/model_info").get_json()
+        assert info["version"] == version and info["metrics"]["source"] == "holdout"
+    finally:
+        for stop in app.extensions.get("seedcore_stop", []):
+            stop()

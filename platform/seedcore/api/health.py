@@ -51,6 +51,8 @@ class Health(BaseModel):
                                                         "sweeps on (null: none here); token auth: `ray get-auth-token`")
     runner: Any = Field(None, description="the job runner (null in a serve-only process): alive, threads, "
                                           "current_job, last_error, last_error_at; not alive is `degraded`")
+    prediction_log: Any = Field(None, description="the prediction log writer: ok or degraded (predict answers "
+                                                  "either way), rows written, dropped, queued")
 
 
 @lru_cache(maxsize=1)
@@ -114,8 +116,13 @@ def health():
     """200 with the state of each part; `degraded` when the database or the model registry is failing."""
     settings = current_app.config["SEEDCORE_SETTINGS"]
     database, model, mlflow = database_health(), model_health(), mlflow_health(settings)
+    predlog = current_app.extensions.get("seedcore_predlog")
+    log_status = predlog.status() if predlog is not None else None
+    log_failing = log_status is not None and log_status["status"] == "degraded"
     report = Health(
-        status="degraded" if database.status == "error" or mlflow.status == "error" or _model_failing(model) else "ok",
+        status="degraded" if (database.status == "error" or mlflow.status == "error" or _model_failing(model)
+                              or log_failing) else "ok",
+        prediction_log=log_status,
         model=model,
         database=database,
         mlflow=mlflow,
