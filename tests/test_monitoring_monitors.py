@@ -124,3 +124,17 @@ def test_bad_monitors_are_refused_and_nothing_is_stored(settings, db, db_url, ch
         service.create(MonitorBody.model_validate({**LIVE_AUC, **change}))
     assert caught.value.field.startswith(field), caught.value.field
     assert service.list() == [] and jobs(db) == []
+
+
+def test_an_evaluation_below_threshold_fires_the_evaluation_monitor(production, db):
+    from seedcore.monitoring.evaluate import evaluate_version
+
+    settings, version, _ = production
+    service = MonitorService(settings, db, runner_submit(settings, db))
+    monitor = service.create(MonitorBody(name="eval", metric="evaluation_auc", threshold=0.99, min_samples=100,
+                                         tune=TINY_TUNE))
+    assert service.check(monitor["id"])["state"] == "insufficient_data"  # no evaluation yet
+    result = evaluate_version(settings, db, None)
+    outcome = service.check(monitor["id"])
+    assert outcome["fired"] and outcome["value"] == pytest.approx(result["metrics"]["auc"])
+    assert outcome["n"] == result["metrics"]["rows"] and result["model_version"] == version
