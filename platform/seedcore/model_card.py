@@ -25,7 +25,7 @@ def version_description(tags: dict, decision: dict | None = None) -> str:
         f"Validation: AUC {_fmt(tags.get(r.T_VALID_AUC))}, logloss {_fmt(tags.get(r.T_VALID_LOGLOSS))}. "
         f"Holdout (never seen in tuning): AUC {_fmt(tags.get(r.T_HOLDOUT_AUC))}, "
         f"logloss {_fmt(tags.get(r.T_HOLDOUT_LOGLOSS))}.",
-        "Parameters: " + (", ".join(f"{k}={v}" for k, v in json.loads(tags.get(r.T_PARAMS) or "{}").items())
+        "Parameters: " + (", ".join(f"{k}={_short(v)}" for k, v in json.loads(tags.get(r.T_PARAMS) or "{}").items())
                           or "XGBoost's defaults") + ".",
         _gate_line(decision),
     ]
@@ -47,6 +47,10 @@ def _gate_line(decision: dict | None) -> str:
     previous = decision.get("previous_version")
     before = f" Production before: version {previous}." if previous is not None else ""
     return f"Champion gate: {what} — {decision.get('reason', '')}.{before}"
+
+
+def _short(value):
+    return f"{value:.4g}" if isinstance(value, float) else value
 
 
 def _fmt(value) -> str:
