@@ -74,9 +74,11 @@ class Flywheel:
             record = self._registry_promote(version, force, dataset, challenger)
             if record["status"] in (PROMOTED, REJECTED):
                 record["incident_id"] = self._remember(record, experiment_name, job_id, trigger)
-        log.info("%s: %s version %s (%s)", "model promoted" if record["status"] == PROMOTED else
-                 f"model promotion {record['status']}", self.settings.model_name, record.get("version"),
-                 record.get("reason"))
+        event = "model promoted" if record["status"] == PROMOTED else f"model promotion {record['status']}"
+        log.info("%s: %s version %s, previous %s (%s)", event, self.settings.model_name, record.get("version"),
+                 record.get("previous_version"), record.get("reason"),
+                 extra={"event": "promotion", "status": record["status"], "version": record.get("version"),
+                        "job_id": job_id, "trigger": trigger})
         if record["status"] == PROMOTED:
             self._notify(record)
         return record
