@@ -26,6 +26,12 @@ MODEL_PLOTS, SWEEP_PLOTS = (ROC, PR, CALIBRATION, IMPORTANCE), (HISTORY, PARAM_I
 _SIZE, _DPI = (5.0, 3.6), 80  # small and quick: what the artifact preview shows
 
 
+def warm() -> None:
+    """Import matplotlib's drawing parts ahead of the first picture (most of that picture's cost)."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+
 def _figure(title: str, xlabel: str, ylabel: str, left: float = 0.14):
     from matplotlib.figure import Figure
 

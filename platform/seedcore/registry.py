@@ -85,6 +85,7 @@ def warm_model_logging() -> None:
             from mlflow.utils.requirements_utils import _init_modules_to_packages_map
 
             _init_modules_to_packages_map()
+            plots.warm()
         except Exception:  # only a head start; log_model builds it itself otherwise
             pass
     threading.Thread(target=build, name="seedcore-mlflow-warmup", daemon=True).start()
