@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--pg-url", default=env("LOCAL_CLUSTER_PG_URL"),
                     help="PostgreSQL URL of a role that may create databases (default: scripts/ensure-postgres)")
     up.add_argument("--db-prefix", default=env("LOCAL_CLUSTER_DB_PREFIX", "seedcore_cluster"))
-    up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for everything to answer")
+    up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for everything to answer")
     up.set_defaults(handler=_up)
     sub.add_parser("down", help="stop every process `up` started").set_defaults(handler=_down)
     sub.add_parser("status", help="which parts run; the endpoints").set_defaults(handler=_status)
@@ -137,7 +137,7 @@ def _start_all(args) -> dict[str, str]:
 
 
 def _start_ray_node(state: Path, part: str, spawn, dashboard: str, token: str, count: int, deadline: float,
-                    tries: int = 3) -> None:
+                    tries: int = 5) -> None:
     """Spawn a Ray node and wait until the head lists `count` live nodes; start it again if it gave up."""
     for attempt in range(tries):
         spawn()

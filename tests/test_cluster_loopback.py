@@ -24,14 +24,16 @@ from _cluster import POLL_S, call, local_cluster, loopback_cluster, marked_proce
 from _pg import postgres_base_url
 
 TAG_NODE = "seedcore.node"
-DATA = "loopback.csv"  # 20,000 rows: trials of a few seconds, longer than a Ray worker takes to start
-SPACE = {"eta": {"type": "loguniform", "lower": 0.02, "upper": 0.1}, "max_depth": 6, "num_boost_round": 300}
+DATA = "loopback.csv"  # 20,000 rows
+SPACE = {"eta": {"type": "loguniform", "lower": 0.02, "upper": 0.1}, "max_depth": 6, "num_boost_round": 800}
 # One CPU per node and two trials at once: both nodes hold a trial; no pruning before the last round.
+# Trials of many seconds: Tune hands a finished trial's actor to the next trial, so trials shorter than a
+# Ray worker takes to start on the second node would all run on the first.
 SWEEP = {"config_type": "conservative", "experiment_name": "loopback", "data_source": DATA,
          "label_column": "target", "custom_search_space": SPACE,
-         "custom_tune_config": {"num_samples": 4, "max_concurrent_trials": 2, "seed": 3, "grace_period": 300}}
-SLOW_SWEEP = {**SWEEP, "experiment_name": "loopback_node_lost", "custom_search_space": {**SPACE, "num_boost_round": 400},
-              "custom_tune_config": {"num_samples": 8, "max_concurrent_trials": 2, "seed": 4, "grace_period": 400}}
+         "custom_tune_config": {"num_samples": 4, "max_concurrent_trials": 2, "seed": 3, "grace_period": 800}}
+SLOW_SWEEP = {**SWEEP, "experiment_name": "loopback_node_lost", "custom_search_space": {**SPACE, "num_boost_round": 1000},
+              "custom_tune_config": {"num_samples": 6, "max_concurrent_trials": 2, "seed": 4, "grace_period": 1000}}
 
 
 @pytest.mark.timeout(600)
@@ -40,8 +42,10 @@ def test_loopback_cluster_sweeps_on_both_nodes_serves_the_winner_and_survives_a_
     state = Path(tempfile.mkdtemp(prefix="seedcore-lc-", dir="/tmp"))
     try:
         _story(state)
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+    except BaseException:
+        print(f"the loopback cluster's logs are kept in {state / 'logs'}")
+        raise
+    shutil.rmtree(state, ignore_errors=True)
 
 
 def _story(state: Path) -> None:
