@@ -137,3 +137,11 @@ def test_submit_accepts_a_good_file_reading_only_its_header(client, migrated_set
                                                          "feature_columns": ["a", "c"]})
     assert response.status_code == 202, response.get_data(as_text=True)
     client.post(f"/xgboost/tune/{response.get_json()['job_id']}/cancel")
+
+
+@pytest.mark.parametrize("source", ["a\x00b.csv", "lone\ud800.csv", "new\nline.csv"])
+def test_a_data_source_with_control_characters_is_refused_naming_it(settings, source):
+    """Callers without the API's guard (the CLI, the library) get a 400, not the OS's ValueError."""
+    with pytest.raises(DataError) as err:
+        load_dataset(settings.data_dir, source, "y")
+    assert err.value.field == "data_source"

@@ -69,6 +69,8 @@ def resolve_data_path(data_dir: Path, source: str, field: str = "data_source", m
     """Resolve `source` inside `data_dir`; refuse URLs, `..` escapes, absolute paths and symlinks elsewhere."""
     if not isinstance(source, str) or not source.strip():
         raise DataError("must be a non-empty path inside the data dir", field=field)
+    if any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in source):  # the OS would refuse it mid-request
+        raise DataError("must not contain control characters or lone surrogates", field=field)
     if urlparse(source).scheme not in ("", "file") or "://" in source:
         raise DataError(f"URLs are not accepted ({source!r}); give a path inside the data dir", field=field)
     root = Path(data_dir).resolve()
@@ -130,6 +132,92 @@ def fingerprint_frame(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+# -- the one data validation: tune, train, evaluate (through load_dataset) and batch use these ------------
+def check_columns(columns: Sequence[str], label_column: str, feature_columns: Sequence[str] | None) -> list[str]:
+    """The feature columns to use (the given ones, or every column but the label), checked against `columns`."""
+    if label_column not in columns:
+        raise DataError(f"label column {label_column!r} not in {list(columns)}", field="label_column")
+    features = [c for c in columns if c != label_column] if feature_columns is None else list(feature_columns)
+    repeated = sorted({c for c in features if features.count(c) > 1})
+    if repeated:  # one input under two names: the model's features would not match the data's
+        raise DataError(f"feature columns are repeated: {repeated}", field="feature_columns")
+    missing = [c for c in features if c not in columns]
+    if missing:
+        raise DataError(f"feature columns not in the data: {missing}", field="feature_columns")
+    if not features or label_column in features:
+        raise DataError("feature columns must be non-empty and exclude the label", field="feature_columns")
+    return features
+
+
+def check_feature_values(frame: pd.DataFrame, columns: Sequence[str], first_row: int = 0) -> None:
+    """Every feature column numeric (empty cells are missing values) and finite; the column and row named."""
+    for name in columns:
+        series = frame[name]
+        if not pd.api.types.is_numeric_dtype(series) and series.notna().any():
+            at = _first_non_number(series)
+            raise DataError(f"column {name!r} holds a non-number ({series.iloc[at]!r}) at row {first_row + at}",
+                            field="feature_columns")
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        infinite = np.flatnonzero(np.isinf(values))
+        if len(infinite):  # XGBoost refuses them at predict time and trains nonsense on them
+            raise DataError(f"column {name!r} holds an infinite value at row {first_row + int(infinite[0])}",
+                            field="feature_columns")
+
+
+def _first_non_number(series: pd.Series) -> int:
+    """Position of the first value that is neither missing nor readable as a number."""
+    present = series.notna().to_numpy()
+    text = present & pd.to_numeric(series, errors="coerce").isna().to_numpy()
+    return int(np.flatnonzero(text if text.any() else present)[0])
+
+
+def validate_frame(frame: pd.DataFrame, label_column: str, features: Sequence[str], source: str) -> None:
+    """Refuse data no useful model can be trained or judged on; each DataError names the field and column."""
+    if frame.empty:  # a header without rows reads as object columns: say "no rows", not "non-numeric"
+        raise DataError(f"{Path(source).name} has no rows", field="data_source")
+    features = check_columns(list(frame.columns), label_column, features)
+    check_feature_values(frame, features)
+    empty = [c for c in features if frame[c].isna().all()]
+    if empty:
+        raise DataError(f"feature columns with no values at all: {empty}", field="feature_columns")
+    if all(frame[c].nunique(dropna=False) < 2 for c in features):
+        raise DataError(f"no feature column varies ({features}): nothing to learn from", field="feature_columns")
+    labels = frame[label_column]
+    if labels.isna().any() or not set(pd.unique(labels)).issubset({0, 1, True, False}):
+        raise DataError(f"label column {label_column!r} must hold only 0/1", field="label_column")
+    if labels.nunique() < 2:
+        raise DataError(f"label column {label_column!r} has one class only", field="label_column")
+
+
+def table_columns(path: Path, field: str = "data_source") -> list[str]:
+    """The header of a CSV or the schema names of a Parquet file, read without the data."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if table_format(path, field) == "csv":
+            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        return list(pq.read_schema(path).names)
+    except (ValueError, OSError, pa.ArrowException, pd.errors.ParserError) as exc:
+        raise DataError(f"cannot read the columns of {path.name}: {exc}", field=field) from exc
+
+
+def check_request_data(data_dir: Path, data_source: str | None, label_column: str | None,
+                       feature_columns: Sequence[str] | None) -> list[str]:
+    """What can be known of a request's data from the file's header alone: the file exists inside the data
+    dir with a supported suffix, and the label and feature columns are there. Returns the feature names.
+    """
+    if data_source in (None, "", BUILTIN_SOURCE):
+        return check_columns([*BUILTIN_FEATURES, BUILTIN_LABEL], label_column or BUILTIN_LABEL, feature_columns)
+    path = resolve_data_path(data_dir, data_source)
+    table_format(path)
+    if not label_column:
+        raise DataError("label_column is required with a data_source", field="label_column")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path.name} is empty", field="data_source")
+    return check_columns(table_columns(path), label_column, feature_columns)
 
 
 # -- the one data validation: tune, train, evaluate (through load_dataset) and batch use these ------------

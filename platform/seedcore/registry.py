@@ -117,7 +117,8 @@ def ensure_experiment(client: MlflowClient, settings: Settings, name: str) -> st
             client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return found.experiment_id
     # A local store keeps artifacts under our mlruns dir; a tracking server decides for itself.
-    location = f"{settings.artifact_root}/{experiment_dir(name)}" if settings.tracking_uri.startswith("sqlite:") else None
+    local = settings.tracking_uri.startswith("sqlite:")
+    location = f"{settings.artifact_root}/{experiment_dir(name)}" if local else None
     try:
         return client.create_experiment(name, artifact_location=location,
                                         tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})

@@ -87,4 +87,5 @@ class StoredJSON(TypeDecorator):
         return cast(column, _StoredText())
 
 
-__all__ = ["SERVABLE_DEPTH", "StoredJSON", "as_object", "check_request_json", "check_stored", "decode", "storable_depth", "unreadable"]
+__all__ = ["SERVABLE_DEPTH", "StoredJSON", "as_object", "check_request_json", "check_stored", "decode",
+           "storable_depth", "unreadable"]
