@@ -73,6 +73,7 @@ def test_time_zone_and_pause_resume(settings, db, db_url):
     ({"cron": "61 * * * *"}, "cron"),
     ({"cron": "every monday"}, "cron"),
     ({"cron": "* * * * * *"}, "cron"),
+    ({"cron": "0 0 31 2 *"}, "cron"),  # valid syntax, never due
     ({"timezone": "Mars/Olympus"}, "timezone"),
     ({"tune": {"space_type": "huge"}}, "tune.space_type"),
     ({"tune": {"custom_tune_config": {"num_samples": 10**9}}}, "tune.custom_tune_config.num_samples"),

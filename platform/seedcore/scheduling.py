@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Callable, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from pydantic import Field
 from sqlalchemy import select, update
 
@@ -69,7 +69,10 @@ def check_cron(expression: str) -> str:
 def next_due(expression: str, tz: str, after: datetime) -> datetime:
     """The first due time strictly after `after`, in UTC (computed in the schedule's zone, so DST holds)."""
     local = as_utc(after).astimezone(zone(tz))
-    return as_utc(croniter(expression, local).get_next(datetime))
+    try:
+        return as_utc(croniter(expression, local).get_next(datetime))
+    except (CroniterError, ValueError):  # e.g. "0 0 31 2 *": a valid expression with no date ever
+        raise ValidationError(f"cron expression {expression!r} never comes due", field="cron") from None
 
 
 class ScheduleService:
