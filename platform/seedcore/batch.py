@@ -59,16 +59,6 @@ def predict_table(model: ServedModel, settings: Settings, data_source: str,
     return BatchResult(out, str(out.relative_to(settings.data_dir)), rows, chunks, columns, model.version)
 
 
-def table_columns(path: Path) -> list[str]:
-    """The header of a CSV or the schema names of a Parquet file, read without the data."""
-    try:
-        if table_format(path) == "csv":
-            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
-        return list(pq.read_schema(path).names)
-    except (ValueError, OSError, pa.ArrowException, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read the columns of {path.name}: {exc}", field="data_source") from exc
-
-
 def match_feature_columns(model: ServedModel, header: Sequence[str], requested: Sequence[str] | None) -> list[str]:
     """The file's columns feeding the model's features, in the model's feature order.
 
