@@ -99,7 +99,8 @@ def test_mlflow_ui_shows_the_sweeps_runs(migrated_settings, ray_session, mlflow_
     dom = rendered(page, tmp_path, parent)
     assert "seen_in_a_browser" in dom and "Model registry" in dom  # the runs page of the experiment
     # Expanded: the trials by their readable names (a search shows matching runs flat).
-    search = f"{mlflow_ui}/#/experiments/{experiment}/runs?{ML_VIEW}&searchFilter=attributes.run_name%20LIKE%20%27trial-%25%27"
+    search = (f"{mlflow_ui}/#/experiments/{experiment}/runs?{ML_VIEW}"
+              "&searchFilter=attributes.run_name%20LIKE%20%27trial-%25%27")
     dom = rendered(search, tmp_path, trials[0])
     for trial in trials:
         assert trial in dom, f"{trial} not shown"

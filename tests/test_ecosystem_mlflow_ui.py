@@ -24,8 +24,9 @@ def test_a_sweep_reads_well_in_the_mlflow_ui(migrated_settings, ray_session):
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     experiment = client.get_experiment_by_name("readable")
     assert experiment.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    parent = result["mlflow"]["parent_run_id"]
     children = client.search_runs([experiment.experiment_id],
-                                  filter_string=f"tags.`{names.TAG_PARENT_RUN}` = '{result['mlflow']['parent_run_id']}'")
+                                  filter_string=f"tags.`{names.TAG_PARENT_RUN}` = '{parent}'")
     assert len(children) == 4
     numbers = sorted(int(re.fullmatch(r"trial-(\d{3}) eta=0\.\d+ depth=3", r.info.run_name).group(1))
                      for r in children)
