@@ -327,24 +327,31 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def _running_parts(state: Path) -> list[str]:
-    return sorted({part for part in STOP_ORDER if _marked_pids(state, part)})
+    return sorted(_marked(state))
 
 
 def _marked_pids(state: Path, part: str | None = None) -> list[int]:
     """Live processes whose environment carries this state dir's mark (and `part`'s, if given)."""
-    want = [f"{MARK}={state}".encode()] + ([f"{PART}={part}".encode()] if part else [])
-    found = []
+    marked = _marked(state)
+    return [pid for name, pids in marked.items() if part in (None, name) for pid in pids]
+
+
+def _marked(state: Path) -> dict[str, list[int]]:
+    """One pass over /proc: {part: pids} of the live processes carrying this state dir's mark."""
+    mark, prefix = f"{MARK}={state}".encode(), f"{PART}=".encode()
+    found: dict[str, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
-            if all(w in environ for w in want) and (entry / "stat").read_text().split(") ")[1][0] != "Z":
-                found.append(int(entry.name))
+            if mark not in environ or (entry / "stat").read_text().split(") ")[1][0] == "Z":
+                continue
         except (OSError, IndexError):
             continue
+        part = next((v[len(prefix):].decode() for v in environ if v.startswith(prefix)), "")
+        found.setdefault(part, []).append(int(entry.name))
     return found
-
 
 if __name__ == "__main__":
     sys.exit(main())
