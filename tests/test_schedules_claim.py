@@ -86,3 +86,27 @@ def test_bad_schedules_are_refused_and_nothing_is_stored(settings, db, db_url, c
     assert caught.value.field == field or caught.value.field.startswith(field), caught.value.field
     assert service.list() == []
     assert jobs(db) == []
+
+
+def test_the_flywheel_loop_starts_a_due_schedule(settings, db, db_url):
+    import time
+
+    from seedcore.monitoring.loops import start_loop
+    from seedcore.monitoring.monitors import MonitorService
+
+    clock = Clock(utc(2026, 1, 5, 9, 30))
+    settings = settings.replace(database_url=db_url)
+    submit = runner_submit(settings, db)
+    schedules = ScheduleService(settings, db, submit, clock=clock)
+    schedules.create(ScheduleBody(**HOURLY))
+    stop = start_loop(schedules, MonitorService(settings, db, submit), interval_s=0.1)
+    try:
+        time.sleep(0.5)
+        assert jobs(db) == []  # not due yet
+        clock.value = utc(2026, 1, 5, 10, 0, 1)
+        deadline = time.monotonic() + 10
+        while not jobs(db) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop()
+    assert len(jobs(db)) == 1

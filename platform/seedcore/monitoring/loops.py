@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable
 
 from seedcore.monitoring.monitors import MonitorService
@@ -43,8 +44,11 @@ def start_loop(schedules: ScheduleService, monitors: MonitorService, interval_s:
     stopped = threading.Event()
 
     def loop():
-        while not stopped.wait(interval_s):
+        # Fixed rate, not fixed delay: a breach is seen at most one interval (plus one check) after it happens.
+        next_beat = time.monotonic() + interval_s
+        while not stopped.wait(max(0.0, next_beat - time.monotonic())):
             run_once(schedules, monitors)
+            next_beat = max(next_beat + interval_s, time.monotonic())
 
     thread = threading.Thread(target=loop, name="seedcore-flywheel", daemon=True)
     thread.start()
