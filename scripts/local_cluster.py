@@ -27,6 +27,29 @@ MARK, PART = "LOCAL_CLUSTER_STATE", "LOCAL_CLUSTER_PART"
 HEAD, NODE2, MLFLOW, API = "ray-head", "ray-node2", "mlflow", "api"
 SERVES = ("serve-1", "serve-2")
 STOP_ORDER = (*SERVES, API, NODE2, HEAD, MLFLOW)
+# `ray start`, but a node waits up to 5 minutes (not 30 s) for the GCS to list it: on a busy machine the GCS
+# answers slowly and Ray would give the node up although it comes up fine.
+PATIENT_RAY_START = """
+import sys, time
+import ray._private.services as services
+from ray.scripts.scripts import main
+
+_get_node = services.get_node
+
+def get_node(*args, **kwargs):
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            return _get_node(*args, **kwargs)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+services.get_node = get_node
+sys.argv[0] = "ray"
+sys.exit(main())
+"""
 MAX_STATE_PATH = 34  # + "/ray-node2/session_<date>_<time>_<pid>/sockets/plasma_store" stays within 107 bytes
 
 
@@ -161,7 +184,7 @@ def _ports(text: str) -> list[int]:
 
 def _ray_start(temp_dir: Path, cpus: int, head=None) -> list[str]:
     """`ray start --block` for one node: its own temp dir, CPUs and ports (two nodes share this host)."""
-    command = [str(BIN / "ray"), "start", "--block", "--disable-usage-stats", "--temp-dir", str(temp_dir),
+    command = [sys.executable, "-c", PATIENT_RAY_START, "start", "--block", "--disable-usage-stats", "--temp-dir", str(temp_dir),
                "--num-cpus", str(cpus), "--node-ip-address", "127.0.0.1",
                "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
                "--metrics-export-port", str(_free_port()), "--runtime-env-agent-port", str(_free_port()),

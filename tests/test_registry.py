@@ -15,6 +15,7 @@ import pytest
 import xgboost as xgb
 
 from seedcore import names
+from seedcore.blessed import MODEL_UBJ_FILE
 from seedcore.data import load_dataset
 from seedcore.errors import NotFoundError, ValidationError
 from seedcore.metrics import evaluate
@@ -70,7 +71,7 @@ def stage(registry: Registry, version) -> str:
 
 def blessed_predictions(settings, dataset) -> np.ndarray:
     booster = xgb.Booster()
-    booster.load_model(str(settings.blessed_dir / names.BLESSED_MODEL_FILE))
+    booster.load_model(str(settings.blessed_dir / MODEL_UBJ_FILE))  # the same bytes, a name XGBoost knows
     return booster.predict(xgb.DMatrix(dataset.x_holdout, feature_names=list(dataset.feature_names)))
 
 
