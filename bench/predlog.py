@@ -51,7 +51,39 @@ def run(ws: Workspace, small: bool = False, repeats: int | None = None) -> Secti
     finally:
         for server in servers.values():
             server.stop()
-    return _section(stats, _logged_rows(settings), workers, seconds, repeats)
+    section = _section(stats, _logged_rows(settings), workers, seconds, repeats)
+    section.add("request-path cost of logging one row", *_inline_cost(settings), "a one-row inplace_predict",
+                unit="µs", note="in-process: ids, sampling, queueing; the write is off the request path")
+    return section
+
+
+def _inline_cost(settings, calls: int = 20_000) -> tuple[float, float]:
+    """Median µs of `PredictionLogger.log` for one row vs a one-row `inplace_predict` of the served model."""
+    import time
+
+    import numpy as np
+
+    from seedcore.db.database import Database
+    from seedcore.monitoring.predlog import PredictionLogger
+    from seedcore.serving import prepare_booster
+    from seedcore.registry import Registry
+
+    registry = Registry(settings)
+    booster = prepare_booster(registry.load_booster(registry.production_version()))
+    x = np.array([ROW], dtype=np.float32)
+    db = Database(settings.database_url)
+    logger = PredictionLogger(settings.replace(predlog_queue_rows=calls + 100), lambda: db)
+    timings = {"log": [], "predict": []}
+    for _ in range(calls):
+        started = time.perf_counter()
+        logger.log(settings.model_name, 1, x.tolist(), [0.5])
+        timings["log"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        booster.inplace_predict(x, validate_features=False)
+        timings["predict"].append(time.perf_counter() - started)
+    logger.flush(120)
+    logger.stop()
+    return median(timings["log"]) * 1e6, median(timings["predict"]) * 1e6
 
 
 def _windows(client, servers, body, seconds, warmup, repeats) -> dict:
