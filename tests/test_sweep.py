@@ -89,8 +89,9 @@ def sweep(tmp_path_factory, mlflow_template, name: str, settings_changes=None, *
 
 @pytest.fixture(scope="module")
 def main(tmp_path_factory, mlflow_template, ray_session):
+    # refit=False: these tests hold the registered model against the trial's (the refit: test_search_sweeps.py)
     return sweep(tmp_path_factory, mlflow_template, "flywheel_main", custom_search_space=FULL_SPACE,
-                 config_type="conservative",
+                 config_type="conservative", refit=False,
                  custom_tune_config={"num_samples": MAIN_TRIALS, "max_concurrent_trials": 2,
                                      "grace_period": MAIN_GRACE, "seed": 11})
 
@@ -106,7 +107,8 @@ def pruned(tmp_path_factory, mlflow_template, ray_session):
 @pytest.fixture(scope="module")
 def early(tmp_path_factory, mlflow_template, ray_session):
     return sweep(tmp_path_factory, mlflow_template, "flywheel_early", settings_changes={"cpus_per_trial": 2},
-                 custom_search_space=EARLY_SPACE, config_type="conservative", custom_tune_config={"num_samples": 1})
+                 custom_search_space=EARLY_SPACE, config_type="conservative", refit=False,
+                 custom_tune_config={"num_samples": 1})
 
 
 def child_of(s, trial_id: str):

@@ -41,7 +41,6 @@ logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERRO
 Progress = Callable[[dict], None]
 _REGISTRY_LOCK = threading.Lock()
 TRAIN_ROWS = "train_rows"  # rows the registered model was trained on: a tag of its run and of its version
-REFIT_THREADS = 2
 
 
 @dataclass
@@ -268,7 +267,7 @@ def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset,
                           logger: MLflowTrialLogger, job_id: str | None = None) -> dict:
     trial_id = best.metrics["trial_id"]
     child_run_id, parent = logger.run_ids[trial_id], logger.parent_run_id
-    booster, refit = _final_booster(plan, dataset, best)
+    booster, refit = _final_booster(plan, dataset, best, max(1, registry.settings.cpus_per_trial))
     registry.client.set_tag(child_run_id, TRAIN_ROWS, str(refit["train_rows"]))
     validation = {names.AUC: float(best.metrics[names.AUC]), names.LOGLOSS: float(best.metrics[names.LOGLOSS])}
     candidate = Candidate(booster, dict(best.config), dataset, validation, child_run_id,
@@ -298,13 +297,13 @@ def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset,
             "holdout": dict(candidate.holdout), "refit": refit}
 
 
-def _final_booster(plan: SweepPlan, dataset: Dataset, best) -> tuple:
+def _final_booster(plan: SweepPlan, dataset: Dataset, best, nthread: int) -> tuple:
     """The model to register: the winner's config refit on training + validation rows with the rounds
     it earned (best_iteration + 1), or, with `refit: false`, the trial's own booster."""
     if not plan.request.refit:
         return load_checkpoint_booster(best.checkpoint), {"enabled": False, "train_rows": len(dataset.y_train)}
     rounds = int(best.metrics[BEST_ITERATION]) + 1
-    booster = refit_booster(dict(best.config), dataset, rounds, nthread=REFIT_THREADS)
+    booster = refit_booster(dict(best.config), dataset, rounds, nthread=nthread)  # as its trial was trained
     measure = measured_metrics((), plan.selection)
     costs = {**best.metrics, **measure_costs(booster, dataset.x_valid, measure)}
     if not meets(costs, plan.selection):  # more rows can grow the trees past a size or latency bound
