@@ -159,8 +159,9 @@ def check_feature_values(frame: pd.DataFrame, columns: Sequence[str], first_row:
             at = _first_non_number(series)
             raise DataError(f"column {name!r} holds a non-number ({series.iloc[at]!r}) at row {first_row + at}",
                             field="feature_columns")
-        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        infinite = np.flatnonzero(np.isinf(values))
+        if not pd.api.types.is_float_dtype(series):
+            continue  # integers, booleans and all-empty columns hold no infinity
+        infinite = np.flatnonzero(np.isinf(series.to_numpy(dtype=np.float64, na_value=np.nan, copy=False)))
         if len(infinite):  # XGBoost refuses them at predict time and trains nonsense on them
             raise DataError(f"column {name!r} holds an infinite value at row {first_row + int(infinite[0])}",
                             field="data_source")
