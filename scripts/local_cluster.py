@@ -27,7 +27,7 @@ MARK, PART = "LOCAL_CLUSTER_STATE", "LOCAL_CLUSTER_PART"
 HEAD, NODE2, MLFLOW, API = "ray-head", "ray-node2", "mlflow", "api"
 SERVES = ("serve-1", "serve-2")
 STOP_ORDER = (*SERVES, API, NODE2, HEAD, MLFLOW)
-# `ray start`, but a node waits up to 5 minutes (not 30 s) for the GCS to list it: on a busy machine the GCS
+# `ray start`, but a node waits up to 2 minutes (not 30 s) for the GCS to list it: on a busy machine the GCS
 # answers slowly and Ray would give the node up although it comes up fine.
 PATIENT_RAY_START = """
 import sys, time
@@ -37,7 +37,7 @@ from ray.scripts.scripts import main
 _get_node = services.get_node
 
 def get_node(*args, **kwargs):
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 120
     while True:
         try:
             return _get_node(*args, **kwargs)
@@ -129,7 +129,8 @@ def _start_all(args) -> dict[str, str]:
     (state / "ray_token").write_text(token)
     (state / "ray_token").chmod(0o600)
     mlflow_db, app_db = _databases(args)
-    ray_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    # A busy machine starts a node's dashboard agent slowly; Ray's raylet would give up on it and exit.
+    ray_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_agent_register_timeout_ms": "300000"}
     dashboard = f"http://127.0.0.1:{args.dashboard_port}"
     _start_ray_node(state, HEAD, lambda: _spawn(state, HEAD, _ray_start(state / HEAD, args.head_cpus, head=args),
                                                 ray_env), dashboard, token, 1, deadline)
