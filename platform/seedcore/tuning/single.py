@@ -13,6 +13,7 @@ from seedcore.config import Settings
 from seedcore.data import load_dataset
 from seedcore.errors import ValidationError
 from seedcore.flywheel import flywheel_for
+from seedcore.monitoring.drift import remember_reference
 from seedcore.registry import Candidate, Registry, ensure_experiment
 from seedcore.tuning.params_check import check_params
 from seedcore.tuning.spaces import resolve_space
@@ -49,6 +50,7 @@ def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgb
         client.set_terminated(run_id, status)
     candidate = Candidate(booster, config, dataset, validation, run_id, experiment_name, trial_id="")
     version = registry.register(candidate)
+    remember_reference(settings, version.version, dataset)  # drift baseline: the training split
     promotion = (flywheel_for(settings).promote_or_report(version.version, force=force, dataset=dataset,
                                                           challenger=booster, experiment_name=experiment_name)
                  if promote else {"status": "skipped", "reason": "promotion not requested",
