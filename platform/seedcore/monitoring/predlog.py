@@ -69,7 +69,8 @@ class PredictionLogger:
         self.last_error_at: str | None = None
 
     # -- the request path ------------------------------------------------------------------------
-    def log(self, model_name: str, model_version: int, rows: Sequence[Sequence[float]], predictions: Sequence[float]) -> list[str]:
+    def log(self, model_name: str, model_version: int, rows: Sequence[Sequence[float]],
+            predictions: Sequence[float]) -> list[str]:
         """One id per row; the sampled rows are queued for writing (dropped, never waited for, when full)."""
         now = time.time()
         ids = [new_prediction_id(now) for _ in predictions]
