@@ -1,72 +1,86 @@
-"""The `seedcore` command: up, serve, tune, train, promote, db."""
+"""The `seedcore` command: run the platform, tune and train, promote, look at jobs and models, migrate.
+
+Each group of commands lives in its own module with an `add_commands(sub)` function; COMMAND_MODULES lists
+them, so a new group is one line there.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-import time
 
 import pydantic
 
+from seedcore.cli_common import CALLER_ERROR, EXIT_CODES, INTERRUPTED, OK, OUR_FAULT
 from seedcore.config import Settings
 from seedcore.errors import SeedcoreError
 from seedcore.requests import invalid_request
 
+# Modules that add subcommands (`add_commands(sub)`), in the order --help lists them after this module's own.
+COMMAND_MODULES = ("seedcore.cli_jobs", "seedcore.cli_flywheel")
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    """Run one command; the return value is the exit code (see EXIT_CODES)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
-        return args.handler(settings, args) or 0
+        return args.handler(settings, args) or OK
+    except KeyboardInterrupt:
+        return INTERRUPTED
     except (SeedcoreError, pydantic.ValidationError) as exc:
         error = invalid_request(exc) if isinstance(exc, pydantic.ValidationError) else exc
         print(json.dumps(error.to_dict()), file=sys.stderr)
-        return 2 if error.status_code < 500 else 1
+        return CALLER_ERROR if error.status_code < 500 else OUR_FAULT
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seedcore", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: the platform's own commands, then every module's in COMMAND_MODULES."""
+    epilog = "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
+    parser = argparse.ArgumentParser(prog="seedcore", description=__doc__.splitlines()[0], epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True, metavar="command")
+    register_commands(sub)
+    return parser
 
-    up = sub.add_parser("up", help="migrate, then run the API (:8000), job runner, local Ray and MLflow UI (:5000)")
-    up.add_argument("--no-mlflow-ui", action="store_true")
+
+def register_commands(sub) -> None:
+    """Add every subcommand: ours (up, serve, db), then each module's `add_commands(sub)`."""
+    up = sub.add_parser("up", help="migrate, then run the API, the job runner, local Ray and the MLflow UI")
+    _add_address(up)
+    up.add_argument("--mlflow-ui-port", type=int, help="MLflow UI port (default: SEEDCORE_MLFLOW_UI_PORT or 5000)")
+    up.add_argument("--no-mlflow-ui", action="store_true", help="do not start the MLflow UI")
     up.set_defaults(handler=_up)
 
     serve = sub.add_parser("serve", help="a predict-only server (no job runner, no Ray)")
-    serve.add_argument("--workers", type=int, default=None)
+    _add_address(serve)
+    serve.add_argument("--workers", type=int, default=None, help="default: SEEDCORE_SERVE_WORKERS")
     serve.set_defaults(handler=_serve)
 
-    tune = sub.add_parser("tune", help="run a sweep here, with live progress; prints the result as JSON")
-    tune.add_argument("--space", default="conservative", choices=["conservative", "default", "aggressive"])
-    tune.add_argument("--config", default="conservative", choices=["conservative", "default", "aggressive"])
-    tune.add_argument("--experiment-name", default="xgboost_tuning")
-    tune.add_argument("--data", dest="data_source", help="CSV or Parquet file inside the data dir")
-    tune.add_argument("--label-column")
-    tune.add_argument("--feature-columns", help="comma-separated")
-    tune.add_argument("--custom-space", type=json.loads, help="JSON object, the guide's dictionary form")
-    tune.add_argument("--custom-config", type=json.loads, help="JSON object: num_samples, time_budget_s, ...")
-    tune.add_argument("--no-promote", action="store_true")
-    tune.add_argument("--force", action="store_true", help="promote even if the champion is better")
-    tune.set_defaults(handler=_tune)
-
-    promote = sub.add_parser("promote", help="promote a registered version through the champion gate")
-    promote.add_argument("--version", type=int, required=True)
-    promote.add_argument("--force", action="store_true")
-    promote.set_defaults(handler=_promote)
-
-    db = sub.add_parser("db", help="our SQL schema (flashbulb memory, jobs)")
+    db = sub.add_parser("db", help="our SQL schema (flashbulb memory, jobs, flywheel tables)")
     db_sub = db.add_subparsers(required=True, metavar="action")
     db_sub.add_parser("upgrade", help="migrate to the latest revision").set_defaults(handler=_db_upgrade)
     down = db_sub.add_parser("downgrade", help="migrate down to REVISION (e.g. base)")
     down.add_argument("revision")
     down.set_defaults(handler=_db_downgrade)
     db_sub.add_parser("current", help="print the current revision").set_defaults(handler=_db_current)
-    from seedcore.cli_flywheel import add_commands as add_flywheel_commands
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
 
-    add_flywheel_commands(sub)  # evaluate, monitors, schedules
-    return parser
+
+def _add_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to bind (default: SEEDCORE_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="API port (default: SEEDCORE_PORT or 8000)")
+
+
+def _with_address(settings: Settings, args) -> Settings:
+    """Settings with the --host/--port/--mlflow-ui-port given on the command line (validated as settings)."""
+    changes = {name: getattr(args, name) for name in ("host", "port", "mlflow_ui_port")
+               if getattr(args, name, None) is not None}
+    return settings.replace(**changes) if changes else settings
 
 
 def _db_upgrade(settings: Settings, args) -> int:
@@ -94,8 +108,9 @@ def _db_current(settings: Settings, args) -> int:
 
 
 def _up(settings: Settings, args) -> int:
-    from seedcore.server import run_api, start_mlflow_ui, stop_process
+    from seedcore.server import ask_to_stop, run_api, start_mlflow_ui, stop_process
 
+    settings = _with_address(settings, args)
     _db_upgrade(settings, args)
     _init_mlflow_store(settings)
     ui = None if args.no_mlflow_ui else start_mlflow_ui(settings)
@@ -104,10 +119,10 @@ def _up(settings: Settings, args) -> int:
         print(f"MLflow UI              http://{settings.host}:{settings.mlflow_ui_port}")
     print(f"data dir {settings.data_dir}; tracking {settings.tracking_uri}; Ctrl-C stops everything", flush=True)
     try:
-        run_api(settings, role="all")
+        run_api(settings, role="all", on_stop=lambda: ask_to_stop(ui))  # the UI stops beside the API
     finally:
         stop_process(ui)
-    return 0
+    return OK
 
 
 def _init_mlflow_store(settings: Settings) -> None:
@@ -132,84 +147,11 @@ def _init_mlflow_store(settings: Settings) -> None:
 def _serve(settings: Settings, args) -> int:
     from seedcore.server import run_api
 
+    settings = _with_address(settings, args)
     workers = args.workers or settings.serve_workers
     print(f"SeedCore serving  http://{settings.host}:{settings.port}  ({workers} workers)", flush=True)
     run_api(settings, role="serve", workers=workers)
     return 0
-
-
-def _tune(settings: Settings, args) -> int:
-    """Queue the sweep as a job in this process's runner, print progress until it ends."""
-    from seedcore.db.database import Database, upgrade
-    from seedcore.db.tables_jobs import TRIGGER_MANUAL
-    from seedcore.runner import JobRunner
-    from seedcore.tuning import SweepRequest
-
-    settings.ensure_dirs()
-    upgrade(settings.database_url)
-    features = args.feature_columns.split(",") if args.feature_columns else None
-    request = SweepRequest(space_type=args.space, config_type=args.config, custom_search_space=args.custom_space,
-                           custom_tune_config=args.custom_config, experiment_name=args.experiment_name,
-                           data_source=args.data_source, label_column=args.label_column, feature_columns=features,
-                           promote=not args.no_promote, force=args.force)
-    from seedcore.tuning.cluster import ensure_ray, shutdown_ray
-
-    runner = JobRunner(settings, Database(settings.database_url), poll_s=0.2)
-    job = runner.submit(request, trigger=TRIGGER_MANUAL)  # validates first: a mistake is reported before Ray starts or threads run
-    try:
-        ensure_ray(settings)  # in the main thread: Ray's own signal handling wants it there
-    except BaseException:
-        runner.cancel(job["id"])  # never leave a queued job behind for the next runner to pick up
-        raise
-    runner.start()
-    try:
-        _follow(runner, job["id"])
-        result = runner.wait(job["id"])["result"]
-    except KeyboardInterrupt:
-        print("\ncancelling: stopping trials, closing runs ...", file=sys.stderr, flush=True)
-        runner.cancel(job["id"])
-        _wait_quietly(runner, job["id"])
-        return 130
-    finally:
-        runner.stop()
-        shutdown_ray()
-    print(json.dumps(result, indent=2, default=str))
-    return 0
-
-
-def _follow(runner, job_id: str) -> None:
-    """Live progress on stderr: trials done / total and the best validation AUC so far."""
-    last = None
-    while True:
-        job = runner.jobs.get(job_id)
-        best = job.get("best_auc")
-        line = (f"[{job['state']}] trials {job.get('trials_done') or 0}/{job.get('trials_total') or 0}"
-                f"  best AUC {best:.4f}" if best is not None else
-                f"[{job['state']}] trials {job.get('trials_done') or 0}/{job.get('trials_total') or 0}")
-        if line != last:
-            print(line, file=sys.stderr, flush=True)
-            last = line
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return
-        time.sleep(0.25)
-
-
-def _wait_quietly(runner, job_id: str) -> None:
-    try:
-        runner.wait(job_id, timeout=120)
-    except SeedcoreError as exc:
-        print(exc.message, file=sys.stderr)
-
-
-def _promote(settings: Settings, args) -> int:
-    from seedcore.db.database import Database, upgrade
-    from seedcore.flywheel import Flywheel
-
-    upgrade(settings.database_url)
-    promotion = Flywheel(settings, Database(settings.database_url)).promote(args.version, force=args.force,
-                                                                          trigger="manual")
-    print(json.dumps(promotion, indent=2, default=str))
-    return 0 if promotion["status"] in ("success", "unchanged") else 3
 
 
 def _redact(url: str) -> str:

@@ -62,8 +62,12 @@ class JobStore:
         return as_utc(self.clock())
 
     def create(self, request: dict, experiment_name: str | None = None, trials_total: int = 0,
-               trigger: str = TRIGGER_API, kind: str = KIND_TUNE) -> dict:
-        """Queue a new job for `request` (the tuning request as JSON), started by `trigger`."""
+               trigger: str = TRIGGER_API, kind: str = KIND_TUNE, owner: tuple[int, str] | None = None) -> dict:
+        """Queue a new job for `request` (the tuning request as JSON), started by `trigger`.
+
+        With `owner` (pid, host) the job is created running, already claimed by that process: no other
+        runner ever sees it queued (the CLI runs its own sweep beside a server this way).
+        """
         if not isinstance(request, dict):
             raise ValidationError("request must be a JSON object", field="request")
         if isinstance(trials_total, bool) or not isinstance(trials_total, int) or trials_total < 0:
@@ -79,6 +83,8 @@ class JobStore:
             kind=_check_state(kind, JOB_KINDS),
             created_at=self._now(),
         )
+        if owner is not None:
+            job.state, job.started_at, (job.owner_pid, job.owner_host) = JOB_RUNNING, job.created_at, owner
         with self.db.session() as session:
             session.add(job)
             session.flush()

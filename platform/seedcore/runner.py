@@ -119,18 +119,30 @@ class JobRunner:
                 "last_error": last[0] if last else None, "last_error_at": last[1] if last else None}
 
     # -- requests -----------------------------------------------------------------------------
-    def submit(self, request, trigger: str = TRIGGER_API, kind: str = KIND_TUNE) -> dict:
-        """Validate a request (400 before anything runs) and queue it as a job started by `trigger`."""
+    def submit(self, request, trigger: str = TRIGGER_API, kind: str = KIND_TUNE, claim: bool = False) -> dict:
+        """Validate a request (400 before anything runs) and queue it as a job started by `trigger`.
+
+        `claim=True` creates it already running and owned by this process (no runner elsewhere can take
+        it); `run_claimed` then runs it here.
+        """
         from seedcore import job_kinds
 
         trials_total = job_kinds.check(self.settings, request, kind)
         require_mlflow_store(self.settings)  # 503 before any job exists when MLflow's store is gone or corrupt
         job = self.jobs.create(request.model_dump(), request.experiment_name, trials_total,
-                               trigger=trigger, kind=kind)
+                               trigger=trigger, kind=kind, owner=self.identity if claim else None)
         with self._lock:
             self._done[job["id"]] = threading.Event()
         self._wake.set()
         return job
+
+    def run_claimed(self, job: dict) -> threading.Thread:
+        """Run a job this process claimed (`submit(claim=True)`) in a thread of its own; `stop` waits for it."""
+        thread = threading.Thread(target=self._run, args=(job,), name=f"seedcore-runner-{job['id'][:8]}",
+                                  daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return thread
 
     @contextmanager
     def sync_slot(self) -> Iterator[None]:

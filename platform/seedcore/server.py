@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import psutil
 from gunicorn.app.base import BaseApplication
@@ -35,9 +36,22 @@ RAY_SHUTDOWN_S = 3  # what Ray's own shutdown takes beyond the job's stop time, 
 class _Gunicorn(BaseApplication):
     """gunicorn embedded: our app factory, our options, no command line of its own."""
 
-    def __init__(self, settings: Settings, role: str, options: dict):
-        self.settings, self.role, self.options = settings, role, options
+    def __init__(self, settings: Settings, role: str, options: dict, on_stop=None):
+        self.settings, self.role, self.options, self.on_stop = settings, role, options, on_stop
         super().__init__()
+
+    def run(self):
+        from gunicorn.arbiter import Arbiter
+
+        on_stop = self.on_stop
+
+        class _Arbiter(Arbiter):
+            def stop(self, graceful=True):  # the arbiter got SIGTERM/SIGINT: start the side processes stopping
+                if on_stop is not None:
+                    on_stop()
+                super().stop(graceful)
+
+        _Arbiter(self).run()
 
     def load_config(self):
         for key, value in self.options.items():
@@ -117,8 +131,9 @@ def _worker_exit(server, worker) -> None:
         stop_app(app)
 
 
-def run_api(settings: Settings, role: str = "all", workers: int = 1, threads: int = 8) -> None:
-    """Serve the API with gunicorn. The jobs role runs in one worker (it owns the job runner)."""
+def run_api(settings: Settings, role: str = "all", workers: int = 1, threads: int = 8, on_stop=None) -> None:
+    """Serve the API with gunicorn. The jobs role runs in one worker (it owns the job runner).
+    `on_stop()` is called, and must return at once, when gunicorn starts stopping."""
     prepare_server(settings)  # before gunicorn forks: the workers inherit it
     options = {
         "bind": f"{settings.host}:{settings.port}",
@@ -136,7 +151,7 @@ def run_api(settings: Settings, role: str = "all", workers: int = 1, threads: in
     if role == "all":
         options["post_fork"] = _own_process_group
         os.environ.update(RAY_ENV)  # before the worker first imports Ray, which reads it once
-    _Gunicorn(settings, role, options).run()
+    _Gunicorn(settings, role, options, on_stop).run()
 
 
 def start_mlflow_ui(settings: Settings) -> subprocess.Popen:
@@ -144,8 +159,10 @@ def start_mlflow_ui(settings: Settings) -> subprocess.Popen:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
                "--registry-store-uri", settings.registry_uri, "--default-artifact-root", settings.artifact_root,
                "--host", settings.host, "--port", str(settings.mlflow_ui_port), *mlflow_ui_security(settings)]
+    # A process group of its own (its uvicorn and workers too): stop_process ends the whole tree at once,
+    # and a terminal's Ctrl-C does not stop it before the API has finished stopping.
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=child_env())
+                            env=child_env(), process_group=0)
 
 
 def mlflow_ui_security(settings: Settings) -> list[str]:
@@ -160,12 +177,44 @@ def mlflow_ui_security(settings: Settings) -> list[str]:
     return ["--allowed-hosts", ",".join(hosts), "--cors-allowed-origins", ",".join(f"http://{h}" for h in hosts)]
 
 
-def stop_process(process: subprocess.Popen | None, timeout: float = 5.0) -> None:
-    """Terminate a child we started (SIGKILL after `timeout` s)."""
-    if process is None or process.poll() is not None:
+def ask_to_stop(process: subprocess.Popen | None) -> None:
+    """SIGTERM the process group of a child started in one, without waiting (stop_process finishes)."""
+    if process is not None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float = 3.0) -> None:
+    """SIGTERM the process group of a child we started in one (start_mlflow_ui), SIGKILL what is left
+    after `timeout` s; the group id is the child's pid, so nothing else is ever signalled."""
+    if process is None:
         return
-    process.terminate()
+    group = process.pid
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(group, signum)
+        except ProcessLookupError:
+            break  # the whole group has ended
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _group_alive(group):
+            time.sleep(0.1)
+            process.poll()  # reap the leader
+    process.poll()
+
+
+def _group_alive(group: int) -> bool:
     try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return any(p.info["status"] != psutil.STATUS_ZOMBIE for p in psutil.process_iter(["status"])
+               if _pgid(p.pid) == group)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None

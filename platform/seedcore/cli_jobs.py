@@ -1,0 +1,237 @@
+"""`seedcore tune|train|promote|jobs|models`: work on sweeps, trainings and registered versions.
+
+The options of `tune` and `train` are derived from the request models in seedcore.requests (the one
+declaration of request fields); only short aliases and the terminal's quicker defaults are added here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import types
+import typing
+from typing import Any
+
+from seedcore.cli_common import INTERRUPTED, OK, PROMOTION_REJECTED, print_json, print_table
+from seedcore.config import Settings
+from seedcore.db.tables_jobs import FINISHED_STATES, JOB_STATES, KIND_TRAIN, KIND_TUNE, TRIGGER_MANUAL
+from seedcore.requests import TrainRequest, TuneRequest
+
+# Short names kept from earlier releases of the command.
+ALIASES = {"space_type": ("--space",), "config_type": ("--config",), "data_source": ("--data",),
+           "custom_search_space": ("--custom-space",), "custom_tune_config": ("--custom-config",)}
+# At a terminal a sweep starts small and quick (the API's defaults are the guide's).
+TERMINAL_DEFAULTS = {"space_type": "conservative", "config_type": "conservative"}
+FOLLOW_S = 0.25
+
+
+def add_commands(sub) -> None:
+    """Add tune, train, promote, jobs and models to the `seedcore` subcommands."""
+    tune = sub.add_parser("tune", help="run a sweep here (beside a running server too), with live progress; "
+                                       "prints the result as JSON")
+    add_request_options(tune, TuneRequest)
+    tune.set_defaults(handler=_run_job, kind=KIND_TUNE, model=TuneRequest, **TERMINAL_DEFAULTS)
+    train = sub.add_parser("train", help="train and register one model with fixed parameters; prints the result")
+    add_request_options(train, TrainRequest)
+    train.set_defaults(handler=_run_job, kind=KIND_TRAIN, model=TrainRequest)
+
+    promote = sub.add_parser("promote", help="promote a registered version through the champion gate")
+    promote.add_argument("--version", type=int, required=True)
+    promote.add_argument("--force", action="store_true", help="promote even if the champion is better")
+    promote.set_defaults(handler=_promote)
+
+    jobs = sub.add_parser("jobs", help="jobs (sweeps and trainings): list, show ID, cancel ID")
+    actions = jobs.add_subparsers(required=True, metavar="action")
+    listing = actions.add_parser("list", help="newest first")
+    listing.add_argument("--state", choices=JOB_STATES)
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--json", action="store_true", help="the page as JSON instead of a table")
+    listing.set_defaults(handler=_jobs_list)
+    for action, handler, what in (("show", _jobs_show, "one job as JSON"),
+                                  ("cancel", _jobs_cancel, "stop a queued or running job (its runs KILLED)")):
+        one = actions.add_parser(action, help=what)
+        one.add_argument("job_id")
+        one.set_defaults(handler=handler)
+
+    models = sub.add_parser("models", help="registered versions: list, show N")
+    actions = models.add_subparsers(required=True, metavar="action")
+    listing = actions.add_parser("list", help="newest first")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--json", action="store_true", help="the page as JSON instead of a table")
+    listing.set_defaults(handler=_models_list)
+    show = actions.add_parser("show", help="one version as JSON (metrics, parameters, data, aliases)")
+    show.add_argument("version", type=int)
+    show.set_defaults(handler=_models_show)
+
+
+# -- options from the request models ----------------------------------------------------------
+def add_request_options(parser: argparse.ArgumentParser, model) -> None:
+    """One option per field of `model`: booleans as flags, literals as choices, lists of names as
+    comma-separated text, anything structured as JSON. Unset options keep the model's default."""
+    for name, field in model.model_fields.items():
+        flag, annotation = "--" + name.replace("_", "-"), _without_none(field.annotation)
+        help_text = field.description or ""
+        if annotation is bool:
+            if field.default:
+                parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false",
+                                    default=argparse.SUPPRESS, help=f"do not {help_text}" if help_text else None)
+            else:
+                parser.add_argument(flag, dest=name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+            continue
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
+        if typing.get_origin(annotation) is typing.Literal:
+            kwargs["choices"] = typing.get_args(annotation)
+        elif annotation in (str, int, float):
+            kwargs["type"] = annotation
+        elif annotation == list[str]:
+            kwargs.update(type=_names, metavar="A,B,...")
+        else:
+            kwargs.update(type=_json, metavar="JSON")
+        parser.add_argument(flag, *ALIASES.get(name, ()), **kwargs)
+
+
+def _without_none(annotation):
+    """`X` for `X | None`; anything else as it is."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text  # a plain word ("knee"); the request model decides whether it is allowed
+
+
+def request_from(args: argparse.Namespace, model):
+    """The request model built from the options given (pydantic names the field of any mistake)."""
+    return model(**{name: value for name, value in vars(args).items() if name in model.model_fields})
+
+
+# -- running a job here -------------------------------------------------------------------------
+def _run_job(settings: Settings, args) -> int:
+    """Create the job already claimed by this process (so a server's runner beside us never takes it),
+    run it here with live progress, print its result; Ctrl-C cancels it."""
+    from seedcore.db.database import Database, upgrade
+    from seedcore.runner import JobRunner
+
+    request = request_from(args, args.model)
+    settings.ensure_dirs()
+    upgrade(settings.database_url)
+    runner = JobRunner(settings, Database(settings.database_url))
+    job = runner.submit(request, trigger=TRIGGER_MANUAL, kind=args.kind, claim=True)  # 400s before anything runs
+    try:
+        if args.kind == KIND_TUNE:
+            from seedcore.tuning.cluster import ensure_ray
+
+            ensure_ray(settings)  # in the main thread: Ray's own signal handling wants it there
+        runner.run_claimed(job)
+        _follow(runner, job["id"])
+        result = runner.wait(job["id"])["result"]
+    except KeyboardInterrupt:
+        print("\ncancelling: stopping trials, closing runs ...", file=sys.stderr, flush=True)
+        runner.cancel(job["id"])
+        return INTERRUPTED
+    finally:
+        runner.stop()  # a job still running (Ctrl-C, Ray failing to start) ends cancelled, its runs KILLED
+        if args.kind == KIND_TUNE:
+            from seedcore.tuning.cluster import shutdown_ray
+
+            shutdown_ray()
+    print_json(result)
+    return PROMOTION_REJECTED if result["promotion"]["status"] == "rejected" else OK
+
+
+def _follow(runner, job_id: str) -> None:
+    """Live progress on stderr: a progress bar at a terminal, plain lines otherwise."""
+    from seedcore.cli_common import Progress
+
+    with Progress("trials") as progress:
+        while True:
+            job = runner.jobs.get(job_id)
+            progress.show(job["state"], job.get("trials_done") or 0, job.get("trials_total") or 0,
+                          f"best AUC {job['best_auc']:.4f}" if job.get("best_auc") is not None else "")
+            if job["state"] in FINISHED_STATES:
+                return
+            time.sleep(FOLLOW_S)
+
+
+def _promote(settings: Settings, args) -> int:
+    from seedcore.db.database import Database, upgrade
+    from seedcore.flywheel import Flywheel
+
+    upgrade(settings.database_url)
+    promotion = Flywheel(settings, Database(settings.database_url)).promote(args.version, force=args.force,
+                                                                          trigger="manual")
+    print_json(promotion)
+    return OK if promotion["status"] in ("success", "unchanged") else PROMOTION_REJECTED
+
+
+# -- jobs and models --------------------------------------------------------------------------
+def _job_store(settings: Settings):
+    from seedcore.db.database import Database
+    from seedcore.jobs import JobStore
+
+    database = Database(settings.database_url)
+    database.check_schema()
+    return JobStore(database)
+
+
+def _jobs_list(settings: Settings, args) -> int:
+    page = _job_store(settings).list(limit=args.limit, state=args.state)
+    if args.json:
+        print_json(page)
+        return OK
+    rows = [(j["id"], j["kind"], j["trigger"], j["state"], f"{j['trials_done']}/{j['trials_total']}",
+             "" if j["best_auc"] is None else f"{j['best_auc']:.4f}", j["experiment_name"] or "", j["created_at"])
+            for j in page["items"]]
+    print_table(("job", "kind", "trigger", "state", "trials", "best AUC", "experiment", "created"), rows)
+    print(f"{len(rows)} of {page['total']}", file=sys.stderr)
+    return OK
+
+
+def _jobs_show(settings: Settings, args) -> int:
+    print_json(_job_store(settings).get(args.job_id))
+    return OK
+
+
+def _jobs_cancel(settings: Settings, args) -> int:
+    """Cancel through the database: whichever process runs the job sees it at its next progress report."""
+    job = _job_store(settings).request_cancel(args.job_id)
+    print(f"job {job['id']}: {job['state']}" + (" (cancel requested)" if job["state"] == "running" else ""))
+    return OK
+
+
+def _models_list(settings: Settings, args) -> int:
+    from seedcore.registry import Registry
+
+    page = Registry(settings).list_versions(limit=args.limit)
+    if args.json:
+        print_json(page)
+        return OK
+    rows = [(v["version"], ",".join(v["aliases"]), v["stage"], _auc(v["holdout"]), _auc(v["validation"]),
+             v["experiment_name"] or "", v["created_at"]) for v in page["items"]]
+    print_table(("version", "aliases", "stage", "holdout AUC", "valid AUC", "experiment", "created"), rows)
+    print(f"{len(rows)} of {page['total']} versions of {settings.model_name}", file=sys.stderr)
+    return OK
+
+
+def _models_show(settings: Settings, args) -> int:
+    from seedcore.registry import Registry
+
+    registry = Registry(settings)
+    print_json(registry.describe(registry.get_version(args.version)))
+    return OK
+
+
+def _auc(metrics: dict) -> str:
+    value = metrics.get("auc")
+    return "" if value is None else f"{value:.4f}"
