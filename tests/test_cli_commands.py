@@ -1,0 +1,101 @@
+"""The `seedcore` command line: every --help runs and lists only real commands, exit codes documented,
+tune/train options derived from the request models, `train`, `jobs` and `models`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from _tuning import job_rows
+from seedcore.cli import build_parser, main
+from seedcore.db.database import Database
+from seedcore.jobs import JobStore
+from seedcore.requests import TrainRequest, TuneRequest
+
+TINY = {"eta": 0.3, "max_depth": 2, "num_boost_round": 5}
+
+
+def _commands(parser: argparse.ArgumentParser, prefix=()) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every command and nested action, with its parser."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found.append(((*prefix, name), child))
+                found += _commands(child, (*prefix, name))
+    return found
+
+
+def _runs(parser: argparse.ArgumentParser) -> bool:
+    """A command a user can run: it has a handler or only subcommands that do."""
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return parser.get_default("handler") is not None if not nested else all(
+        _runs(child) for a in nested for child in a.choices.values())
+
+
+def test_every_help_runs_and_every_listed_command_exists(capsys):
+    commands = _commands(build_parser())
+    names = {path[0] for path, _ in commands}
+    assert {"up", "serve", "tune", "train", "promote", "jobs", "models", "db"} <= names
+    assert all(_runs(child) for _, child in commands), [p for p, c in commands if not _runs(c)]
+    for path, _ in [((), None), *commands]:
+        with pytest.raises(SystemExit) as done:
+            main([*path, "--help"])
+        assert done.value.code == 0, path
+        assert "usage: seedcore" in capsys.readouterr().out
+    main_help = build_parser().format_help()
+    for code in ("0", "1", "2", "3", "130"):
+        assert f"\n  {code} " in main_help
+    for command in ("up", "serve"):
+        usage = dict(commands)[(command,)].format_help()
+        assert "--host" in usage and "--port" in usage
+
+
+@pytest.mark.parametrize(("command", "model"), [("tune", TuneRequest), ("train", TrainRequest)])
+def test_request_options_come_from_the_request_model(command, model):
+    usage = dict(_commands(build_parser()))[(command,)].format_help()
+    for name, field in model.model_fields.items():
+        flag = name.replace("_", "-")
+        assert f"--{flag}" in usage or f"--no-{flag}" in usage, name
+
+
+def test_train_command_runs_a_job_claimed_by_the_cli_and_prints_its_result(settings, monkeypatch, capsys):
+    for key, value in {"SEEDCORE_DATA_DIR": settings.data_dir, "SEEDCORE_MLRUNS_DIR": settings.mlruns_dir}.items():
+        monkeypatch.setenv(key, str(value))
+    assert main(["train", "--params", json.dumps(TINY), "--experiment-name", "from_cli"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model_version"] == 1 and result["experiment_name"] == "from_cli"
+    (job,) = job_rows(settings)
+    assert (job["kind"], job["trigger"], job["state"]) == ("train", "manual", "succeeded")
+
+    assert main(["models", "list"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:3] == ["version", "aliases", "stage"] and table[1].split()[0] == "1"
+    assert main(["models", "show", "1"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["version"] == 1 and shown["hyperparameters"]["max_depth"] == 2
+    assert main(["models", "show", "7"]) == 2
+    assert json.loads(capsys.readouterr().err.splitlines()[-1])["field"] == "version"
+
+
+def test_jobs_commands_list_show_and_cancel(migrated_settings, monkeypatch, capsys):
+    settings = migrated_settings
+    for key, value in {"SEEDCORE_DATA_DIR": settings.data_dir, "SEEDCORE_MLRUNS_DIR": settings.mlruns_dir}.items():
+        monkeypatch.setenv(key, str(value))
+    db = Database(settings.database_url)
+    job = JobStore(db).create({"space_type": "conservative"}, "queued_one", 5, trigger="schedule:7")
+    db.dispose()
+
+    assert main(["jobs", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert job["id"] in listing and "schedule:7" in listing and "queued" in listing
+    assert main(["jobs", "list", "--json", "--state", "queued"]) == 0
+    assert [j["id"] for j in json.loads(capsys.readouterr().out)["items"]] == [job["id"]]
+    assert main(["jobs", "cancel", job["id"]]) == 0
+    assert "cancelled" in capsys.readouterr().out
+    assert main(["jobs", "show", job["id"]]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "cancelled"
+    assert main(["jobs", "show", "no-such-job"]) == 2
+    assert json.loads(capsys.readouterr().err.splitlines()[-1])["field"] == "job_id"
