@@ -135,3 +135,24 @@ def test_split_is_stratified_exact_and_disjoint(n, positives):
     for part in parts:  # each part within one row of the table's class proportion
         assert abs(y[part].sum() - y.mean() * len(part)) <= 1.0
     assert all(np.array_equal(a, b) for a, b in zip(parts, stratified_split(y, fractions, seed=4)))
+
+
+def test_asha_never_stops_a_trial_rerunning_a_seeded_config():
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from seedcore.tuning.sweep import _SeededRunsInFull
+
+    seeded = {"eta": 0.02, "max_depth": 6}
+    scheduler = _SeededRunsInFull([seeded], time_attr="round", max_t=20, grace_period=2, reduction_factor=2)
+    scheduler.set_search_properties("auc", "max")
+    trials = [SimpleNamespace(trial_id=f"t{i}", config={"eta": 0.3, "max_depth": 3}) for i in range(4)]
+    incumbent = SimpleNamespace(trial_id="seeded", config={**seeded, "num_boost_round": 200})
+    late = SimpleNamespace(trial_id="late", config={"eta": 0.01, "max_depth": 6})
+    for trial in [*trials, incumbent, late]:
+        scheduler.on_trial_add(None, trial)
+    for trial in trials:  # fast learners set a high bar at the first rung
+        assert scheduler.on_trial_result(None, trial, {"round": 2, "auc": 0.9}) == TrialScheduler.CONTINUE
+    assert scheduler.on_trial_result(None, late, {"round": 2, "auc": 0.6}) == TrialScheduler.STOP
+    assert scheduler.on_trial_result(None, incumbent, {"round": 2, "auc": 0.6}) == TrialScheduler.CONTINUE

@@ -79,14 +79,15 @@ def log_warm_start(client: MlflowClient, parent: str, warm: WarmStart, grid, run
     seeded = []
     for result in grid:
         trial_id = (result.metrics or {}).get("trial_id")
-        index = _match(result.config or {}, reran)
+        index = match_point(result.config or {}, reran)
         if trial_id in run_ids and index is not None:
             client.set_tag(run_ids[trial_id], TAG_SOURCE, json.dumps(warm.sources[index], default=str)[:5000])
             seeded.append(trial_id)
     return seeded
 
 
-def _match(config: Mapping[str, Any], points: Sequence[Mapping[str, Any]]) -> int | None:
+def match_point(config: Mapping[str, Any], points: Sequence[Mapping[str, Any]]) -> int | None:
+    """The index of the point whose every value the config has, or None."""
     for i, point in enumerate(points):
         if all(_same(config.get(k), v) for k, v in point.items()):
             return i

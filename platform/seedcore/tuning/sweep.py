@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from seedcore import logs, names
 from seedcore.config import Settings
@@ -27,7 +27,7 @@ from seedcore.tuning.cluster import check_trial_fits, cluster_cpus, cluster_tags
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import (PER_ROUND, Objective, Selection, measured_metrics, meets, pareto_front,
                                         resolve_objectives, resolve_selection, select_point)
-from seedcore.tuning.records import log_front, log_warm_start, trial_points
+from seedcore.tuning.records import log_front, log_warm_start, match_point, trial_points
 from seedcore.tuning.params_check import check_request_params
 from seedcore.tuning.search import build_searcher
 from seedcore.tuning.warmstart import WarmStart, gather
@@ -190,8 +190,8 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
     grace, max_t = min(plan.tune.grace_period, plan.max_t), plan.max_t + 1
     rungs = asha_rungs(grace, plan.tune.reduction_factor, max_t)
     if first.metric in PER_ROUND:  # ASHA prunes on the first objective; a cost known only at the end cannot
-        scheduler = ASHAScheduler(time_attr=names.ROUND, max_t=max_t, grace_period=grace,
-                                  reduction_factor=plan.tune.reduction_factor)
+        scheduler = _SeededRunsInFull(warm.rerun if warm.rewards else warm.points, time_attr=names.ROUND,
+                                      max_t=max_t, grace_period=grace, reduction_factor=plan.tune.reduction_factor)
     else:
         scheduler, rungs = FIFOScheduler(), frozenset()
     trainable = tune.with_parameters(train_xgb, data=TrialData.of(dataset), nthread=cpus, report_at=rungs,
@@ -211,6 +211,22 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
     return tuner.fit()
+
+
+class _SeededRunsInFull(ASHAScheduler):
+    """ASHA that never stops a trial re-running a seeded config: it runs to be measured in full (a good
+    config at a low learning rate can trail at the early rungs). Its scores still inform the rungs."""
+
+    def __init__(self, seeded: list[dict], **kwargs):
+        super().__init__(**kwargs)
+        self.seeded = list(seeded)
+
+    def on_trial_result(self, tune_controller, trial, result):
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP and self.seeded and match_point(trial.config, self.seeded) is not None:
+            self._num_stopped -= 1
+            return TrialScheduler.CONTINUE
+        return action
 
 
 def _register_trainable(trainable) -> str:
