@@ -60,7 +60,11 @@ def zone(name: str) -> ZoneInfo:
 
 def check_cron(expression: str) -> str:
     """A five-field cron expression; 400 naming `cron` otherwise."""
-    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+    try:
+        valid = len(expression.split()) == 5 and croniter.is_valid(expression)
+    except Exception:  # noqa: BLE001 - whatever the parser trips on, the caller's expression is at fault
+        valid = False
+    if not valid:
         raise ValidationError(f"invalid cron expression {expression!r} (five fields: minute hour day month weekday)",
                               field="cron")
     return expression
