@@ -98,7 +98,7 @@ class TuneRequest(DataFields):
                                   '"lower": .., "upper": .., "q": .., "values": [..]}')
     custom_tune_config: dict[str, Any] | None = Field(
         default=None, description="num_samples, max_concurrent_trials, time_budget_s, grace_period, "
-                                  "reduction_factor, seed")
+                                  "reduction_factor, seed, search_alg (random | tpe | qmc)")
     experiment_name: ExperimentName = "xgboost_tuning"
     promote: bool = Field(default=True, description="promote the winner through the champion gate")
     force: bool = Field(default=False, description="promote even if the champion is better")
