@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     store_check_timeout_s: float = Field(default=2.0, gt=0, le=60,
                                          description="time `/health` gives each store (MLflow, our database) "
                                                      "to answer")
-    max_json_depth: int = Field(default=32, ge=2, le=256, description="deepest nesting of any JSON we accept "
+    max_json_depth: int = Field(default=32, ge=2, le=200, description="deepest nesting of any JSON we accept "
                                 "(request bodies, stored JSON); deeper is a 400")
     predlog_sample_rate: float = Field(default=1.0, ge=0, le=1,
                                        description="share of predicted rows written to the prediction log")

@@ -27,13 +27,14 @@ from __future__ import annotations
 import logging
 
 from flask import jsonify
+from mlflow.exceptions import MlflowException
 from flask_openapi3 import Info, OpenAPI
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from seedcore.api._guard import too_large
 from seedcore.api._http import SECURITY_SCHEMES, ErrorBody, validation_error_response
 from seedcore.config import Settings
-from seedcore.errors import SeedcoreError
+from seedcore.errors import RegistryUnavailableError, SeedcoreError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,14 @@ def _register_error_handlers(app: OpenAPI) -> None:
         # keep the headers werkzeug adds (e.g. `Allow` on a 405), drop its HTML body
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         return jsonify({"status": "error", "error": exc.description, "field": None}), exc.code, headers
+
+    @app.errorhandler(MlflowException)
+    def mlflow_error(exc: MlflowException):
+        # MLflow failing under us (store gone, server down) is a 503 that says so, first line only (no SQL)
+        detail = (str(getattr(exc, "message", exc)).strip().splitlines() or [""])[0].split("[SQL")[0][:300]
+        log.error("MLflow call failed: %s", detail)
+        err = RegistryUnavailableError(f"MLflow is unavailable: {detail}")
+        return jsonify(err.to_dict()), err.status_code
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
