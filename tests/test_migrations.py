@@ -15,7 +15,8 @@ from seedcore.db.schema import metadata as schema_metadata
 from seedcore.db.tables_jobs import TuningJob
 from seedcore.memory.tables import FlashbulbIncident
 
-OUR_TABLES = {"flashbulb_incidents", "tuning_jobs", "seedcore_locks"}
+OUR_TABLES = {"flashbulb_incidents", "tuning_jobs", "seedcore_locks", "prediction_log", "model_evaluations",
+              "drift_references", "monitors", "schedules"}
 
 
 def _tables(url: str) -> set[str]:
@@ -32,7 +33,7 @@ def test_upgrade_downgrade_upgrade_round_trip(db_url):
 
     upgrade(db_url)
     assert OUR_TABLES <= _tables(db_url)
-    assert current_revision(db_url) == head_revision() == "0002"
+    assert current_revision(db_url) == head_revision() is not None
 
     downgrade(db_url, "base")
     assert _tables(db_url) & OUR_TABLES == set()
