@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 
 import pytest
 import requests
 
 from seedcore.config import Settings
-from _lifecycle import clean_env, describe, free_port, start, wait_until_gone
+from _lifecycle import clean_env, describe, free_port, session_processes, start, wait_until_gone
 from _tuning import LONG, job_rows, sweep_runs, wait_for
 
 STOP_WITHIN_S = 10.0
@@ -36,7 +37,10 @@ def test_up_stops_mid_sweep_cancelling_the_job_and_leaving_no_process(tmp_path, 
         up.remember_processes()
         assert any("raylet" in line for line in describe(up.seen)), describe(up.seen)  # Ray runs in the session
         started = up.signal_group(signum)
-        exit_code = up.process.wait(STOP_WITHIN_S + 5)
+        try:
+            exit_code = up.process.wait(STOP_WITHIN_S + 5)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running: {describe(session_processes(up.sid))}\n{up.text()[-5000:]}")
         took = wait_until_gone(up.sid, started, STOP_WITHIN_S)
         print(f"{signal.Signals(signum).name}: everything stopped {took:.2f} s after the signal")
         log = up.text()

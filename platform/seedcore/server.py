@@ -30,7 +30,10 @@ STOPS = "seedcore_stop"  # app.extensions: what to call, in order, when the proc
 _STOPPING = "seedcore_stopping"
 # Ray's C++ failure handler turns a SIGTERM into SIGABRT; our own handler stops the job and Ray in order.
 RAY_ENV = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
-RAY_SHUTDOWN_S = 3  # what Ray's own shutdown takes beyond the job's stop time, for gunicorn's grace period
+RAY_SHUTDOWN_S = 3  # what Ray's own shutdown may take before its processes are killed
+# gunicorn SIGKILLs a worker still running after its grace period: the worker keeps its own deadlines
+# (stop_timeout_s, RAY_SHUTDOWN_S), so this is only the last resort on a machine too busy to keep them.
+GRACE_MARGIN_S = 20
 
 
 class _Gunicorn(BaseApplication):
@@ -88,7 +91,7 @@ def _end_ray(timeout: float = RAY_SHUTDOWN_S) -> None:
     ending = threading.Thread(target=shutdown_ray, name="seedcore-ray-shutdown", daemon=True)
     ending.start()
     ending.join(timeout)
-    for process in ray_processes:
+    for process in {*ray_processes, *psutil.Process().children(recursive=True)}:
         try:
             process.kill()
         except psutil.NoSuchProcess:
@@ -141,7 +144,7 @@ def run_api(settings: Settings, role: str = "all", workers: int = 1, threads: in
         "worker_class": "gthread",
         "threads": threads,
         "timeout": 120,  # the worker's heartbeat; long sweeps run in threads and never block it
-        "graceful_timeout": math.ceil(settings.stop_timeout_s) + RAY_SHUTDOWN_S,
+        "graceful_timeout": math.ceil(settings.stop_timeout_s) + RAY_SHUTDOWN_S + GRACE_MARGIN_S,
         "accesslog": "-",
         "loglevel": "warning",
         "post_worker_init": _stop_on_term,
