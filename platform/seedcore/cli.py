@@ -148,6 +148,7 @@ def _serve(settings: Settings, args) -> int:
     from seedcore.server import run_api
 
     settings = _with_address(settings, args)
+    _init_mlflow_store(settings)  # several workers would otherwise race to create a fresh store's tables
     workers = args.workers or settings.serve_workers
     print(f"SeedCore serving  http://{settings.host}:{settings.port}  ({workers} workers)", flush=True)
     run_api(settings, role="serve", workers=workers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -108,8 +109,9 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
         outcome = _register_and_promote(registry, plan, dataset, best, logger, job_id)
         log_sweep_plots(registry.client, parent, logger.trial_summaries())
         status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
+    except BaseException:  # Ctrl-C, or failing while stopping (Ray shut down under it): cancelled
+        if status == "FAILED" and (cancel_event.is_set() or not isinstance(sys.exc_info()[1], Exception)):
+            status = "KILLED"
         raise
     finally:
         logger.close_open_runs("KILLED" if status == "KILLED" else "FAILED")
