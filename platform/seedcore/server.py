@@ -129,9 +129,15 @@ def _stop_on_term(worker) -> None:
 
 
 def _worker_exit(server, worker) -> None:
+    """Stop the app, then end the worker at once: a thread pool still winding down (a cancelled sweep's
+    MLflow writer) would otherwise hold the interpreter's exit past gunicorn's grace period."""
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
         stop_app(app)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def run_api(settings: Settings, role: str = "all", workers: int = 1, threads: int = 8, on_stop=None) -> None:
