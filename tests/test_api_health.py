@@ -17,7 +17,7 @@ def test_health_ok(app, client, migrated_settings):
     assert body["status"] == "ok"
     assert body["database"] == {"status": "ok", "dialect": "sqlite", "error": None}
     assert body["mlflow"] == {"tracking_uri": migrated_settings.tracking_uri,
-                              "registry_uri": migrated_settings.registry_uri}
+                              "registry_uri": migrated_settings.registry_uri, "status": "ok", "error": None}
     assert body["version"] == metadata.version("seedcore-flywheel")
 
 

@@ -13,11 +13,12 @@ import logging
 import os
 import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
                                generate_latest, multiprocess)
 from prometheus_client.core import GaugeMetricFamily
 
+from seedcore.api._http import api_blueprint
 from seedcore.observability import MULTIPROC_ENV
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,22 @@ TRIALS = Counter("seedcore_trials", "Trials ended, by outcome (completed, pruned
 _UNMATCHED = "<unmatched>"  # a 404 path: never the caller's text as a label (unbounded cardinality)
 
 
+bp = api_blueprint("metrics", __name__)
+
+
+@bp.get("/metrics", summary="Prometheus metrics (text exposition format)",
+        responses={200: {"description": "Prometheus text",
+                         "content": {"text/plain": {"schema": {"type": "string"}}}}})
+def metrics():
+    """Every counter, histogram and gauge, summed over this server's workers."""
+    return _scrape(current_app)
+
+
 def init_app(app: Flask) -> None:
     """Time and count every request; serve `/metrics`."""
     app.before_request(_start_timer)
     app.after_request(_count)
-    app.add_url_rule("/metrics", "metrics", lambda: _scrape(app), methods=["GET"])
+    app.register_api(bp)
 
 
 def count_predictions(model_version, rows: int) -> None:
