@@ -29,9 +29,12 @@ def test_up_stops_mid_sweep_cancelling_the_job_and_leaving_no_process(tmp_path, 
         assert submitted.status_code == 202, submitted.text
         job_id = submitted.json()["job_id"]
 
-        def trials_running():
+        settings = Settings(data_dir=tmp_path / "data", mlruns_dir=tmp_path / "mlruns")
+
+        def trials_running():  # the parent run exists before any trial: wait for a trial's run too
             body = requests.get(f"{up.url}/xgboost/tune/status/{job_id}", timeout=30).json()
-            return body["mlflow_parent_run_id"] if body["state"] == "running" else None
+            parent_id = body["mlflow_parent_run_id"] if body["state"] == "running" else None
+            return parent_id if parent_id and sweep_runs(settings, parent_id)[1] else None
 
         parent_run_id = wait_for(trials_running, 180, "the sweep to start its trials", interval=0.3)
         up.remember_processes()
@@ -43,12 +46,12 @@ def test_up_stops_mid_sweep_cancelling_the_job_and_leaving_no_process(tmp_path, 
             raise AssertionError(f"still running: {describe(session_processes(up.sid))}\n{up.text()[-5000:]}")
         took = wait_until_gone(up.sid, started, STOP_WITHIN_S)
         print(f"{signal.Signals(signum).name}: everything stopped {took:.2f} s after the signal")
+        assert took <= STOP_WITHIN_S, f"everything stopped only {took:.2f} s after the signal"
         log = up.text()
         assert exit_code in (0, 128 + signum, -signum), log[-3000:]
         for symptom in ("Worker was sent SIGKILL", "SIGABRT", "Aborted", "core dumped", "Traceback"):
             assert symptom not in log, log[-4000:]
 
-        settings = Settings(data_dir=tmp_path / "data", mlruns_dir=tmp_path / "mlruns")
         (job,) = [row for row in job_rows(settings) if row["id"] == job_id]
         assert job["state"] == "cancelled", job
         parent, children = sweep_runs(settings, parent_run_id)

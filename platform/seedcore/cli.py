@@ -108,7 +108,7 @@ def _db_current(settings: Settings, args) -> int:
 
 
 def _up(settings: Settings, args) -> int:
-    from seedcore.server import ask_to_stop, run_api, start_mlflow_ui, stop_process
+    from seedcore.server import run_api, start_mlflow_ui, stop_in_background, stop_process
 
     settings = _with_address(settings, args)
     _db_upgrade(settings, args)
@@ -119,7 +119,7 @@ def _up(settings: Settings, args) -> int:
         print(f"MLflow UI              http://{settings.host}:{settings.mlflow_ui_port}")
     print(f"data dir {settings.data_dir}; tracking {settings.tracking_uri}; Ctrl-C stops everything", flush=True)
     try:
-        run_api(settings, role="all", on_stop=lambda: ask_to_stop(ui))  # the UI stops beside the API
+        run_api(settings, role="all", on_stop=lambda: stop_in_background(ui))  # the UI stops beside the API
     finally:
         stop_process(ui)
     return OK

@@ -30,7 +30,8 @@ STOPS = "seedcore_stop"  # app.extensions: what to call, in order, when the proc
 _STOPPING = "seedcore_stopping"
 # Ray's C++ failure handler turns a SIGTERM into SIGABRT; our own handler stops the job and Ray in order.
 RAY_ENV = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
-RAY_SHUTDOWN_S = 3  # what Ray's own shutdown may take before its processes are killed
+RAY_SHUTDOWN_S = 2  # what Ray's own shutdown may take before its processes are killed
+UI_STOP_S = 1.5  # the MLflow UI (a viewer, no state of its own) gets this long after SIGTERM, then SIGKILL
 # gunicorn SIGKILLs a worker still running after its grace period: the worker keeps its own deadlines
 # (stop_timeout_s, RAY_SHUTDOWN_S), so this is only the last resort on a machine too busy to keep them.
 GRACE_MARGIN_S = 20
@@ -96,7 +97,7 @@ def _end_ray(timeout: float = RAY_SHUTDOWN_S) -> None:
             process.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(ray_processes, timeout=1)
+    psutil.wait_procs(ray_processes, timeout=0.5)
 
 
 def stop_app(app) -> None:
@@ -195,7 +196,16 @@ def ask_to_stop(process: subprocess.Popen | None) -> None:
             pass
 
 
-def stop_process(process: subprocess.Popen | None, timeout: float = 3.0) -> None:
+def stop_in_background(process: subprocess.Popen | None, timeout: float = UI_STOP_S) -> None:
+    """stop_process in a daemon thread, returning at once: the arbiter's own stop goes on beside it (uvicorn
+    under the MLflow UI can sit on a SIGTERM for many seconds; this SIGKILLs it after `timeout` s)."""
+    if process is not None and not getattr(process, "_seedcore_stopping", False):
+        process._seedcore_stopping = True  # the arbiter calls on_stop twice (SIGINT: stop(False), then halt)
+        threading.Thread(target=stop_process, args=(process, timeout), name="seedcore-ui-stop",
+                         daemon=True).start()
+
+
+def stop_process(process: subprocess.Popen | None, timeout: float = UI_STOP_S) -> None:
     """SIGTERM the process group of a child we started in one (start_mlflow_ui), SIGKILL what is left
     after `timeout` s; the group id is the child's pid, so nothing else is ever signalled."""
     if process is None:
