@@ -15,6 +15,7 @@ from _tuning import (FAST, FINISHED, LONG, all_runs, job_rows, job_status, model
                      production_version, sweep_runs, wait_for, wait_job)
 from seedcore import names
 from seedcore.api import create_app
+from seedcore.tuning.params_check import MAX_DRY_RUNS
 
 TOKEN = "tuning-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -272,11 +273,16 @@ def test_cancel_stops_a_running_sweep_kills_its_runs_and_promotes_nothing(app, c
 
 
 def test_a_sweep_whose_trials_all_fail_is_a_failed_job_and_remembered(client, migrated_settings, ray_session):
-    """XGBoost refuses these monotone constraints (15 for 10 features) only when training starts."""
-    space = {"eta": 0.1, "max_depth": 3, "num_boost_round": 5, "monotone_constraints": "(" + ",".join(["1"] * 15) + ")"}
+    """XGBoost refuses these monotone constraints (15 for 10 features) when the trial trains. Alone they are a
+    400 from the dry run (params_check); here they are middle values of a choice the dry run never reaches:
+    a first choice of MAX_DRY_RUNS valid max_bin values uses up its budget, and the corners fit."""
+    too_many, fits = "(" + ",".join(["1"] * 15) + ")", "(1,-1)"
+    space = {"eta": 0.1, "max_depth": 3, "num_boost_round": 5,
+             "max_bin": {"type": "choice", "values": list(range(200, 200 + MAX_DRY_RUNS))},
+             "monotone_constraints": {"type": "choice", "values": [fits] + [too_many] * 40 + [fits]}}
     response = client.post("/xgboost/tune/submit", json={"config_type": "conservative", "experiment_name": "doomed",
                                                          "custom_search_space": space,
-                                                         "custom_tune_config": {"num_samples": 2}})
+                                                         "custom_tune_config": {"num_samples": 2, "seed": 3}})
     assert response.status_code == 202
     job = wait_job(client, response.get_json()["job_id"])
     assert job["state"] == "failed" and job["result"] is None

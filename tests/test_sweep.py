@@ -67,6 +67,9 @@ def fresh_settings(tmp_path_factory, mlflow_template, name: str, **changes) -> S
     shutil.copy(mlflow_template, mlruns / "mlflow.db")
     settings = Settings(data_dir=root / "data", mlruns_dir=mlruns, poll_interval_s=0.2, **changes)
     settings.ensure_dirs()
+    from seedcore.db.database import upgrade
+
+    upgrade(settings.database_url)  # promotion goes through seedcore.flywheel: our SQL schema (locks)
     return settings
 
 
@@ -234,7 +237,13 @@ def test_one_parent_run_and_one_child_run_per_trial(main):
     assert all(r.data.tags[names.TAG_PARENT_RUN] == parent_id for r in main.children)
     trial_ids = {r.data.tags[names.TAG_TRIAL_ID] for r in main.children}
     assert len(trial_ids) == MAIN_TRIALS and main.result["best_trial"]["trial_id"] in trial_ids
-    assert {r.info.run_name for r in main.children} == trial_ids
+    # Runs are named for people, in the order trials started: `trial-001 eta=0.149 depth=3` (the trial id is a tag).
+    numbered = sorted(((int(r.info.run_name.split()[0].removeprefix("trial-")), r) for r in main.children),
+                      key=lambda pair: pair[0])
+    assert [n for n, _ in numbered] == list(range(1, MAIN_TRIALS + 1))
+    for n, r in numbered:
+        params = r.data.params
+        assert r.info.run_name == f"trial-{n:03d} eta={float(params['eta']):.3g} depth={int(params['max_depth'])}"
     assert main.parent.info.status == "FINISHED"
     assert all(r.info.status == "FINISHED" for r in main.children)
 

@@ -3,24 +3,36 @@ promoting. No MLflow run is left RUNNING and nothing is promoted by a sweep that
 
 from __future__ import annotations
 
-import shutil
+import os
 import threading
 
 import pytest
 import xgboost as xgb
 from mlflow import MlflowClient
 
-from seedcore import names
+from seedcore import blessed, names
 from seedcore.data import load_dataset
-from seedcore.errors import SweepCancelledError, SweepFailedError
+from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
 from seedcore.metrics import evaluate
 from seedcore.registry import Candidate, Registry, ensure_experiment
 from seedcore.tuning import run_sweep
+from seedcore.tuning.params_check import MAX_DRY_RUNS
 
-# Twelve constraints for ten features: passes our validation (the space cannot know the data's
-# width), then XGBoost refuses it at train time ("size of monotone constraint ... <= n_features").
+# Twelve constraints for ten features: XGBoost refuses it at train time ("size of monotone constraint
+# ... <= n_features"). Alone in a space it is a 400 from the dry run (params_check); here it hides where
+# the dry run does not look. The dry run tries at most MAX_DRY_RUNS configs: the lowest corner, the
+# highest, then each choice's middle values in the space's order. A first choice with 64 values (every
+# one fine) uses up that budget, so the middle values of the monotone_constraints choice are never tried,
+# while its corners (the first and last value) are, and pass. The trials that sample a middle value fail
+# inside the trial, in XGBoost, as they would with any refusal the dry run misses.
 TOO_MANY_CONSTRAINTS = "(" + ",".join(["1"] * 12) + ")"
 FITS = "(1,-1)"
+FILLER = {"type": "choice", "values": list(range(200, 200 + MAX_DRY_RUNS))}  # max_bin: all valid
+
+
+def hidden_refusal(bad: int) -> dict:
+    """A monotone_constraints choice whose corners fit and whose `bad` middle values XGBoost refuses."""
+    return {"type": "choice", "values": [FITS] + [TOO_MANY_CONSTRAINTS] * bad + [FITS]}
 
 
 def runs_of(settings, experiment_name: str):
@@ -58,9 +70,9 @@ def production(settings) -> int | None:
     return None if mv is None else int(mv.version)
 
 
-def test_failing_trials_are_failed_runs_and_the_sweep_goes_on(settings, ray_session):
-    space = {"monotone_constraints": {"type": "choice", "values": [TOO_MANY_CONSTRAINTS, FITS]},
-             "max_depth": 3, "num_boost_round": 5}
+def test_failing_trials_are_failed_runs_and_the_sweep_goes_on(migrated_settings, ray_session):
+    settings = migrated_settings  # the winner is promoted through seedcore.flywheel (our SQL locks)
+    space = {"max_bin": FILLER, "monotone_constraints": hidden_refusal(4), "max_depth": 3, "num_boost_round": 5}
     result = run_sweep(settings, custom_search_space=space, config_type="conservative",
                        custom_tune_config={"num_samples": 4, "seed": 3}, experiment_name="some_fail")
     trials = result["trials"]
@@ -80,11 +92,17 @@ def test_failing_trials_are_failed_runs_and_the_sweep_goes_on(settings, ray_sess
 
 
 def test_a_sweep_where_every_trial_fails_promotes_nothing(settings, ray_session):
-    champion, blessed = promote_a_champion(settings)
-    space = {"monotone_constraints": TOO_MANY_CONSTRAINTS, "num_boost_round": 5}
+    champion, blessed_bytes = promote_a_champion(settings)
+    # Where the dry run looks, the refusal is a 400 naming the key before any run exists.
+    with pytest.raises(ValidationError) as refused:
+        run_sweep(settings, custom_search_space={"monotone_constraints": TOO_MANY_CONSTRAINTS, "num_boost_round": 5},
+                  config_type="conservative", custom_tune_config={"num_samples": 2}, experiment_name="refused")
+    assert refused.value.status_code == 400 and refused.value.field == "custom_search_space.monotone_constraints"
+    assert MlflowClient(tracking_uri=settings.tracking_uri).get_experiment_by_name("refused") is None
+    space = {"max_bin": FILLER, "monotone_constraints": hidden_refusal(40), "num_boost_round": 5}
     with pytest.raises(SweepFailedError) as err:
         run_sweep(settings, custom_search_space=space, config_type="conservative",
-                  custom_tune_config={"num_samples": 2}, experiment_name="all_fail")
+                  custom_tune_config={"num_samples": 2, "seed": 3}, experiment_name="all_fail")
     assert "no trial finished" in err.value.message and "'errored': 2" in err.value.message
     assert "XGBoostError" in err.value.message and "monotone constraint" in err.value.message
 
@@ -92,7 +110,7 @@ def test_a_sweep_where_every_trial_fails_promotes_nothing(settings, ray_session)
     assert parent.info.status == "FAILED"
     assert [r.info.status for r in children] == ["FAILED", "FAILED"]
     assert versions(settings) == [champion] and production(settings) == champion
-    assert (settings.blessed_dir / names.BLESSED_MODEL_FILE).read_bytes() == blessed
+    assert (settings.blessed_dir / names.BLESSED_MODEL_FILE).read_bytes() == blessed_bytes
 
 
 def test_cancel_kills_the_runs_and_registers_nothing(settings, ray_session):
@@ -127,21 +145,35 @@ def test_cancel_kills_the_runs_and_registers_nothing(settings, ray_session):
     assert MlflowClient(tracking_uri=settings.tracking_uri).search_logged_models(experiment_ids=[experiment_id]) == []
 
 
-def test_an_exception_while_promoting_leaves_no_run_open_and_the_champion_in_place(settings, ray_session):
-    champion, _ = promote_a_champion(settings)
-    # The blessed directory has become a file: writing the blessed model fails mid-promotion.
-    shutil.rmtree(settings.blessed_dir)
-    settings.blessed_dir.write_text("not a directory")
-    with pytest.raises(OSError):
-        run_sweep(settings, space_type="conservative", config_type="conservative",
-                  custom_tune_config={"num_samples": 2}, experiment_name="promotion_fails")
+def test_an_exception_while_promoting_leaves_no_run_open_and_the_champion_in_place(migrated_settings, ray_session,
+                                                                                   monkeypatch):
+    settings = migrated_settings  # so promotion gets as far as the blessed files (our SQL locks)
+    champion, blessed_bytes = promote_a_champion(settings)
+    target = os.readlink(settings.blessed_dir)  # the blessed link and the champion's directory behind it
+
+    def disk_fails(link, target):
+        raise OSError(28, "No space left on device")
+
+    # Switching the blessed link fails mid-promotion (after the new directory is written).
+    monkeypatch.setattr(blessed, "switch_link", disk_fails)
+    # A failed promotion is reported in the result (promote_or_report), not raised: the sweep succeeded.
+    result = run_sweep(settings, space_type="conservative", config_type="conservative",
+                       custom_tune_config={"num_samples": 2}, experiment_name="promotion_fails")
+    promotion = result["promotion"]
+    assert promotion["status"] == "error" and "No space left on device" in promotion["error"]
+    assert promotion["version"] == champion + 1
 
     parent, children = runs_of(settings, "promotion_fails")
-    assert parent.info.status == "FAILED" and len(children) == 2
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert parent.data.tags["seedcore.promotion"] == "error"
     assert all(r.info.status == "FINISHED" for r in children)
-    # The winner was registered, but the alias and the stage did not move: nothing was promoted.
+    # The winner was registered, but the alias, the stage and the blessed files did not move.
     assert versions(settings) == [champion, champion + 1]
     assert production(settings) == champion
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
     assert client.get_model_version(settings.model_name, str(champion + 1)).current_stage == "None"
     assert client.get_model_version(settings.model_name, str(champion)).current_stage == names.PRODUCTION_STAGE
+    assert os.readlink(settings.blessed_dir) == target
+    assert (settings.blessed_dir / names.BLESSED_MODEL_FILE).read_bytes() == blessed_bytes
+    # The half-written directory was removed: only the champion's is published.
+    assert [p.name for p in settings.blessed_dir.parent.glob(f"{settings.model_name}_v*")] == [target]
