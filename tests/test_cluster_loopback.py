@@ -53,7 +53,7 @@ def _story(state: Path) -> None:
     with loopback_cluster(state, postgres_base_url()) as endpoints:
         if os.geteuid() == 0:
             assert (state / "node2-isolated").exists()  # the second node cannot see the head's data dir
-        api, mlflow = endpoints["API"], MlflowClient(endpoints["MLFLOW"])
+        api, mlflow = endpoints["API"], MlflowClient(tracking_uri=endpoints["MLFLOW"], registry_uri=endpoints["MLFLOW"])
         _write_data(state / "api" / DATA)  # the API's data dir
         token = (state / "ray_token").read_text()
         node_ids = {n["raylet"]["nodeId"] for n in ray_nodes(endpoints["RAY_DASHBOARD"], token)}
