@@ -57,6 +57,13 @@ class UnsupportedMediaTypeError(SeedcoreError):
     status_code = 415
 
 
+class TooManyWaitsError(SeedcoreError):
+    """Every synchronous-wait slot is taken; the caller should submit and poll instead."""
+
+    status_code = 429
+    retry_after_s = 10  # what the 429's Retry-After asks the caller to wait
+
+
 class SweepFailedError(SeedcoreError):
     """No trial of a sweep produced a model; nothing was promoted."""
 

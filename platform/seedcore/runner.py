@@ -19,7 +19,8 @@ from seedcore.config import Settings
 from seedcore.db.base import iso_utc, utcnow
 from seedcore.db.database import Database
 from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE, TRIGGER_API
-from seedcore.errors import ConflictError, NotFoundError, SeedcoreError, SweepCancelledError, SweepFailedError
+from seedcore.errors import (ConflictError, NotFoundError, SeedcoreError, SweepCancelledError, SweepFailedError,
+                             TooManyWaitsError)
 from seedcore.incidents import record_sweep_completed, record_sweep_failed
 from seedcore.stores import require_mlflow_store
 from seedcore.jobs import FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_SUCCEEDED, JobStore
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after the 1st, 2nd, ... consecutive failure of a step
 RECORD_ATTEMPTS = 6
 WAIT_POLL_S = 0.5  # a waiter re-reads the job row at least this often
-RETRY_AFTER_S = 10  # what a 429 asks the caller to wait
 STOPPED = "stopped: the server shut down while the job ran; its runs are KILLED"
 
 
@@ -40,13 +40,6 @@ class JobStillRunning(Exception):
     def __init__(self, job: dict):
         super().__init__(f"job {job['id']} is still {job['state']}")
         self.job = job
-
-
-class TooManyWaitsError(SeedcoreError):
-    """Every synchronous-wait slot is taken; the caller should submit and poll instead."""
-
-    status_code = 429
-    retry_after_s = RETRY_AFTER_S
 
 
 def backoff(failures: int) -> float:
@@ -327,4 +320,4 @@ class JobRunner:
             self._last_error = (f"{what}: {message}"[:500], iso_utc(utcnow()))
 
 
-__all__ = ["JobRunner", "JobStillRunning", "TooManyWaitsError", "KIND_TRAIN", "KIND_TUNE", "backoff"]
+__all__ = ["JobRunner", "JobStillRunning", "KIND_TRAIN", "KIND_TUNE", "backoff"]

@@ -187,15 +187,6 @@ def mlflow_ui_security(settings: Settings) -> list[str]:
     return ["--allowed-hosts", ",".join(hosts), "--cors-allowed-origins", ",".join(f"http://{h}" for h in hosts)]
 
 
-def ask_to_stop(process: subprocess.Popen | None) -> None:
-    """SIGTERM the process group of a child started in one, without waiting (stop_process finishes)."""
-    if process is not None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-
-
 def stop_in_background(process: subprocess.Popen | None, timeout: float = UI_STOP_S) -> None:
     """stop_process in a daemon thread, returning at once: the arbiter's own stop goes on beside it (uvicorn
     under the MLflow UI can sit on a SIGTERM for many seconds; this SIGKILLs it after `timeout` s)."""

@@ -35,6 +35,7 @@ from seedcore.api._guard import too_large
 from seedcore.api._http import SECURITY_SCHEMES, ErrorBody, validation_error_response
 from seedcore.config import Settings
 from seedcore.errors import RegistryUnavailableError, SeedcoreError
+from seedcore.stores import first_line
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def _register_error_handlers(app: OpenAPI) -> None:
     @app.errorhandler(MlflowException)
     def mlflow_error(exc: MlflowException):
         # MLflow failing under us (store gone, server down) is a 503 that says so, first line only (no SQL)
-        detail = (str(getattr(exc, "message", exc)).strip().splitlines() or [""])[0].split("[SQL")[0][:300]
+        detail = first_line(getattr(exc, "message", exc))
         log.error("MLflow call failed: %s", detail)
         err = RegistryUnavailableError(f"MLflow is unavailable: {detail}")
         return jsonify(err.to_dict()), err.status_code

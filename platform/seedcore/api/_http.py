@@ -10,7 +10,7 @@ from flask import Response, jsonify, make_response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
-from seedcore.errors import ValidationError
+from seedcore.requests import invalid_request
 
 BEARER_SCHEME = "bearerAuth"
 SECURITY_SCHEMES = {BEARER_SCHEME: {
@@ -71,7 +71,5 @@ def respond(model: type[BaseModel], data: Any, status: int = 200) -> tuple[Respo
 
 def validation_error_response(exc: pydantic.ValidationError) -> Response:
     """The library's validation-error callback: a 400 in our error shape naming the first field at fault."""
-    first = exc.errors(include_url=False)[0]
-    field = ".".join(str(part) for part in first["loc"]) or "body"
-    error = ValidationError(f"{field}: {first['msg']}", field=field)
+    error = invalid_request(exc)
     return make_response(jsonify(error.to_dict()), error.status_code)

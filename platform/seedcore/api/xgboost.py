@@ -9,7 +9,8 @@ from seedcore.api.schemas_xgboost import (JobList, JobListQuery, JobPath, JobRes
                                           PromoteResponse, TrainRequest, TrainResponse, TuneRequest, TuneResponse)
 from seedcore.flywheel import Flywheel
 from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE
-from seedcore.runner import JobRunner, JobStillRunning, TooManyWaitsError
+from seedcore.errors import TooManyWaitsError
+from seedcore.runner import JobRunner, JobStillRunning
 
 bp = api_blueprint("xgboost", __name__, url_prefix="/xgboost")
 RUNNER = "seedcore_runner"
