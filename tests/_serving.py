@@ -5,12 +5,18 @@ Import into a test module (`from _serving import ...`).
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
+import requests
 import xgboost as xgb
 from werkzeug.serving import make_server
 
@@ -91,3 +97,32 @@ def live_server(app):
     finally:
         server.shutdown()
         thread.join(timeout=10)
+
+
+PRODUCTION_URI = "models:/utility_risk_model@production"
+
+
+@contextmanager
+def mlflow_models_serve(settings, log_path: Path, model_uri: str = PRODUCTION_URI):
+    """A real `mlflow models serve` (this venv, no new environment) of `model_uri`; yields its port."""
+    port, venv_bin = free_port(), str(Path(sys.executable).parent)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_REGISTRY_URI": settings.registry_uri,
+           "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}  # it execs `uvicorn` from PATH
+    cmd = [os.path.join(venv_bin, "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+           "-h", "127.0.0.1", "-p", str(port)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: proc.poll() is not None or _pings(port), timeout=120, interval=0.5)
+        assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _pings(port: int) -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False

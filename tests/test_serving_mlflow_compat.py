@@ -3,23 +3,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import requests
 
-from _serving import add_version, free_port, holdout_rows, serve_app, stop_app, wait_for
+from _serving import PRODUCTION_URI, add_version, holdout_rows, mlflow_models_serve, serve_app, stop_app
 from seedcore.data import BUILTIN_FEATURES
 from seedcore.registry import Registry
-
-PRODUCTION_URI = "models:/utility_risk_model@production"
 
 
 @pytest.fixture
@@ -49,30 +41,9 @@ def test_pyfunc_load_model_agrees_with_our_predict(production):
 
 def test_mlflow_models_serve_agrees_with_our_predict(settings, production, tmp_path):
     rows, ours = production
-    port = free_port()
-    venv_bin = str(Path(sys.executable).parent)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_REGISTRY_URI": settings.registry_uri,
-           "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}  # it execs `uvicorn` from PATH
-    cmd = [os.path.join(venv_bin, "mlflow"), "models", "serve", "-m", PRODUCTION_URI, "--env-manager", "local",
-           "-h", "127.0.0.1", "-p", str(port)]
-    log_path = tmp_path / "mlflow-serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(lambda: proc.poll() is not None or _pings(port), timeout=120, interval=0.5)
-        assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+    with mlflow_models_serve(settings, tmp_path / "mlflow-serve.log") as port:
         frame = pd.DataFrame(rows.astype(np.float32), columns=BUILTIN_FEATURES)
         split = frame.astype(object).where(frame.notna(), None).to_dict(orient="split", index=False)
         response = requests.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_split": split}, timeout=60)
         assert response.status_code == 200, response.text
         np.testing.assert_allclose(response.json()["predictions"], ours, rtol=0, atol=1e-6)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-def _pings(port: int) -> bool:
-    try:
-        return requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False

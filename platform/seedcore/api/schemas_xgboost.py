@@ -12,6 +12,7 @@ from seedcore.requests import StrictBody, TrainRequest, TuneRequest  # noqa: F40
 
 JobState = Literal[JOB_STATES]
 
+
 class BestTrial(BaseModel):
     model_config = ConfigDict(extra="allow")
     trial_id: str
