@@ -247,15 +247,18 @@ class JobRunner:
         self._record(job, *outcome)
 
     def _record(self, job: dict, state: str, outcome: Any) -> None:
-        """Write the job's end (retried), then its incident (retried); then wake whoever waits for it."""
+        """Write the job's incident (retried), then its end (retried); then wake whoever waits for it.
+
+        The incident first: whoever sees the job ended (a poll of its status) can read its incident at once.
+        """
         job_id, error = job["id"], outcome if isinstance(outcome, SeedcoreError) else None
         with self._lock:
             if error is not None and job_id in self._done:
                 self._errors[job_id] = error
-        self._retry("record the end of job " + job_id, self.jobs.finish, job_id, state,
-                    result=None if error else outcome, error=error.message if error else None)
         if job["kind"] == KIND_TUNE:
             self._retry("record the incident of job " + job_id, self._remember, job, state, outcome)
+        self._retry("record the end of job " + job_id, self.jobs.finish, job_id, state,
+                    result=None if error else outcome, error=error.message if error else None)
         with self._lock:
             hint = self._done.get(job_id)
         if hint is not None:
