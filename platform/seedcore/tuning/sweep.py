@@ -24,7 +24,8 @@ from seedcore.flywheel import flywheel_for
 from seedcore.monitoring.drift import remember_reference
 from seedcore.requests import SweepRequest
 from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model_logging
-from seedcore.tuning.cluster import check_trial_fits, cluster_cpus, cluster_tags, ensure_ray, tune_storage
+from seedcore.tuning.cluster import (alive_nodes, check_trial_fits, cluster_cpus, cluster_tags, ensure_ray,
+                                    tune_storage)
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import (PER_ROUND, Objective, Selection, measured_metrics, meets, pareto_front,
                                         resolve_objectives, resolve_selection, select_point)
@@ -206,7 +207,9 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
         param_space=plan.space,
         tune_config=tune.TuneConfig(metric=first.metric, mode=first.mode, scheduler=scheduler, search_alg=search,
                                     num_samples=plan.tune.num_samples, time_budget_s=plan.tune.time_budget_s,
-                                    reuse_actors=True),
+                                    # on several nodes a reused actor keeps every trial on the node that
+                                    # started first; a fresh actor per trial lets each free CPU take one
+                                    reuse_actors=len(alive_nodes()) == 1),
         run_config=tune.RunConfig(name=f"{_safe(plan.request.experiment_name)}_{time.strftime('%Y-%m-%d_%H-%M-%S')}",
                                   **tune_storage(settings, str(settings.ray_results_dir)), callbacks=[logger], verbose=0,
                                   stop=_CancelStopper(cancel_event),
