@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import logging
+import os
 import sys
 
 import pydantic
@@ -35,6 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         error = invalid_request(exc) if isinstance(exc, pydantic.ValidationError) else exc
         print(json.dumps(error.to_dict()), file=sys.stderr)
         return CALLER_ERROR if error.status_code < 500 else OUR_FAULT
+
+
+def run() -> None:
+    """The `seedcore` command: main(), then leave at once. The work is done and flushed by then; what
+    remains is the interpreter tearing down MLflow, Ray and XGBoost module by module (seconds after a
+    sweep), which no one waits for."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +121,7 @@ def _db_current(settings: Settings, args) -> int:
 
 
 def _up(settings: Settings, args) -> int:
+    from seedcore.presence import announced
     from seedcore.server import run_api, start_mlflow_ui, stop_in_background, stop_process
 
     settings = _with_address(settings, args)
@@ -119,7 +133,8 @@ def _up(settings: Settings, args) -> int:
         print(f"MLflow UI              http://{settings.host}:{settings.mlflow_ui_port}")
     print(f"data dir {settings.data_dir}; tracking {settings.tracking_uri}; Ctrl-C stops everything", flush=True)
     try:
-        run_api(settings, role="all", on_stop=lambda: stop_in_background(ui))  # the UI stops beside the API
+        with announced(settings):  # `seedcore tune` beside us hands its sweeps to this server
+            run_api(settings, role="all", on_stop=lambda: stop_in_background(ui))  # the UI stops beside the API
     finally:
         stop_process(ui)
     return OK
@@ -163,4 +178,4 @@ def _redact(url: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -14,7 +14,8 @@ import types
 import typing
 from typing import Any
 
-from seedcore.cli_common import INTERRUPTED, OK, PROMOTION_REJECTED, print_json, print_table
+from seedcore.cli_common import (CALLER_ERROR, INTERRUPTED, OK, OUR_FAULT, PROMOTION_REJECTED, print_json,
+                                 print_table)
 from seedcore.config import Settings
 from seedcore.db.tables_jobs import FINISHED_STATES, JOB_STATES, KIND_TRAIN, KIND_TUNE, TRIGGER_MANUAL
 from seedcore.requests import TrainRequest, TuneRequest
@@ -29,9 +30,11 @@ FOLLOW_S = 0.25
 
 def add_commands(sub) -> None:
     """Add tune, train, promote, jobs and models to the `seedcore` subcommands."""
-    tune = sub.add_parser("tune", help="run a sweep here (beside a running server too), with live progress; "
-                                       "prints the result as JSON")
+    tune = sub.add_parser("tune", help="run a sweep with live progress (in a running `seedcore up` sharing the "
+                                       "database, else here); prints the result as JSON")
     add_request_options(tune, TuneRequest)
+    tune.add_argument("--here", action="store_true", help="run the sweep in this process (its own Ray) even when "
+                                                          "a `seedcore up` server shares the database")
     tune.set_defaults(handler=_run_job, kind=KIND_TUNE, model=TuneRequest, **TERMINAL_DEFAULTS)
     train = sub.add_parser("train", help="train and register one model with fixed parameters; prints the result")
     add_request_options(train, TrainRequest)
@@ -116,38 +119,122 @@ def request_from(args: argparse.Namespace, model):
     return model(**{name: value for name, value in vars(args).items() if name in model.model_fields})
 
 
-# -- running a job here -------------------------------------------------------------------------
+# -- running a job here, or in the server beside us ---------------------------------------------
 def _run_job(settings: Settings, args) -> int:
-    """Create the job already claimed by this process (so a server's runner beside us never takes it),
-    run it here with live progress, print its result; Ctrl-C cancels it."""
-    from seedcore.db.database import Database, upgrade
-    from seedcore.runner import JobRunner
+    """Run a sweep or training with live progress and print its result; Ctrl-C cancels it.
 
+    A sweep goes to a running `seedcore up` that shares our database (its Ray is already up) unless
+    `--here` is given; otherwise, and for trainings, the job runs in this process."""
     request = request_from(args, args.model)
-    settings.ensure_dirs()
-    upgrade(settings.database_url)
-    runner = JobRunner(settings, Database(settings.database_url))
-    job = runner.submit(request, trigger=TRIGGER_MANUAL, kind=args.kind, claim=True)  # 400s before anything runs
-    try:
-        if args.kind == KIND_TUNE:
-            from seedcore.tuning.cluster import ensure_ray
+    if args.kind == KIND_TUNE and not getattr(args, "here", False):
+        from seedcore.presence import find_server
 
-            ensure_ray(settings)  # in the main thread: Ray's own signal handling wants it there
-        runner.run_claimed(job)
-        _follow(runner, job["id"])
-        result = runner.wait(job["id"])["result"]
-    except KeyboardInterrupt:
-        print("\ncancelling: stopping trials, closing runs ...", file=sys.stderr, flush=True)
-        runner.cancel(job["id"])
-        return INTERRUPTED
+        server = find_server(settings)
+        if server is not None:
+            return _hand_off(settings, server, request)
+    return _run_here(settings, args.kind, request)
+
+
+def _run_here(settings: Settings, kind: str, request) -> int:
+    """Create the job already claimed by this process (so a server's runner beside us never takes it) and
+    run it here. A sweep starts Ray in the main thread (Ray's signal handling wants it there) while a
+    thread does the rest of the cold start: imports, our schema, the checks (400s), MLflow's store."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ray_started = False
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="seedcore-prepare") as pool:
+            prepared = pool.submit(_prepare, settings, kind, request)
+            if kind == KIND_TUNE:
+                from seedcore.tuning.cluster import ensure_ray
+
+                ray_started = True
+                ensure_ray(settings)
+            runner, job = prepared.result()
+        try:
+            runner.run_claimed(job)
+            _follow(runner, job["id"])
+            result = runner.wait(job["id"])["result"]
+        except KeyboardInterrupt:
+            print("\ncancelling: stopping trials, closing runs ...", file=sys.stderr, flush=True)
+            runner.cancel(job["id"])
+            return INTERRUPTED
+        finally:
+            runner.stop()  # a job still running (Ctrl-C, Ray failing) ends cancelled, its runs KILLED
     finally:
-        runner.stop()  # a job still running (Ctrl-C, Ray failing to start) ends cancelled, its runs KILLED
-        if args.kind == KIND_TUNE:
+        if ray_started:
             from seedcore.tuning.cluster import shutdown_ray
 
             shutdown_ray()
     print_json(result)
     return PROMOTION_REJECTED if result["promotion"]["status"] == "rejected" else OK
+
+
+def _prepare(settings: Settings, kind: str, request):
+    """Our schema, the job (checked, then created claimed) and, for a sweep, its cold work ahead of time."""
+    from seedcore.db.database import Database, upgrade
+    from seedcore.runner import JobRunner
+
+    settings.ensure_dirs()
+    upgrade(settings.database_url)
+    runner = JobRunner(settings, Database(settings.database_url))
+    job = runner.submit(request, trigger=TRIGGER_MANUAL, kind=kind, claim=True)  # 400s before anything runs
+    if kind == KIND_TUNE:
+        from seedcore.tuning.sweep import prepare_sweep
+
+        prepare_sweep(settings, request)
+    return runner, job
+
+
+def _hand_off(settings: Settings, server: str, request) -> int:
+    """Queue the sweep in the running server's job runner over its REST API and follow it there."""
+    from seedcore.errors import SweepCancelledError, SweepFailedError
+    from seedcore.presence import call
+
+    token = settings.api_token
+    status, job = call("POST", f"{server}/xgboost/tune/submit", request.model_dump(mode="json", exclude_unset=True),
+                       token=token)
+    if status != 202:
+        print(json.dumps(job), file=sys.stderr)
+        return CALLER_ERROR if 400 <= status < 500 else OUR_FAULT
+    job_id = job["job_id"]
+    print(f"handed to the server at {server}: job {job_id} (Ctrl-C cancels it; --here runs a sweep in this "
+          "process)", file=sys.stderr, flush=True)
+    try:
+        job = _follow_remote(server, job_id)
+    except KeyboardInterrupt:
+        print("\ncancelling: stopping trials, closing runs ...", file=sys.stderr, flush=True)
+        call("POST", f"{server}/xgboost/tune/{job_id}/cancel", token=token)
+        return INTERRUPTED
+    if job["state"] == "cancelled":
+        raise SweepCancelledError(job.get("error") or "the job was cancelled; nothing was promoted", field="job_id")
+    if job["state"] != "succeeded":
+        raise SweepFailedError(f"job {job_id} failed: {job.get('error')}", field="job_id")
+    result = job["result"]
+    print_json(result)
+    return PROMOTION_REJECTED if result["promotion"]["status"] == "rejected" else OK
+
+
+def _follow_remote(server: str, job_id: str) -> dict:
+    """The job's status from the server until it ends, shown as live progress."""
+    from seedcore.cli_common import Progress
+    from seedcore.errors import SeedcoreError
+    from seedcore.presence import call
+
+    with Progress("trials") as progress:
+        while True:
+            status, job = call("GET", f"{server}/xgboost/tune/status/{job_id}", timeout=10)
+            if status != 200:
+                raise SeedcoreError(f"the server at {server} stopped answering about job {job_id}: "
+                                              f"{job.get('error') or status}; `seedcore jobs show {job_id}` "
+                                              "tells how it ended")
+            done = job["progress"]
+            best = done.get("best_auc")
+            progress.show(job["state"], done["trials_done"], done["trials_total"],
+                          f"best AUC {best:.4f}" if best is not None else "")
+            if job["state"] in FINISHED_STATES:
+                return job
+            time.sleep(FOLLOW_S)
 
 
 def _follow(runner, job_id: str) -> None:

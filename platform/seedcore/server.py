@@ -75,11 +75,17 @@ class _Gunicorn(BaseApplication):
 
 
 def _keep_ray(settings: Settings, done: threading.Event) -> None:
-    """Start local Ray, then stay alive until shutdown: Ray's processes get SIGKILL when the *thread*
-    that started them ends (PR_SET_PDEATHSIG), so a short-lived warm-up thread would take Ray down."""
+    """Start local Ray and load what a first sweep needs, then stay alive until shutdown: Ray's processes
+    get SIGKILL when the *thread* that started them ends (PR_SET_PDEATHSIG), so a short-lived warm-up
+    thread would take Ray down."""
     from seedcore.tuning.cluster import ensure_ray
+    from seedcore.tuning.sweep import prepare_sweep
 
     ensure_ray(settings)
+    try:
+        prepare_sweep(settings)  # a head start only: the first sweep does it itself otherwise
+    except Exception:  # noqa: BLE001
+        log.exception("warming up for sweeps failed")
     done.wait()
 
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterator
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, or_, select, update
 
 from seedcore.db.base import utcnow
 from seedcore.db.database import Database
@@ -78,9 +78,11 @@ class LeaseLock:
                     "expires_at": row.expires_at.isoformat()}
 
     @contextmanager
-    def hold(self, timeout: float, busy_message: str | None = None) -> Iterator[str]:
-        """Wait up to `timeout` s for the lease (ConflictError after), hold it while the block runs."""
-        owner = new_owner()
+    def hold(self, timeout: float, busy_message: str | None = None, owner: str | None = None) -> Iterator[str]:
+        """Wait up to `timeout` s for the lease (ConflictError after), hold it while the block runs.
+
+        `owner` is what the row shows as the holder (default: this host and process, made unique)."""
+        owner = owner or new_owner()
         deadline, pause = time.monotonic() + timeout, 0.02
         while not self.try_acquire(owner):
             if time.monotonic() >= deadline:
@@ -97,6 +99,15 @@ class LeaseLock:
             stop.set()
             renewer.join()
             self.release(owner)
+
+    @staticmethod
+    def live(db: Database, prefix: str) -> list[dict]:
+        """The leases held now whose names start with `prefix` (a constant of ours), newest first."""
+        with db.session() as session:
+            rows = session.scalars(select(NamedLock).where(NamedLock.name.startswith(prefix, autoescape=True),
+                                                           NamedLock.owner.is_not(None), NamedLock.expires_at >= utcnow())
+                                   .order_by(NamedLock.acquired_at.desc())).all()
+            return [{"name": row.name, "owner": row.owner, "acquired_at": row.acquired_at.isoformat()} for row in rows]
 
     def _keep_renewing(self, owner: str, stop: threading.Event) -> None:
         while not stop.wait(self.lease_s / 3):

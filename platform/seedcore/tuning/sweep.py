@@ -31,7 +31,7 @@ from seedcore.tuning.objectives import (PER_ROUND, Objective, Selection, measure
                                         resolve_objectives, resolve_selection, select_point)
 from seedcore.tuning.records import log_front, log_warm_start, match_point, trial_points
 from seedcore.tuning.params_check import check_request_params
-from seedcore.tuning.search import build_searcher
+from seedcore.tuning.search import TPE, build_searcher
 from seedcore.tuning.warmstart import WarmStart, gather
 from seedcore.tuning.spaces import TuneSettings, describe_space, max_rounds, resolve_space, resolve_tune_config
 from seedcore.tuning.trainable import (BEST_ITERATION, TRAINING_TIME, TrialData, asha_rungs,
@@ -67,6 +67,19 @@ def plan_sweep(settings: Settings, request: SweepRequest) -> SweepPlan:
     objectives = resolve_objectives(request.objectives)
     return SweepPlan(request, space, config, max_rounds(space), objectives,
                      resolve_selection(request.select, objectives))
+
+
+def prepare_sweep(settings: Settings, request: SweepRequest | None = None) -> None:
+    """The cold work of a first sweep that needs no Ray, done ahead: MLflow's store and the experiment,
+    model logging's package map, the searcher's library. A command starting Ray runs it in a thread
+    meanwhile, a server once its Ray is up (no request: nothing is created, only loaded); run_sweep then
+    finds it done (each step is idempotent)."""
+    alg = TPE
+    if request is not None:
+        ensure_experiment(Registry(settings).client, settings, request.experiment_name)
+        alg = plan_sweep(settings, request).tune.search_alg
+    warm_model_logging()
+    build_searcher(alg, seed=0, metric=names.AUC, mode="max", max_concurrent=1)  # imports Optuna for tpe, qmc
 
 
 def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progress: Progress | None = None,
