@@ -145,11 +145,15 @@ def _run_here(settings: Settings, kind: str, request) -> int:
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="seedcore-prepare") as pool:
             prepared = pool.submit(_prepare, settings, kind, request)
-            if kind == KIND_TUNE:
-                from seedcore.tuning.cluster import ensure_ray
+            try:
+                if kind == KIND_TUNE:
+                    from seedcore.tuning.cluster import ensure_ray
 
-                ray_started = True
-                ensure_ray(settings)
+                    ray_started = True
+                    ensure_ray(settings)
+            except BaseException as exc:  # Ray did not start, or Ctrl-C while it started
+                _end_unstarted(prepared, exc)
+                raise
             runner, job = prepared.result()
         try:
             runner.run_claimed(job)
@@ -168,6 +172,20 @@ def _run_here(settings: Settings, kind: str, request) -> int:
             shutdown_ray()
     print_json(result)
     return PROMOTION_REJECTED if result["promotion"]["status"] == "rejected" else OK
+
+
+def _end_unstarted(prepared, exc: BaseException) -> None:
+    """The job `_prepare` created (if it got that far) ends now: cancelled after Ctrl-C, failed otherwise;
+    no run of it exists yet."""
+    from seedcore.jobs import JOB_CANCELLED, JOB_FAILED
+
+    try:
+        runner, job = prepared.result()
+    except BaseException:  # noqa: BLE001 - it never created the job; its own error is not the one to report
+        return
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    runner.jobs.finish(job["id"], JOB_CANCELLED if interrupted else JOB_FAILED,
+                       error="interrupted while Ray started" if interrupted else f"Ray did not start: {exc}")
 
 
 def _prepare(settings: Settings, kind: str, request):
