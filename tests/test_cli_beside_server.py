@@ -28,7 +28,13 @@ ONE_TRIAL = ["--custom-config", '{"num_samples": 1}']
 def _cli(args: list[str], env: dict) -> subprocess.Popen:
     # A session of its own, as a terminal would start it: Ctrl-C goes to the CLI's group, not the server's.
     return subprocess.Popen([str(SEEDCORE), "tune", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=_as_a_terminal_starts_it)
+
+
+def _as_a_terminal_starts_it() -> None:
+    """Ctrl-C's default action, as a terminal gives it: a test run started in the background (CI) has SIGINT
+    ignored, which its children inherit and Python then respects."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_tune_hands_sweeps_to_a_running_server_or_runs_here(tmp_path):

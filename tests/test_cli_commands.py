@@ -103,16 +103,15 @@ def test_jobs_commands_list_show_and_cancel(migrated_settings, monkeypatch, caps
 
 @pytest.mark.parametrize("why, state", [(RuntimeError("no raylet"), "failed"), (KeyboardInterrupt(), "cancelled")])
 def test_a_sweep_whose_ray_never_started_ends_its_job(migrated_settings, why, state):
-    """`seedcore tune --here` creates its job while Ray starts; if Ray fails (or Ctrl-C), the job ends then."""
-    from concurrent.futures import ThreadPoolExecutor
+    """`seedcore tune --here` creates its job (checked, claimed) before Ray starts; if Ray fails (or Ctrl-C),
+    the job ends then, not at the next start's recovery."""
+    from seedcore.cli_jobs import _end_unstarted
+    from seedcore.runner import JobRunner
 
-    from seedcore.cli_jobs import _end_unstarted, _prepare
-    from seedcore.db.tables_jobs import KIND_TUNE
-
+    runner = JobRunner(migrated_settings, Database(migrated_settings.database_url))
     request = TuneRequest(experiment_name="never_started", custom_tune_config={"num_samples": 1})
-    with ThreadPoolExecutor(1) as pool:
-        prepared = pool.submit(_prepare, migrated_settings, KIND_TUNE, request)
-        _end_unstarted(prepared, why)
-    (job,) = job_rows(migrated_settings)
-    assert job["state"] == state and job["experiment_name"] == "never_started"
-    assert ("no raylet" in job["error"]) if state == "failed" else job["error"] == "interrupted while Ray started"
+    job = runner.submit(request, claim=True)
+    _end_unstarted(runner, job, why)
+    (row,) = job_rows(migrated_settings)
+    assert row["state"] == state and row["experiment_name"] == "never_started"
+    assert ("no raylet" in row["error"]) if state == "failed" else row["error"] == "interrupted while Ray started"

@@ -17,7 +17,7 @@ from seedcore.tuning.objectives import (Objective, Selection, dominates, knee, p
                                         resolve_selection, select_point)
 from seedcore.tuning.search import build_searcher, optuna_study
 from seedcore.tuning.spaces import resolve_space
-from seedcore.tuning.sweep import plan_sweep
+from seedcore.tuning.plan import plan_sweep
 from seedcore.tuning.warmstart import WarmStart, fit_to_space
 
 AUC_MAX, BYTES_MIN = Objective("auc", "max"), Objective("model_bytes", "min")

@@ -137,24 +137,24 @@ def _run_job(settings: Settings, args) -> int:
 
 def _run_here(settings: Settings, kind: str, request) -> int:
     """Create the job already claimed by this process (so a server's runner beside us never takes it) and
-    run it here. A sweep starts Ray in the main thread (Ray's signal handling wants it there) while a
-    thread does the rest of the cold start: imports, our schema, the checks (400s), MLflow's store."""
-    from concurrent.futures import ThreadPoolExecutor
+    run it here. Checked first (400s before Ray starts); a sweep then starts Ray in the main thread (Ray's
+    signal handling wants it there) while a thread loads the rest of its cold start (MLflow and its store,
+    the searcher's library)."""
+    from seedcore.db.database import Database, upgrade
+    from seedcore.runner import JobRunner
 
-    ray_started = False
+    settings.ensure_dirs()
+    upgrade(settings.database_url)
+    runner = JobRunner(settings, Database(settings.database_url))
+    job = runner.submit(request, trigger=TRIGGER_MANUAL, kind=kind, claim=True)  # 400s before anything runs
+    started_ray = False
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix="seedcore-prepare") as pool:
-            prepared = pool.submit(_prepare, settings, kind, request)
-            try:
-                if kind == KIND_TUNE:
-                    from seedcore.tuning.cluster import ensure_ray
-
-                    ray_started = True
-                    ensure_ray(settings)
-            except BaseException as exc:  # Ray did not start, or Ctrl-C while it started
-                _end_unstarted(prepared, exc)
-                raise
-            runner, job = prepared.result()
+        try:
+            if kind == KIND_TUNE:
+                started_ray = _start_ray_and_prepare(settings, request)
+        except BaseException as exc:  # Ray did not start, or Ctrl-C while it started
+            _end_unstarted(runner, job, exc)
+            raise
         try:
             runner.run_claimed(job)
             _follow(runner, job["id"])
@@ -166,7 +166,7 @@ def _run_here(settings: Settings, kind: str, request) -> int:
         finally:
             runner.stop()  # a job still running (Ctrl-C, Ray failing) ends cancelled, its runs KILLED
     finally:
-        if ray_started:
+        if started_ray:
             from seedcore.tuning.cluster import shutdown_ray
 
             shutdown_ray()
@@ -174,34 +174,32 @@ def _run_here(settings: Settings, kind: str, request) -> int:
     return PROMOTION_REJECTED if result["promotion"]["status"] == "rejected" else OK
 
 
-def _end_unstarted(prepared, exc: BaseException) -> None:
-    """The job `_prepare` created (if it got that far) ends now: cancelled after Ctrl-C, failed otherwise;
-    no run of it exists yet."""
+def _start_ray_and_prepare(settings: Settings, request) -> bool:
+    """Start (or join) Ray while a thread does the sweep's cold work; True when this call started it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from seedcore.tuning.cluster import ensure_ray
+
+    with ThreadPoolExecutor(1, thread_name_prefix="seedcore-prepare") as pool:
+        prepared = pool.submit(_prepare_sweep, settings, request)
+        started = ensure_ray(settings)
+        prepared.result()
+    return started
+
+
+def _prepare_sweep(settings: Settings, request) -> None:
+    from seedcore.tuning.sweep import prepare_sweep
+
+    prepare_sweep(settings, request)
+
+
+def _end_unstarted(runner, job: dict, exc: BaseException) -> None:
+    """A job whose sweep never began ends now: cancelled after Ctrl-C, failed otherwise (no run of it exists)."""
     from seedcore.jobs import JOB_CANCELLED, JOB_FAILED
 
-    try:
-        runner, job = prepared.result()
-    except BaseException:  # noqa: BLE001 - it never created the job; its own error is not the one to report
-        return
     interrupted = isinstance(exc, KeyboardInterrupt)
     runner.jobs.finish(job["id"], JOB_CANCELLED if interrupted else JOB_FAILED,
                        error="interrupted while Ray started" if interrupted else f"Ray did not start: {exc}")
-
-
-def _prepare(settings: Settings, kind: str, request):
-    """Our schema, the job (checked, then created claimed) and, for a sweep, its cold work ahead of time."""
-    from seedcore.db.database import Database, upgrade
-    from seedcore.runner import JobRunner
-
-    settings.ensure_dirs()
-    upgrade(settings.database_url)
-    runner = JobRunner(settings, Database(settings.database_url))
-    job = runner.submit(request, trigger=TRIGGER_MANUAL, kind=kind, claim=True)  # 400s before anything runs
-    if kind == KIND_TUNE:
-        from seedcore.tuning.sweep import prepare_sweep
-
-        prepare_sweep(settings, request)
-    return runner, job
 
 
 def _hand_off(settings: Settings, server: str, request) -> int:

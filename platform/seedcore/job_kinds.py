@@ -30,7 +30,7 @@ def check(settings: Settings, request: TuneRequest | TrainRequest, kind: str) ->
         check_request_params(settings, request, fixed_params(request.params), "params")  # data header, dry run
         trials = 1
     else:
-        from seedcore.tuning.sweep import plan_sweep
+        from seedcore.tuning.plan import plan_sweep
 
         trials = plan_sweep(settings, request).tune.num_samples  # checks the data header and the space too
     return trials

@@ -44,7 +44,7 @@ def check_tune(settings: Settings, tune, field: str = "tune") -> dict:
         raise ValidationError("must be a /xgboost/tune request object", field=field)
     check_json(tune, field, max_depth=settings.max_json_depth, max_bytes=settings.max_request_bytes)
     request = validate_body(TuneRequest, tune, field)
-    from seedcore.tuning.sweep import plan_sweep
+    from seedcore.tuning.plan import plan_sweep
 
     feedback = request.data_source == FEEDBACK_SOURCE
     try:  # feedback data exists only when the sweep starts: check the rest against the built-in data now

@@ -8,6 +8,10 @@ __all__ = ["SweepPlan", "SweepRequest", "plan_sweep", "run_sweep"]
 
 
 def __getattr__(name: str):
+    if name in ("SweepPlan", "plan_sweep"):
+        from seedcore.tuning import plan
+
+        return getattr(plan, name)
     if name in __all__:
         from seedcore.tuning import sweep
 

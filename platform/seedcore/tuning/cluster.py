@@ -31,8 +31,9 @@ TAG_NODE = "seedcore.node"  # on each trial's run: the Ray node id it ran on
 CLUSTER_TAG_PREFIX = "seedcore.cluster."  # on a sweep's parent run: the cluster's resources
 
 
-def ensure_ray(settings: Settings) -> None:
-    """Start (or attach to) Ray once per process; later sweeps reuse the same session.
+def ensure_ray(settings: Settings) -> bool:
+    """Start (or attach to) Ray once per process; later sweeps reuse the same session. True when this call
+    started or attached it (its caller may shut it down), False when it was running already.
 
     A local Ray starts its dashboard on 127.0.0.1 (SEEDCORE_RAY_DASHBOARD_PORT; 0 turns it off).
     Attaching to a cluster needs this machine to run a node of it (`ray start --address ...`), and
@@ -46,7 +47,7 @@ def ensure_ray(settings: Settings) -> None:
 
     with _LOCK:
         if ray.is_initialized():
-            return
+            return False
         if settings.ray_address:
             context = ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
         else:
@@ -56,6 +57,7 @@ def ensure_ray(settings: Settings) -> None:
                                configure_logging=True)
         url = getattr(context, "dashboard_url", None)
         _STATE["dashboard_url"] = f"http://{url}" if url and "://" not in url else url or None
+        return True
 
 
 def dashboard_url() -> str | None:

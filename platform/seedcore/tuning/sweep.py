@@ -8,7 +8,6 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mlflow.entities import Metric, Param, RunTag
@@ -27,13 +26,12 @@ from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model
 from seedcore.tuning.cluster import (alive_nodes, check_trial_fits, cluster_cpus, cluster_tags, ensure_ray,
                                     tune_storage)
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
-from seedcore.tuning.objectives import (PER_ROUND, Objective, Selection, measured_metrics, meets, pareto_front,
-                                        resolve_objectives, resolve_selection, select_point)
+from seedcore.tuning.objectives import PER_ROUND, Selection, measured_metrics, meets, pareto_front, select_point
 from seedcore.tuning.records import log_front, log_warm_start, match_point, trial_points
-from seedcore.tuning.params_check import check_request_params
+from seedcore.tuning.plan import SweepPlan, plan_sweep
 from seedcore.tuning.search import TPE, build_searcher
 from seedcore.tuning.warmstart import WarmStart, gather
-from seedcore.tuning.spaces import TuneSettings, describe_space, max_rounds, resolve_space, resolve_tune_config
+from seedcore.tuning.spaces import describe_space, resolve_tune_config
 from seedcore.tuning.trainable import (BEST_ITERATION, TRAINING_TIME, TrialData, asha_rungs,
                                        load_checkpoint_booster, measure_costs, refit_booster, train_xgb)
 
@@ -45,30 +43,6 @@ _REGISTRY_LOCK = threading.Lock()
 TRAIN_ROWS = "train_rows"  # rows the registered model was trained on: a tag of its run and of its version
 
 
-@dataclass
-class SweepPlan:
-    request: SweepRequest
-    space: dict[str, Any]
-    tune: TuneSettings
-    max_t: int = field(default=0)
-    objectives: tuple[Objective, ...] = ()
-    selection: Selection = field(default_factory=Selection)
-
-
-def plan_sweep(settings: Settings, request: SweepRequest) -> SweepPlan:
-    """Validate the space, the tune config and the budget; raise our errors naming the field."""
-    if not isinstance(request.experiment_name, str) or not request.experiment_name.strip():
-        raise ValidationError("experiment_name must be a non-empty string", field="experiment_name")
-    space = resolve_space(request.space_type, request.custom_search_space)
-    check_request_params(settings, request, space, "custom_search_space")  # data header + XGBoost dry run
-    config = resolve_tune_config(request.config_type, request.custom_tune_config, max_trials=settings.max_trials,
-                                 max_time_budget_s=settings.max_time_budget_s)
-    check_trial_fits(settings.cpus_per_trial)  # a trial no node can hold would wait out the whole budget
-    objectives = resolve_objectives(request.objectives)
-    return SweepPlan(request, space, config, max_rounds(space), objectives,
-                     resolve_selection(request.select, objectives))
-
-
 def prepare_sweep(settings: Settings, request: SweepRequest | None = None) -> None:
     """The cold work of a first sweep that needs no Ray, done ahead: MLflow's store and the experiment,
     model logging's package map, the searcher's library. A command starting Ray runs it in a thread
@@ -77,7 +51,8 @@ def prepare_sweep(settings: Settings, request: SweepRequest | None = None) -> No
     alg = TPE
     if request is not None:
         ensure_experiment(Registry(settings).client, settings, request.experiment_name)
-        alg = plan_sweep(settings, request).tune.search_alg
+        alg = resolve_tune_config(request.config_type, request.custom_tune_config, max_trials=settings.max_trials,
+                                  max_time_budget_s=settings.max_time_budget_s).search_alg
     warm_model_logging()
     build_searcher(alg, seed=0, metric=names.AUC, mode="max", max_concurrent=1)  # imports Optuna for tpe, qmc
 
