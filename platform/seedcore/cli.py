@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
-import os
 import sys
 
 import pydantic
@@ -18,6 +16,7 @@ import pydantic
 from seedcore.cli_common import CALLER_ERROR, EXIT_CODES, INTERRUPTED, OK, OUR_FAULT
 from seedcore.config import Settings
 from seedcore.errors import SeedcoreError
+from seedcore.logs import exit_now
 from seedcore.requests import invalid_request
 
 # Modules that add subcommands (`add_commands(sub)`), in the order --help lists them after this module's own.
@@ -40,14 +39,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The `seedcore` command: main(), then leave at once. The work is done and flushed by then; what
-    remains is the interpreter tearing down MLflow, Ray and XGBoost module by module (seconds after a
-    sweep), which no one waits for."""
-    code = main()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    """The `seedcore` command: main(), then leave at once (seconds of teardown after a sweep saved)."""
+    exit_now(main())
 
 
 def build_parser() -> argparse.ArgumentParser:

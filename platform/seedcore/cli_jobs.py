@@ -157,7 +157,7 @@ def _run_here(settings: Settings, kind: str, request) -> int:
             raise
         try:
             runner.run_claimed(job)
-            _follow(runner, job["id"])
+            _follow(lambda: runner.jobs.get(job["id"]))
             result = runner.wait(job["id"])["result"]
         except KeyboardInterrupt:
             print("\ncancelling: stopping trials, closing runs ...", file=sys.stderr, flush=True)
@@ -179,18 +179,13 @@ def _start_ray_and_prepare(settings: Settings, request) -> bool:
     from concurrent.futures import ThreadPoolExecutor
 
     from seedcore.tuning.cluster import ensure_ray
+    from seedcore.tuning.sweep import prepare_sweep
 
     with ThreadPoolExecutor(1, thread_name_prefix="seedcore-prepare") as pool:
-        prepared = pool.submit(_prepare_sweep, settings, request)
+        prepared = pool.submit(prepare_sweep, settings, request)
         started = ensure_ray(settings)
         prepared.result()
     return started
-
-
-def _prepare_sweep(settings: Settings, request) -> None:
-    from seedcore.tuning.sweep import prepare_sweep
-
-    prepare_sweep(settings, request)
 
 
 def _end_unstarted(runner, job: dict, exc: BaseException) -> None:
@@ -204,8 +199,8 @@ def _end_unstarted(runner, job: dict, exc: BaseException) -> None:
 
 def _hand_off(settings: Settings, server: str, request) -> int:
     """Queue the sweep in the running server's job runner over its REST API and follow it there."""
-    from seedcore.errors import SweepCancelledError, SweepFailedError
     from seedcore.presence import call
+    from seedcore.runner import ended_error
 
     token = settings.api_token
     status, job = call("POST", f"{server}/xgboost/tune/submit", request.model_dump(mode="json", exclude_unset=True),
@@ -217,53 +212,42 @@ def _hand_off(settings: Settings, server: str, request) -> int:
     print(f"handed to the server at {server}: job {job_id} (Ctrl-C cancels it; --here runs a sweep in this "
           "process)", file=sys.stderr, flush=True)
     try:
-        job = _follow_remote(server, job_id)
+        job = _follow(lambda: _remote_job(server, job_id))
     except KeyboardInterrupt:
         print("\ncancelling: stopping trials, closing runs ...", file=sys.stderr, flush=True)
         call("POST", f"{server}/xgboost/tune/{job_id}/cancel", token=token)
         return INTERRUPTED
-    if job["state"] == "cancelled":
-        raise SweepCancelledError(job.get("error") or "the job was cancelled; nothing was promoted", field="job_id")
     if job["state"] != "succeeded":
-        raise SweepFailedError(f"job {job_id} failed: {job.get('error')}", field="job_id")
+        raise ended_error(job_id, job["state"], job.get("error"))
     result = job["result"]
     print_json(result)
     return PROMOTION_REJECTED if result["promotion"]["status"] == "rejected" else OK
 
 
-def _follow_remote(server: str, job_id: str) -> dict:
-    """The job's status from the server until it ends, shown as live progress."""
-    from seedcore.cli_common import Progress
+def _remote_job(server: str, job_id: str) -> dict:
+    """The job as the server reports it, with its progress flattened like a job row's."""
     from seedcore.errors import SeedcoreError
     from seedcore.presence import call
 
-    with Progress("trials") as progress:
-        while True:
-            status, job = call("GET", f"{server}/xgboost/tune/status/{job_id}", timeout=10)
-            if status != 200:
-                raise SeedcoreError(f"the server at {server} stopped answering about job {job_id}: "
-                                              f"{job.get('error') or status}; `seedcore jobs show {job_id}` "
-                                              "tells how it ended")
-            done = job["progress"]
-            best = done.get("best_auc")
-            progress.show(job["state"], done["trials_done"], done["trials_total"],
-                          f"best AUC {best:.4f}" if best is not None else "")
-            if job["state"] in FINISHED_STATES:
-                return job
-            time.sleep(FOLLOW_S)
+    status, job = call("GET", f"{server}/xgboost/tune/status/{job_id}", timeout=10)
+    if status != 200:
+        raise SeedcoreError(f"the server at {server} stopped answering about job {job_id}: "
+                            f"{job.get('error') or status}; `seedcore jobs show {job_id}` tells how it ended")
+    return {**job, **job["progress"]}
 
 
-def _follow(runner, job_id: str) -> None:
-    """Live progress on stderr: a progress bar at a terminal, plain lines otherwise."""
+def _follow(read) -> dict:
+    """Live progress on stderr until the job `read()` returns has ended (a progress bar at a terminal,
+    plain lines otherwise); the job as last read."""
     from seedcore.cli_common import Progress
 
     with Progress("trials") as progress:
         while True:
-            job = runner.jobs.get(job_id)
+            job = read()
             progress.show(job["state"], job.get("trials_done") or 0, job.get("trials_total") or 0,
                           f"best AUC {job['best_auc']:.4f}" if job.get("best_auc") is not None else "")
             if job["state"] in FINISHED_STATES:
-                return
+                return job
             time.sleep(FOLLOW_S)
 
 

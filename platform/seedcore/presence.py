@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from seedcore.config import Settings
-from seedcore.db.database import Database
+from seedcore.db.database import Database, may_exist
 from seedcore.db.locks import LeaseLock
 
 PREFIX = "server:"
@@ -43,12 +43,15 @@ def announced(settings: Settings) -> Iterator[str]:
 
 def find_server(settings: Settings) -> str | None:
     """The URL of a running server sharing our database whose job runner is alive, or None."""
-    if settings.database_url.startswith("sqlite") and not _sqlite_file_exists(settings.database_url):
+    if not may_exist(settings.database_url):
         return None  # no database yet: no server has ever run over it
+    db = Database(settings.database_url)
     try:
-        leases = LeaseLock.live(Database(settings.database_url), PREFIX)
+        leases = LeaseLock.live(db, PREFIX)
     except Exception:  # noqa: BLE001 - no schema yet, or the database is away: run here
         return None
+    finally:
+        db.dispose()
     for lease in leases:
         status, health = call("GET", f"{lease['owner']}/health", timeout=PROBE_TIMEOUT_S)
         if status in (200, 503) and (health.get("runner") or {}).get("alive"):
@@ -82,9 +85,3 @@ def _json(raw: bytes) -> dict:
         return {"error": raw[:200].decode("utf-8", "replace")}
     return value if isinstance(value, dict) else {"value": value}
 
-
-def _sqlite_file_exists(url: str) -> bool:
-    from sqlalchemy.engine import make_url
-
-    path = make_url(url).database
-    return bool(path) and path != ":memory:" and os.path.exists(path)

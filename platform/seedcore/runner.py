@@ -42,6 +42,13 @@ class JobStillRunning(Exception):
         self.job = job
 
 
+def ended_error(job_id: str, state: str, error: str | None) -> SeedcoreError:
+    """What a job that ended cancelled or failed raises to whoever waited for it."""
+    if state == JOB_CANCELLED:
+        return SweepCancelledError(error or "the job was cancelled; nothing was promoted", field="job_id")
+    return SweepFailedError(f"job {job_id} failed: {error}", field="job_id")
+
+
 def backoff(failures: int) -> float:
     """Seconds to pause after `failures` consecutive failures of one step."""
     return BACKOFF_S[min(max(failures, 1), len(BACKOFF_S)) - 1]
@@ -199,11 +206,7 @@ class JobRunner:
             return job
         with self._lock:
             error = self._errors.pop(job["id"], None)
-        if error is not None:
-            raise error
-        if job["state"] == JOB_CANCELLED:
-            raise SweepCancelledError(job["error"] or "the job was cancelled; nothing was promoted", field="job_id")
-        raise SweepFailedError(f"job {job['id']} failed: {job['error']}", field="job_id")
+        raise error or ended_error(job["id"], job["state"], job["error"])
 
     # -- the loop -----------------------------------------------------------------------------
     def _work(self) -> None:
@@ -323,4 +326,4 @@ class JobRunner:
             self._last_error = (f"{what}: {message}"[:500], iso_utc(utcnow()))
 
 
-__all__ = ["JobRunner", "JobStillRunning", "KIND_TRAIN", "KIND_TUNE", "backoff"]
+__all__ = ["JobRunner", "JobStillRunning", "ended_error", "KIND_TRAIN", "KIND_TUNE", "backoff"]

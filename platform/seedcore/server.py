@@ -23,6 +23,7 @@ import psutil
 from gunicorn.app.base import BaseApplication
 
 from seedcore.config import Settings
+from seedcore.logs import exit_now
 from seedcore.observability import child_env, prepare_server, worker_exited
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,7 @@ def _worker_exit(server, worker) -> None:
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
         stop_app(app)
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+        exit_now(0)
 
 
 def run_api(settings: Settings, role: str = "all", workers: int = 1, threads: int = 8, on_stop=None) -> None:

@@ -47,6 +47,14 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(database)
 
 
+def may_exist(url: str | URL) -> bool:
+    """False only when the database surely does not exist yet: an SQLite file not created; opening it
+    (make_engine) would create it."""
+    parsed = normalize_url(url)
+    path = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    return path is None or path.exists()
+
+
 def _enable_sqlite_wal(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

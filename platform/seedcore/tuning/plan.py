@@ -28,14 +28,19 @@ class SweepPlan:
     selection: Selection = field(default_factory=Selection)
 
 
+def tune_settings(settings: Settings, request: SweepRequest) -> TuneSettings:
+    """The request's tune config (preset plus overrides) under the platform's trial and time caps."""
+    return resolve_tune_config(request.config_type, request.custom_tune_config, max_trials=settings.max_trials,
+                               max_time_budget_s=settings.max_time_budget_s)
+
+
 def plan_sweep(settings: Settings, request: SweepRequest) -> SweepPlan:
     """Validate the space, the tune config and the budget; raise our errors naming the field."""
     if not isinstance(request.experiment_name, str) or not request.experiment_name.strip():
         raise ValidationError("experiment_name must be a non-empty string", field="experiment_name")
     space = resolve_space(request.space_type, request.custom_search_space)
     check_request_params(settings, request, space, "custom_search_space")  # data header + XGBoost dry run
-    config = resolve_tune_config(request.config_type, request.custom_tune_config, max_trials=settings.max_trials,
-                                 max_time_budget_s=settings.max_time_budget_s)
+    config = tune_settings(settings, request)
     check_trial_fits(settings.cpus_per_trial)  # a trial no node can hold would wait out the whole budget
     objectives = resolve_objectives(request.objectives)
     return SweepPlan(request, space, config, max_rounds(space), objectives,

@@ -28,10 +28,10 @@ from seedcore.tuning.cluster import (alive_nodes, check_trial_fits, cluster_cpus
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import PER_ROUND, Selection, measured_metrics, meets, pareto_front, select_point
 from seedcore.tuning.records import log_front, log_warm_start, match_point, trial_points
-from seedcore.tuning.plan import SweepPlan, plan_sweep
+from seedcore.tuning.plan import SweepPlan, plan_sweep, tune_settings
 from seedcore.tuning.search import TPE, build_searcher
 from seedcore.tuning.warmstart import WarmStart, gather
-from seedcore.tuning.spaces import describe_space, resolve_tune_config
+from seedcore.tuning.spaces import describe_space
 from seedcore.tuning.trainable import (BEST_ITERATION, TRAINING_TIME, TrialData, asha_rungs,
                                        load_checkpoint_booster, measure_costs, refit_booster, train_xgb)
 
@@ -51,8 +51,7 @@ def prepare_sweep(settings: Settings, request: SweepRequest | None = None) -> No
     alg = TPE
     if request is not None:
         ensure_experiment(Registry(settings).client, settings, request.experiment_name)
-        alg = resolve_tune_config(request.config_type, request.custom_tune_config, max_trials=settings.max_trials,
-                                  max_time_budget_s=settings.max_time_budget_s).search_alg
+        alg = tune_settings(settings, request).search_alg
     warm_model_logging()
     build_searcher(alg, seed=0, metric=names.AUC, mode="max", max_concurrent=1)  # imports Optuna for tpe, qmc
 
