@@ -32,7 +32,7 @@ def run(ws: Workspace, small: bool = False, repeats: int | None = None) -> Secti
     repeats = repeats or (1 if small else 3)
     csv = dataset_csv(ws, "builtin")
     ours, bare, nested, profiles = [], [], [], []
-    served = _ours_beside_server(ws, csv, trials, repeats)
+    served = _ours_beside_server(ws, csv, trials, repeats, settle_s=0 if small else SETTLE_S)
     for r in range(repeats):
         ours.append(_ours_cli(ws, csv, trials, r))
         bare.append(_timed([sys.executable, "-m", "bench._optuna_bare", str(csv), str(trials), str(r)])[0])
@@ -80,9 +80,9 @@ def _ours_cli(ws: Workspace, csv: Path, trials: int, seed: int) -> float:
     return _timed(_tune_command(csv, trials, seed), env=_env(directory))[0]
 
 
-def _ours_beside_server(ws: Workspace, csv: Path, trials: int, repeats: int) -> list[float]:
+def _ours_beside_server(ws: Workspace, csv: Path, trials: int, repeats: int, settle_s: float) -> list[float]:
     """The same command, fresh processes, beside a running `seedcore up` that shares its database: the CLI
-    hands each sweep to the server. The server is started first and given SETTLE_S to finish warming up
+    hands each sweep to the server. The server is started first and given `settle_s` to finish warming up
     (Ray, imports), as a server that has been running would have; its start is not timed."""
     from bench._serving import free_port, request, wait_until, _base_env, _spawn
 
@@ -93,7 +93,7 @@ def _ours_beside_server(ws: Workspace, csv: Path, trials: int, repeats: int) -> 
     server = _spawn("up", [sys.executable, "-m", "seedcore.cli", "up", "--no-mlflow-ui"], env, port, directory)
     try:
         wait_until(server, lambda: request(port, "GET", "/health")[0] == 200)
-        time.sleep(SETTLE_S)
+        time.sleep(settle_s)
         seconds = []
         for r in range(repeats):
             took, _ = _timed(_tune_command(csv, trials, r), env=env)

@@ -4,6 +4,7 @@ promotion (alias + stage + blessed files) — on tiny boosters, without sweeps."
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -268,17 +269,39 @@ _OTHER_ACTIVE_EXPERIMENT = textwrap.dedent("""
     run_id = registry.client.create_run(experiment_id).info.run_id
     mv = registry.register(Candidate(booster, {}, dataset, {"auc": 0.5, "logloss": 1.0}, run_id, "ours"))
     (logged,) = registry.client.search_logged_models(experiment_ids=[experiment_id])
-    print(json.dumps({"version": int(mv.version), "run_id": run_id, "logged_run": logged.source_run_id}))
+    from mlflow.utils import requirements_utils
+    requirements = mlflow.pyfunc.get_model_dependencies(f"models:/{registry.name}/{mv.version}")
+    print(json.dumps({"version": int(mv.version), "run_id": run_id, "logged_run": logged.source_run_id,
+                      "mapped_modules": sorted(requirements_utils._MODULES_TO_PACKAGES or {}),
+                      "requirements": open(requirements).read().split()}))
 """)
 
 
-def test_register_whatever_experiment_the_process_has_active(settings):
-    """A sweep must still register its winner after other code in the process called mlflow.set_experiment."""
-    done = subprocess.run([sys.executable, "-c", _OTHER_ACTIVE_EXPERIMENT, str(settings.data_dir),
-                           str(settings.mlruns_dir)], capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def registered_in_a_child(tmp_path_factory, mlflow_template) -> dict:
+    """A version registered by a fresh process (its MLflow state is its own) in a store of its own."""
+    root = tmp_path_factory.mktemp("child-register")
+    (root / "mlruns").mkdir()
+    shutil.copy(mlflow_template, root / "mlruns" / "mlflow.db")
+    done = subprocess.run([sys.executable, "-c", _OTHER_ACTIVE_EXPERIMENT, str(root / "data"), str(root / "mlruns")],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["version"] == 1 and out["logged_run"] == out["run_id"]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_register_whatever_experiment_the_process_has_active(registered_in_a_child):
+    """A sweep must still register its winner after other code in the process called mlflow.set_experiment."""
+    assert registered_in_a_child["version"] == 1
+    assert registered_in_a_child["logged_run"] == registered_in_a_child["run_id"]
+
+
+def test_a_model_is_logged_with_pinned_requirements_without_mapping_every_installed_package(registered_in_a_child):
+    """The pins are what this environment runs, and MLflow's check of them did not walk every installed
+    distribution (seconds of CPU a sweep's trials would lose): its map holds our four modules alone."""
+    pins = {f"{name}=={module.__version__}" for name, module in
+            {"mlflow": mlflow, "xgboost": xgb, "pandas": pd, "numpy": np}.items()}
+    assert set(registered_in_a_child["requirements"]) == pins
+    assert registered_in_a_child["mapped_modules"] == ["mlflow", "numpy", "pandas", "xgboost"]
 
 
 def test_unknown_or_invalid_versions(registry):

@@ -178,12 +178,18 @@ def _start_ray_and_prepare(settings: Settings, request) -> bool:
     """Start (or join) Ray while a thread does the sweep's cold work; True when this call started it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from seedcore.tuning.cluster import ensure_ray
-    from seedcore.tuning.sweep import prepare_sweep
+    from seedcore.tuning.cluster import end_after_trials, ensure_ray
+
+    def prepare() -> None:  # the sweep module's imports (MLflow, Tune, XGBoost) happen in the thread too
+        from seedcore.tuning.sweep import prepare_sweep
+
+        prepare_sweep(settings, request)
 
     with ThreadPoolExecutor(1, thread_name_prefix="seedcore-prepare") as pool:
-        prepared = pool.submit(prepare_sweep, settings, request)
+        prepared = pool.submit(prepare)
         started = ensure_ray(settings)
+        if started:  # ours alone: it ends with the trials, before the winner is refit and registered
+            end_after_trials()
         prepared.result()
     return started
 

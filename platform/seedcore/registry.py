@@ -26,9 +26,10 @@ from seedcore.errors import NotFoundError, RegistryUnavailableError, ValidationE
 from seedcore.metrics import evaluate
 from seedcore.stores import first_line, mlflow_file_problem
 
-# Pinned explicitly: MLflow's own requirement inference spawns a subprocess and costs seconds.
-_PIP_REQUIREMENTS = [f"mlflow=={mlflow.__version__}", f"xgboost=={xgb.__version__}",
-                     f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
+# A logged model's requirements, pinned to what runs here (distribution name: its module). MLflow's own
+# inference spawns a subprocess and costs seconds.
+_PINNED = {"mlflow": mlflow, "xgboost": xgb, "pandas": pd, "numpy": np}
+_PIP_REQUIREMENTS = [f"{name}=={module.__version__}" for name, module in _PINNED.items()]
 
 # Tags on each registered version; model_info and the champion gate read them back.
 T_HOLDOUT_AUC, T_HOLDOUT_LOGLOSS = "holdout_auc", "holdout_logloss"
@@ -78,17 +79,30 @@ class ChampionGate:
                                    f"by more than min_delta {self.min_delta}")
 
 
-def warm_model_logging() -> None:
-    """Build MLflow's package map (seconds, once per process) in the background, before log_model needs it."""
-    def build():
-        try:
-            from mlflow.utils.requirements_utils import _init_modules_to_packages_map
+_WARMING_LOCK, _WARMING = threading.Lock(), []  # the warm-up runs once per process
 
-            _init_modules_to_packages_map()
-            plots.warm()
-        except Exception:  # only a head start; log_model builds it itself otherwise
-            pass
-    threading.Thread(target=build, name="seedcore-mlflow-warmup", daemon=True).start()
+
+def warm_model_logging() -> None:
+    """Import matplotlib's drawing parts in the background, once per process, before the first model's plots."""
+    with _WARMING_LOCK:
+        if _WARMING:
+            return
+        _WARMING.append(True)
+    threading.Thread(target=plots.warm, name="seedcore-plots-warmup", daemon=True).start()
+
+
+def _map_pinned_packages() -> None:
+    """Give MLflow the module-to-package map of our pinned requirements.
+
+    log_model checks each pinned requirement against the installed version, and before that maps every
+    module of every installed distribution to its package (2-3 s of CPU in this environment, taken from
+    the trials). Our requirements are named by distribution and each is its own module, so their entries
+    are the whole map that check needs. Models are logged only with _PIP_REQUIREMENTS in our processes.
+    """
+    from mlflow.utils import requirements_utils
+
+    if requirements_utils._MODULES_TO_PACKAGES is None:
+        requirements_utils._MODULES_TO_PACKAGES = {module.__name__: [name] for name, module in _PINNED.items()}
 
 
 def configure_mlflow(settings: Settings) -> MlflowClient:
@@ -229,6 +243,7 @@ class Registry:
         signature = infer_signature(example, candidate.booster.inplace_predict(ds.x_holdout[:5]))
         # MLflow refuses to resume a run outside the process's active experiment (any code may have set it).
         mlflow.set_experiment(experiment_id=self.client.get_run(candidate.run_id).info.experiment_id)
+        _map_pinned_packages()
         with mlflow.start_run(run_id=candidate.run_id):
             info = mlflow.xgboost.log_model(candidate.booster, name=names.MLFLOW_MODEL_ARTIFACT,
                                             signature=signature, input_example=example, model_format="ubj",

@@ -16,7 +16,7 @@ from seedcore.logs import quiet_noise
 from seedcore.observability import telemetry_off
 
 _LOCK = threading.Lock()
-_STATE: dict[str, str | None] = {"dashboard_url": None}
+_STATE: dict = {"dashboard_url": None, "one_sweep": False, "ending": None}
 
 # Fewer moving parts per trial: our MLflow callback is the logger; Tune's own file loggers and
 # its SIGINT handler stay off (Ctrl-C reaches our code, which closes the runs).
@@ -128,8 +128,30 @@ def tune_storage(settings: Settings, local_path: str) -> dict:
     return {"storage_path": local_path, "storage_filesystem": driver_storage()}
 
 
+def end_after_trials() -> None:
+    """Declare this process's Ray session to be for one sweep (the command line's): it shuts down in the
+    background as soon as the sweep's trials end, while the winner is refit and registered without Ray."""
+    _STATE["one_sweep"] = True
+
+
+def trials_ended() -> None:
+    """A sweep's trials are over: a one-sweep session starts shutting down (shutdown_ray waits for it)."""
+    with _LOCK:
+        if _STATE["one_sweep"] and _STATE["ending"] is None:
+            _STATE["ending"] = threading.Thread(target=_shutdown, name="seedcore-ray-shutdown", daemon=True)
+            _STATE["ending"].start()
+
+
 def shutdown_ray() -> None:
     """End the Ray session this process started (a no-op when attached elsewhere or not started)."""
+    ending = _STATE["ending"]
+    if ending is not None:
+        ending.join()
+    _shutdown()
+    _STATE.update(one_sweep=False, ending=None)
+
+
+def _shutdown() -> None:
     import ray
 
     with _LOCK:

@@ -24,7 +24,7 @@ from seedcore.monitoring.drift import remember_reference
 from seedcore.requests import SweepRequest
 from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model_logging
 from seedcore.tuning.cluster import (alive_nodes, check_trial_fits, cluster_cpus, cluster_tags, ensure_ray,
-                                    tune_storage)
+                                    trials_ended, tune_storage)
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import PER_ROUND, Selection, measured_metrics, meets, pareto_front, select_point
 from seedcore.tuning.records import log_front, log_warm_start, match_point, trial_points
@@ -202,7 +202,10 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
                                   stop=_CancelStopper(cancel_event),
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
-    return tuner.fit()
+    try:
+        return tuner.fit()
+    finally:
+        trials_ended()
 
 
 class _SeededRunsInFull(ASHAScheduler):
