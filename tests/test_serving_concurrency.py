@@ -10,7 +10,7 @@ import requests
 from _serving import add_version, holdout_rows, live_server, serve_app, stop_app, wait_for
 from seedcore.registry import Registry
 
-MOVES = 22
+MOVES = 10
 CLIENTS = 6
 
 
