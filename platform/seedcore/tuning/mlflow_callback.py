@@ -7,7 +7,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -65,6 +65,40 @@ class _Writer:
                 self._queue.task_done()
 
 
+class _Newest:
+    """One background thread handing its consumer the newest value put (unsent older ones are dropped), so
+    a slow consumer (progress rows in SQL) never holds up Tune's control loop nor falls behind it."""
+
+    def __init__(self, consume: Callable[[Any], None]):
+        self._consume = consume
+        self._ready = threading.Condition()
+        self._value: Any = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="seedcore-progress", daemon=True)
+        self._thread.start()
+
+    def put(self, value: Any) -> None:
+        with self._ready:
+            self._value = value
+            self._ready.notify()
+
+    def close(self) -> None:
+        """Hand over what is pending, then stop."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: self._value is not None or self._closed)
+                value, self._value = self._value, None
+            if value is None:
+                return
+            self._consume(value)
+
+
 class MLflowTrialLogger(Callback):
     """Child run per trial: params, per-round curves (step = round), final metrics and status.
 
@@ -91,10 +125,11 @@ class MLflowTrialLogger(Callback):
         self.waiting = 0  # trials waiting for free cluster resources
         self._lock = threading.Lock()
         self._writer = _Writer()
+        self._progress = _Newest(self._send_progress)
 
     def __getstate__(self):
         # Tune pickles its callbacks into the experiment state; live handles stay here.
-        skip = ("client", "_lock", "on_progress", "_writer", "cancel_event")
+        skip = ("client", "_lock", "on_progress", "_writer", "_progress", "cancel_event")
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     # -- Tune hooks (Tune's control loop: no I/O here) ----------------------------------------
@@ -146,6 +181,7 @@ class MLflowTrialLogger(Callback):
 
     def close(self) -> None:
         self._writer.close()
+        self._progress.close()
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys(TrialOutcome.ALL, 0)
@@ -164,12 +200,15 @@ class MLflowTrialLogger(Callback):
         return summaries
 
     def report_progress(self) -> None:
-        if self.on_progress is None:
-            return
+        """Hand the sweep's progress to the caller's callback, from a thread of its own (it writes SQL)."""
+        if self.on_progress is not None:
+            self._progress.put({"trials_done": len(self.outcomes), "trials_total": self.total_trials,
+                                "best_auc": self.best_auc, "parent_run_id": self.parent_run_id, **self.counts(),
+                                "trials_waiting": self.waiting, "waiting_reason": self._waiting_reason()})
+
+    def _send_progress(self, progress: dict) -> None:
         try:
-            self.on_progress({"trials_done": len(self.outcomes), "trials_total": self.total_trials,
-                              "best_auc": self.best_auc, "parent_run_id": self.parent_run_id, **self.counts(),
-                              "trials_waiting": self.waiting, "waiting_reason": self._waiting_reason()})
+            self.on_progress(progress)
         except Exception:  # progress display must never break a sweep
             log.exception("progress callback failed")
 
