@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -81,12 +82,18 @@ def ray_ids() -> tuple[str, str]:
 def sweep(tmp_path_factory, mlflow_template, name: str, settings_changes=None, **request) -> SimpleNamespace:
     settings = fresh_settings(tmp_path_factory, mlflow_template, name, **(settings_changes or {}))
     progress: list[dict] = []
-    result = run_sweep(settings, experiment_name=name, progress=progress.append, **request)
+    senders: set[str] = set()
+
+    def record(update: dict) -> None:
+        progress.append(update)
+        senders.add(threading.current_thread().name)
+
+    result = run_sweep(settings, experiment_name=name, progress=record, **request)
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
     runs = client.search_runs([result["mlflow"]["experiment_id"]], max_results=1000)
     parent = [r for r in runs if names.TAG_PARENT_RUN not in r.data.tags]
     children = [r for r in runs if names.TAG_PARENT_RUN in r.data.tags]
-    return SimpleNamespace(settings=settings, result=result, progress=progress, client=client, runs=runs,
+    return SimpleNamespace(settings=settings, result=result, progress=progress, senders=senders, client=client, runs=runs,
                            parents=parent, parent=parent[0], children=children, ray_ids=ray_ids())
 
 
@@ -168,9 +175,11 @@ def test_result_has_the_guides_shape_and_ours(main):
     assert trials["total"] == MAIN_TRIALS and trials["errored"] == trials["killed"] == 0
     assert trials["completed"] + trials["pruned"] == MAIN_TRIALS and trials["completed"] >= 1
     assert r["dataset"]["fingerprint"] == load_dataset(main.settings.data_dir).fingerprint
-    # Progress went to the caller trial by trial, ending with the result's counts.
+    # Progress went to the caller as trials ended, ending with the result's counts, and from a thread of its
+    # own: the caller writes SQL, which must not hold up Tune's control loop.
     done = [p["trials_done"] for p in main.progress]
     assert done == sorted(done) and done[-1] == MAIN_TRIALS
+    assert main.senders == {"seedcore-progress"}
     assert {k: main.progress[-1][k] for k in ("completed", "pruned", "errored", "killed")} == \
         {k: trials[k] for k in ("completed", "pruned", "errored", "killed")}
 
