@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -83,6 +84,27 @@ def test_sampling_and_retention_caps(settings, db, db_url):
     assert capped.prune() == 200 and capped.count() == 100
     sampled.stop()
     capped.stop()
+
+
+def test_one_predict_at_a_time_is_written_in_batches(settings, db, db_url):
+    """A server answering one row per request must not commit once per request: the writer gathers what
+    arrives within GATHER_S into one insert (counted by SQLAlchemy's own commit events on the engine)."""
+    from sqlalchemy import event
+
+    from seedcore.monitoring.predlog import GATHER_S
+
+    logger = _logger(settings, db_url)
+    commits = []
+    event.listen(logger.database().engine, "commit", lambda connection: commits.append(1))
+    sent = 0
+    started = time.monotonic()
+    while time.monotonic() - started < 4 * GATHER_S:  # a steady trickle of one-row predicts
+        logger.log(settings.model_name, 1, ROWS[:1], PROBS[:1])
+        sent += 1
+        time.sleep(0.001)
+    assert logger.flush(10) and logger.count() == sent
+    assert sent >= 40 and len(commits) <= 8, (sent, len(commits))
+    logger.stop()
 
 
 def test_a_store_that_is_down_degrades_the_log_but_never_the_caller(settings):

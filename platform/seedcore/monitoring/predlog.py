@@ -29,6 +29,7 @@ from seedcore.errors import SeedcoreError
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 1000
+GATHER_S = 0.05  # once a row is queued, the writer waits this long for more: one commit per batch, not per predict
 PRUNE_EVERY_S = 60.0
 OK, DEGRADED = "ok", "degraded"
 
@@ -86,10 +87,12 @@ class PredictionLogger:
             if self._pending + len(records) > self.settings.predlog_queue_rows:
                 self.dropped += len(records)
                 return ids
+            first = not self._buffer
             self._buffer.append(records)
             self._pending += len(records)
             self._ensure_thread()
-            self._cond.notify()
+            if first or self._pending >= BATCH_ROWS:  # the writer sleeps through the rest of a batch
+                self._cond.notify_all()  # flush() may wait on the same condition: the writer must wake
         return ids
 
     # -- the writer ------------------------------------------------------------------------------
@@ -106,6 +109,8 @@ class PredictionLogger:
                 self._cond.wait(timeout=PRUNE_EVERY_S)
                 if not self._buffer:
                     break
+            if self._buffer and not self._stop and self._pending < BATCH_ROWS:
+                self._cond.wait(timeout=GATHER_S)  # gather the batch (a full one or stop() wakes it early)
             batch: list[dict] = []
             while self._buffer and len(batch) < BATCH_ROWS:
                 batch.extend(self._buffer.popleft())
@@ -134,8 +139,8 @@ class PredictionLogger:
             self._cond.notify_all()
 
     def _insert(self, batch: list[dict]) -> None:
-        with self.database().session() as session:
-            session.execute(insert(PredictionRecord), batch)
+        with self.database().session() as session:  # a plain table insert: no ORM bookkeeping per row
+            session.execute(insert(PredictionRecord.__table__), batch)
 
     def _safely(self, action) -> bool:
         try:
