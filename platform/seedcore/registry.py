@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -79,15 +80,9 @@ class ChampionGate:
                                    f"by more than min_delta {self.min_delta}")
 
 
-_WARMING_LOCK, _WARMING = threading.Lock(), []  # the warm-up runs once per process
-
-
+@functools.cache
 def warm_model_logging() -> None:
     """Import matplotlib's drawing parts in the background, once per process, before the first model's plots."""
-    with _WARMING_LOCK:
-        if _WARMING:
-            return
-        _WARMING.append(True)
     threading.Thread(target=plots.warm, name="seedcore-plots-warmup", daemon=True).start()
 
 

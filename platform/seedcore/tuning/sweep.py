@@ -45,7 +45,7 @@ TRAIN_ROWS = "train_rows"  # rows the registered model was trained on: a tag of 
 
 def prepare_sweep(settings: Settings, request: SweepRequest | None = None) -> None:
     """The cold work of a first sweep that needs no Ray, done ahead: MLflow's store and the experiment,
-    model logging's package map, the searcher's library. A command starting Ray runs it in a thread
+    the plots' imports, the searcher's library. A command starting Ray runs it in a thread
     meanwhile, a server once its Ray is up (no request: nothing is created, only loaded); run_sweep then
     finds it done (each step is idempotent)."""
     alg = TPE
