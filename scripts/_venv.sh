@@ -1,4 +1,4 @@
-# Sourced by scripts/up and scripts/test: one virtualenv at .venv with the project installed.
+# Sourced by scripts/up, scripts/test and scripts/local-cluster: one virtualenv at .venv with the project installed.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 VENV="$ROOT/.venv"

@@ -2,7 +2,11 @@
 
 Every process started here carries LOCAL_CLUSTER_STATE=<state dir> (and LOCAL_CLUSTER_PART=<part>) in
 its environment, inherited by everything it spawns (Ray's workers too), so `down` and `stop` find
-and end exactly the processes this script started, and nothing else.
+and end exactly the processes this script started, and nothing else. `up` refuses a taken port before
+it starts anything, and accepts an answer only from its own processes: each `up` draws an instance id
+that the API and the replicas echo in `GET /health`, the Ray nodes carry as a label, and MLflow's
+server shows as a tag it reads from the database `up` made. `down` stops the processes, drops the two
+databases and removes the state dir.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +56,9 @@ sys.argv[0] = "ray"
 sys.exit(main())
 """
 MAX_STATE_PATH = 34  # + "/ray-node2/session_<date>_<time>_<pid>/sockets/plasma_store" stays within 107 bytes
+CLUSTER_FILE = "cluster.json"  # in the state dir: instance id, the admin URL and the databases `up` made
+INSTANCE_TAG = "seedcore.local_cluster.instance"  # on MLflow's Default experiment
+INSTANCE_LABEL = "seedcore-instance"  # on each Ray node
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,33 +68,66 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """Every option's default is printed by --help; the port defaults avoid every port the README suggests
+    (`scripts/up` on 8000/5000, a second one on 8100/5100, Ray's dashboard from 8265, docker compose)."""
     env = os.environ.get
-    parser = argparse.ArgumentParser(prog="local-cluster", description=__doc__)
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="local-cluster", description=__doc__, formatter_class=formatter)
     parser.add_argument("--state", default=env("LOCAL_CLUSTER_STATE_DIR", "/tmp/seedcore-local-cluster"),
                         help="pid files, logs, data dirs (LOCAL_CLUSTER_STATE_DIR)")
     sub = parser.add_subparsers(required=True, metavar="command")
-    up = sub.add_parser("up", help="start everything; print NAME=URL lines once all answer")
-    up.add_argument("--api-port", type=int, default=int(env("LOCAL_CLUSTER_API_PORT", 8100)))
-    up.add_argument("--serve-ports", default=env("LOCAL_CLUSTER_SERVE_PORTS", "8101,8102"))
-    up.add_argument("--mlflow-port", type=int, default=int(env("LOCAL_CLUSTER_MLFLOW_PORT", 5100)))
-    up.add_argument("--ray-port", type=int, default=int(env("LOCAL_CLUSTER_RAY_PORT", 6390)))
-    up.add_argument("--dashboard-port", type=int, default=int(env("LOCAL_CLUSTER_DASHBOARD_PORT", 8275)))
-    up.add_argument("--head-cpus", type=int, default=int(env("LOCAL_CLUSTER_HEAD_CPUS", 1)))
-    up.add_argument("--node2-cpus", type=int, default=int(env("LOCAL_CLUSTER_NODE2_CPUS", 1)))
+    up = sub.add_parser("up", help="start everything; print NAME=URL lines once all answer", formatter_class=formatter)
+    up.add_argument("--api-port", type=_port, default=env("LOCAL_CLUSTER_API_PORT", "8400"),
+                    help="the API (LOCAL_CLUSTER_API_PORT)")
+    up.add_argument("--serve-ports", type=_serve_ports, default=env("LOCAL_CLUSTER_SERVE_PORTS", "8401,8402"),
+                    help="the two serving replicas (LOCAL_CLUSTER_SERVE_PORTS)")
+    up.add_argument("--mlflow-port", type=_port, default=env("LOCAL_CLUSTER_MLFLOW_PORT", "5400"),
+                    help="the MLflow tracking server (LOCAL_CLUSTER_MLFLOW_PORT)")
+    up.add_argument("--ray-port", type=_port, default=env("LOCAL_CLUSTER_RAY_PORT", "6400"),
+                    help="the Ray head's GCS (LOCAL_CLUSTER_RAY_PORT)")
+    up.add_argument("--dashboard-port", type=_port, default=env("LOCAL_CLUSTER_DASHBOARD_PORT", "8403"),
+                    help="the Ray dashboard (LOCAL_CLUSTER_DASHBOARD_PORT)")
+    up.add_argument("--head-cpus", type=int, default=int(env("LOCAL_CLUSTER_HEAD_CPUS", 1)),
+                    help="CPUs of the Ray head (LOCAL_CLUSTER_HEAD_CPUS)")
+    up.add_argument("--node2-cpus", type=int, default=int(env("LOCAL_CLUSTER_NODE2_CPUS", 1)),
+                    help="CPUs of the second Ray node (LOCAL_CLUSTER_NODE2_CPUS)")
     up.add_argument("--poll-interval", type=float, default=float(env("LOCAL_CLUSTER_POLL_S", 2.0)),
-                    help="how often the serving replicas check the production alias")
+                    help="seconds between the serving replicas' checks of the production alias (LOCAL_CLUSTER_POLL_S)")
     up.add_argument("--pg-url", default=env("LOCAL_CLUSTER_PG_URL"),
-                    help="PostgreSQL URL of a role that may create databases (default: scripts/ensure-postgres)")
-    up.add_argument("--db-prefix", default=env("LOCAL_CLUSTER_DB_PREFIX", "seedcore_cluster"))
+                    help="PostgreSQL URL of a role that may create databases; None: the one scripts/ensure-postgres "
+                         "sets up (LOCAL_CLUSTER_PG_URL)")
+    up.add_argument("--db-prefix", type=_db_prefix, default=env("LOCAL_CLUSTER_DB_PREFIX", "seedcore_cluster"),
+                    help="the databases are <prefix>_mlflow and <prefix>_app (LOCAL_CLUSTER_DB_PREFIX)")
     up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for everything to answer")
     up.set_defaults(handler=_up)
-    sub.add_parser("down", help="stop every process `up` started").set_defaults(handler=_down)
+    sub.add_parser("down", help="stop every process `up` started, drop its databases, remove the state dir"
+                   ).set_defaults(handler=_down)
     sub.add_parser("status", help="which parts run; the endpoints").set_defaults(handler=_status)
     stop = sub.add_parser("stop", help="stop one part, e.g. ray-node2 (to see a node fail)")
     stop.add_argument("part", choices=STOP_ORDER)
     stop.add_argument("--kill", action="store_true", help="SIGKILL at once, as a machine that dies")
     stop.set_defaults(handler=_stop)
     return parser
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1-65535)")
+    return port
+
+
+def _serve_ports(text: str) -> list[int]:
+    ports = [_port(p) for p in text.split(",") if p.strip()]
+    if len(ports) != len(SERVES):
+        raise argparse.ArgumentTypeError(f"needs {len(SERVES)} ports, got {text!r}")
+    return ports
+
+
+def _db_prefix(text: str) -> str:
+    if not (text.replace("_", "").isalnum() and text.isascii() and len(text) <= 50):
+        raise argparse.ArgumentTypeError(f"letters, digits and _ only (at most 50): {text!r}")
+    return text
 
 
 def log(message: str) -> None:
@@ -102,12 +143,26 @@ def _up(args) -> int:
     if _running_parts(args.state):
         log(f"already running in {args.state} ({', '.join(_running_parts(args.state))}); run `down` first")
         return 1
-    _fresh_state(args.state)
+    taken = _taken_ports(args)
+    if taken:
+        log("; ".join(taken))
+        return 1
+    if args.state.exists() and any(args.state.iterdir()):
+        what = "a cluster's leftovers: run `down` first" if (args.state / CLUSTER_FILE).exists() else \
+            "files `up` did not make: choose another --state"
+        log(f"--state {args.state} is not empty ({what})")
+        return 1
+    from seedcore.observability import telemetry_off
+
+    telemetry_off()  # here and in every process `up` starts
+    args.instance_id = secrets.token_hex(8)
+    _fresh_state(args.state, args.instance_id)
     try:
         endpoints = _start_all(args)
     except Exception as exc:  # anything that keeps the layout from answering: stop what started, say why
         log(f"up failed: {exc}")
         _stop_all(args.state)
+        log(f"logs stay in {args.state / 'logs'}; `down` removes them and the databases")
         return 1
     lines = [f"{name}={url}" for name, url in endpoints.items()]
     (args.state / "endpoints.env").write_text("\n".join(lines) + "\n")
@@ -115,26 +170,48 @@ def _up(args) -> int:
     return 0
 
 
-def _fresh_state(state: Path) -> None:
-    if state.exists():
-        shutil.rmtree(state)
+def _taken_ports(args) -> list[str]:
+    """Why each port `up` needs cannot be ours (used twice, or something on this machine listens on it)."""
+    wanted = [("--api-port", args.api_port), *(("--serve-ports", p) for p in args.serve_ports),
+              ("--mlflow-port", args.mlflow_port), ("--ray-port", args.ray_port),
+              ("--dashboard-port", args.dashboard_port)]
+    problems, seen = [], {}
+    for option, port in wanted:
+        if port in seen:
+            problems.append(f"port {port} is given twice ({seen[port]} and {option})")
+            continue
+        seen[port] = option
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener still conflicts
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                problems.append(f"port {port} ({option}) is taken on 127.0.0.1 ({exc.strerror}): free it or "
+                                f"choose another with {option}")
+    return problems
+
+
+def _fresh_state(state: Path, instance: str) -> None:
+    """The state dir, marked as made by `up` with the cluster's file (`down` removes only a marked dir)."""
     for sub in ("pids", "logs"):
-        (state / sub).mkdir(parents=True)
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    _write_private(state / CLUSTER_FILE, json.dumps({"instance_id": instance}))
 
 
 def _start_all(args) -> dict[str, str]:
     """Ray first, one node at a time (a Ray node gives up after 30 s when the machine is busy), then the rest."""
     state, deadline = args.state, time.monotonic() + args.timeout
+    instance = args.instance_id
     token = secrets.token_hex(32)
-    (state / "ray_token").write_text(token)
-    (state / "ray_token").chmod(0o600)
+    _write_private(state / "ray_token", token)
     mlflow_db, app_db = _databases(args)
     # A busy machine starts a node's dashboard agent slowly; Ray's raylet would give up on it and exit.
     ray_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_agent_register_timeout_ms": "300000"}
     dashboard = f"http://127.0.0.1:{args.dashboard_port}"
-    _start_ray_node(state, HEAD, lambda: _spawn(state, HEAD, _ray_start(state / HEAD, args.head_cpus, head=args),
-                                                ray_env), dashboard, token, 1, deadline)
-    _start_ray_node(state, NODE2, lambda: _start_node2(args, ray_env), dashboard, token, 2, deadline)
+    _start_ray_node(state, HEAD, lambda: _spawn(state, HEAD, _ray_start(state / HEAD, args.head_cpus, instance,
+                                                                        head=args), ray_env),
+                    dashboard, token, instance, 1, deadline)
+    _start_ray_node(state, NODE2, lambda: _start_node2(args, ray_env), dashboard, token, instance, 2, deadline)
     mlflow_url = f"http://127.0.0.1:{args.mlflow_port}"
     _spawn(state, MLFLOW, [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(args.mlflow_port),
                            "--backend-store-uri", mlflow_db, "--serve-artifacts",
@@ -142,32 +219,58 @@ def _start_all(args) -> dict[str, str]:
                            "--allowed-hosts", f"127.0.0.1:{args.mlflow_port},localhost:{args.mlflow_port}"])
     common = {"SEEDCORE_TRACKING_URI": mlflow_url, "SEEDCORE_DATABASE_URL": app_db, "SEEDCORE_HOST": "127.0.0.1",
               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-              "SEEDCORE_POLL_INTERVAL_S": str(args.poll_interval)}
+              "SEEDCORE_POLL_INTERVAL_S": str(args.poll_interval), "SEEDCORE_INSTANCE_ID": instance}
     api_env = {**common, **ray_env, "SEEDCORE_PORT": str(args.api_port), "SEEDCORE_DATA_DIR": str(state / "api"),
                "SEEDCORE_MLRUNS_DIR": str(state / "api" / "mlruns"),
                "SEEDCORE_RAY_ADDRESS": f"127.0.0.1:{args.ray_port}"}
     _spawn(state, API, [str(BIN / "seedcore"), "up", "--no-mlflow-ui"], api_env)
     endpoints = {"API": f"http://127.0.0.1:{args.api_port}", "MLFLOW": mlflow_url}
-    for i, (part, port) in enumerate(zip(SERVES, _ports(args.serve_ports)), start=1):
+    for i, (part, port) in enumerate(zip(SERVES, args.serve_ports), start=1):
         _spawn(state, part, [str(BIN / "seedcore"), "serve", "--workers", "1"],
                {**common, "SEEDCORE_PORT": str(port), "SEEDCORE_DATA_DIR": str(state / part),
                 "SEEDCORE_MLRUNS_DIR": str(state / part / "mlruns")})
         endpoints[f"SERVE_{i}"] = f"http://127.0.0.1:{port}"
     _wait(f"{mlflow_url}/health", deadline, MLFLOW, state)
+    _check_mlflow_is_ours(mlflow_url, mlflow_db, instance)
     for name, part in (("API", API), ("SERVE_1", SERVES[0]), ("SERVE_2", SERVES[1])):
-        _wait(f"{endpoints[name]}/health", deadline, part, state)
+        _wait(f"{endpoints[name]}/health", deadline, part, state, check=_echoes(instance))
     endpoints["RAY_DASHBOARD"] = dashboard
     return endpoints
 
 
-def _start_ray_node(state: Path, part: str, spawn, dashboard: str, token: str, count: int, deadline: float,
-                    tries: int = 5) -> None:
-    """Spawn a Ray node and wait until the head lists `count` live nodes; start it again if it gave up."""
+def _echoes(instance: str):
+    """A check of a `/health` body: it must carry this cluster's instance id, else another server answered."""
+    def check(url: str, body: bytes) -> None:
+        try:
+            answered = json.loads(body).get("instance_id")
+        except (ValueError, AttributeError):
+            answered = None
+        if answered != instance:
+            raise RuntimeError(f"another server answers at {url} (instance_id {answered!r}, not this cluster's "
+                               f"{instance!r}): its port was taken after `up` checked it")
+    return check
+
+
+def _check_mlflow_is_ours(url: str, db_url: str, instance: str) -> None:
+    """Tag MLflow's Default experiment with the instance id in the database `up` made; the server at `url`
+    must show that tag, else it is another MLflow server on another store."""
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=db_url).set_experiment_tag("0", INSTANCE_TAG, instance)
+    with urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/get?experiment_id=0", timeout=30) as response:
+        tags = {t["key"]: t["value"] for t in json.loads(response.read())["experiment"].get("tags", [])}
+    if tags.get(INSTANCE_TAG) != instance:
+        raise RuntimeError(f"another MLflow server answers at {url} (its store is not this cluster's database)")
+
+
+def _start_ray_node(state: Path, part: str, spawn, dashboard: str, token: str, instance: str, count: int,
+                    deadline: float, tries: int = 5) -> None:
+    """Spawn a Ray node and wait until the head lists `count` live nodes of ours; start it again if it gave up."""
     for attempt in range(tries):
         spawn()
         try:
             _wait(f"{dashboard}/api/gcs_healthz", deadline, part, state)
-            _wait_nodes(dashboard, token, count, deadline, state, part)
+            _wait_nodes(dashboard, token, instance, count, deadline, state, part)
             return
         except RuntimeError:
             if part in _running_parts(state) or attempt == tries - 1 or time.monotonic() > deadline:
@@ -176,17 +279,11 @@ def _start_ray_node(state: Path, part: str, spawn, dashboard: str, token: str, c
             _stop_part(state, part, kill=True)
 
 
-def _ports(text: str) -> list[int]:
-    ports = [int(p) for p in text.split(",") if p.strip()]
-    if len(ports) != len(SERVES):
-        raise ValueError(f"--serve-ports needs {len(SERVES)} ports, got {text!r}")
-    return ports
-
-
-def _ray_start(temp_dir: Path, cpus: int, head=None) -> list[str]:
-    """`ray start --block` for one node: its own temp dir, CPUs and ports (two nodes share this host)."""
+def _ray_start(temp_dir: Path, cpus: int, instance: str, head=None) -> list[str]:
+    """`ray start --block` for one node: its own temp dir, CPUs and ports (two nodes share this host), labelled
+    with the cluster's instance id."""
     command = [sys.executable, "-c", PATIENT_RAY_START, "start", "--block", "--disable-usage-stats", "--temp-dir", str(temp_dir),
-               "--num-cpus", str(cpus), "--node-ip-address", "127.0.0.1",
+               "--num-cpus", str(cpus), "--node-ip-address", "127.0.0.1", "--labels", f"{INSTANCE_LABEL}={instance}",
                "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
                "--metrics-export-port", str(_free_port()), "--runtime-env-agent-port", str(_free_port()),
                "--node-manager-port", str(_free_port()), "--object-manager-port", str(_free_port())]
@@ -201,7 +298,8 @@ def _start_node2(args, ray_env: dict) -> None:
     """The second node; as root in a private mount namespace where the state dir (the head's temp dir,
     the API's data dir, the MLflow artifacts) is an empty tmpfs, so relying on a shared disk fails."""
     state = args.state
-    command = _ray_start(state / NODE2, args.node2_cpus) + ["--address", f"127.0.0.1:{args.ray_port}"]
+    command = _ray_start(state / NODE2, args.node2_cpus, args.instance_id) + ["--address",
+                                                                                f"127.0.0.1:{args.ray_port}"]
     if _can_hide_disk(state):
         script = ('mount -t tmpfs -o size=512m seedcore-node2 "$0" && mkdir -p "$0/ray-node2" && exec "$@"')
         command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(state), *command]
@@ -222,27 +320,51 @@ def _can_hide_disk(state: Path) -> bool:
 
 
 def _databases(args) -> tuple[str, str]:
-    """Two fresh databases (MLflow's and ours) next to the admin URL's; their SQLAlchemy URLs."""
-    from sqlalchemy import create_engine, text
+    """Two new databases (MLflow's and ours) next to the admin URL's; their SQLAlchemy URLs. Each one made is
+    recorded in the state dir at once, for `down` to drop; one that exists already is refused, not reused."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ProgrammingError
 
     admin_url = args.pg_url or subprocess.run([str(ROOT / "scripts" / "ensure-postgres")], check=True,
                                               capture_output=True, text=True).stdout.strip().splitlines()[-1]
     base = make_url(admin_url).set(drivername="postgresql+psycopg")
-    engine = create_engine(base, isolation_level="AUTOCOMMIT")
-    urls = []
+    names = [f"{args.db_prefix}_{suffix}" for suffix in ("mlflow", "app")]
+    made: list[str] = []
+    with _admin(base) as connection:
+        for name in names:
+            try:
+                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            except ProgrammingError as exc:
+                if getattr(exc.orig, "sqlstate", None) == "42P04":  # duplicate_database
+                    raise RuntimeError(f"database {name} exists already (another cluster's, or left by an earlier "
+                                       f"version): choose another --db-prefix or drop it") from None
+                raise
+            made.append(name)
+            _write_private(args.state / CLUSTER_FILE, json.dumps({
+                "instance_id": args.instance_id, "pg_url": base.render_as_string(hide_password=False),
+                "databases": made}))
+    mlflow_db, app_db = (base.set(database=name).render_as_string(hide_password=False) for name in names)
+    return mlflow_db, app_db
+
+
+@contextmanager
+def _admin(url):
+    """An autocommit connection to the admin URL (CREATE and DROP DATABASE run outside transactions)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
-            for suffix in ("mlflow", "app"):
-                name = f"{args.db_prefix}_{suffix}"
-                if not name.replace("_", "").isalnum():
-                    raise ValueError(f"--db-prefix must be letters, digits and _: {args.db_prefix!r}")
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-                urls.append(base.set(database=name).render_as_string(hide_password=False))
+            yield connection
     finally:
         engine.dispose()
-    return urls[0], urls[1]
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` readable by this user only (a token, a URL with a password)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def _spawn(state: Path, part: str, command: list[str], env: dict | None = None) -> None:
@@ -259,26 +381,35 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(url: str, deadline: float, part: str, state: Path, headers: dict | None = None) -> bytes:
-    """GET `url` until it answers 200; fail with the part's log tail when its process died or time ran out."""
+def _wait(url: str, deadline: float, part: str, state: Path, headers: dict | None = None, check=None) -> bytes:
+    """GET `url` until it answers 200 (and `check(url, body)` accepts the body, else it raises); fail with the
+    part's log tail when its process died or time ran out."""
     while True:
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
-                return response.read()
+                body = response.read()
         except (urllib.error.URLError, OSError):
             pass
+        else:
+            if check is not None:
+                check(url, body)
+            return body
         if part not in _running_parts(state) or time.monotonic() > deadline:
             tail = (state / "logs" / f"{part}.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{part} did not answer at {url}; its log ends:\n{tail}")
         time.sleep(0.5)
 
 
-def _wait_nodes(dashboard: str, token: str, count: int, deadline: float, state: Path, part: str) -> None:
-    """Wait until the head lists `count` live nodes (the dashboard's API needs the cluster's token)."""
+def _wait_nodes(dashboard: str, token: str, instance: str, count: int, deadline: float, state: Path,
+                part: str) -> None:
+    """Wait until the head lists `count` live nodes labelled with this cluster's instance id (the dashboard's
+    API needs the cluster's token)."""
     while True:
         body = _wait(f"{dashboard}/nodes?view=summary", deadline, part, state, {"Authorization": f"Bearer {token}"})
         summary = json.loads(body).get("data", {}).get("summary", [])
-        if sum(1 for node in summary if node.get("raylet", {}).get("state") == "ALIVE") >= count:
+        ours = [node["raylet"] for node in summary if (node.get("raylet") or {}).get("labels", {}).get(INSTANCE_LABEL)
+                == instance]
+        if sum(1 for raylet in ours if raylet.get("state") == "ALIVE") >= count:
             return
         if part not in _running_parts(state) or time.monotonic() > deadline:
             tail = (state / "logs" / f"{part}.log").read_text(errors="replace")[-2000:]
@@ -288,11 +419,31 @@ def _wait_nodes(dashboard: str, token: str, count: int, deadline: float, state: 
 
 # -- down, stop, status ---------------------------------------------------------------------------
 def _down(args) -> int:
-    left = _stop_all(args.state)
+    """Stop every marked process, drop the databases `up` made, remove the state dir (only one `up` made)."""
+    state = args.state
+    left = _stop_all(state)
     if left:
-        log(f"still running after SIGKILL: {left}")
+        log(f"still running after SIGKILL: {left}; {state} stays")
         return 1
-    log(f"stopped; logs stay in {args.state / 'logs'}")
+    if not state.exists():
+        log(f"nothing to remove: {state} does not exist")
+        return 0
+    cluster = state / CLUSTER_FILE
+    if not cluster.exists():
+        log(f"{state} was not made by `up` (no {CLUSTER_FILE}); left as it is")
+        return 1
+    info = json.loads(cluster.read_text())
+    databases = info.get("databases", [])
+    if databases:
+        try:
+            with _admin(info["pg_url"]) as connection:
+                for name in databases:
+                    connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception as exc:  # PostgreSQL away: keep the state so that `down` can be run again
+            log(f"could not drop the databases {', '.join(databases)}: {exc}; {state} stays")
+            return 1
+    shutil.rmtree(state)
+    log(f"stopped; dropped the databases {', '.join(databases) or '(none made)'}; removed {state}")
     return 0
 
 

@@ -25,7 +25,7 @@ ML_VIEW = "workflowType=machine_learning"
 
 def browse(url: str, out, *, dom: bool, budget_ms: int = 30_000) -> str:
     """Load `url` headless; the DOM after `budget_ms` of virtual time, or a screenshot at `out`."""
-    assert CHROMIUM, "Chromium is missing: install Debian's package (`apt-get install -y chromium`; .ci/run does)"
+    assert CHROMIUM, "Chromium is missing: install Debian's package (`apt-get install -y chromium`; scripts/test does as root)"
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
                f"--user-data-dir={out.parent / 'chromium-profile'}", "--window-size=1400,1000",

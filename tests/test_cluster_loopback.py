@@ -4,11 +4,13 @@ the API attached to both, two serving replicas.
 
 One test walks the whole story, because each step needs the state the previous one left: a sweep over
 REST runs trials on both nodes, its winner is promoted and both replicas serve it within a poll interval;
-a second sweep loses a node midway and still ends cleanly; `down` leaves no process behind.
+a second sweep loses a node midway and still ends cleanly; `down` leaves no process, database or state dir
+behind. Every part answers as this cluster's own (the instance id `up` drew).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -22,6 +24,8 @@ from mlflow import MlflowClient
 
 from _cluster import POLL_S, call, local_cluster, loopback_cluster, marked_processes, ray_nodes
 from _pg import postgres_base_url
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 TAG_NODE = "seedcore.node"
 DATA = "loopback.csv"  # 20,000 rows
@@ -40,34 +44,58 @@ SLOW_SWEEP = {**SWEEP, "experiment_name": "loopback_node_lost", "custom_search_s
 def test_loopback_cluster_sweeps_on_both_nodes_serves_the_winner_and_survives_a_lost_node():
     # A short path: Ray's unix sockets live under it and may not exceed 107 bytes.
     state = Path(tempfile.mkdtemp(prefix="seedcore-lc-", dir="/tmp"))
+    kept = Path(f"{state}-logs")
     try:
-        _story(state)
+        _story(state, kept)
     except BaseException:
-        print(f"the loopback cluster's logs are kept in {state / 'logs'}")
+        print(f"the loopback cluster's logs are kept in {kept}")
         raise
     shutil.rmtree(state, ignore_errors=True)
 
 
-def _story(state: Path) -> None:
+def _story(state: Path, kept: Path) -> None:
     started = time.monotonic()
     with loopback_cluster(state, postgres_base_url()) as endpoints:
-        if os.geteuid() == 0:
-            assert (state / "node2-isolated").exists()  # the second node cannot see the head's data dir
-        api, mlflow = endpoints["API"], MlflowClient(tracking_uri=endpoints["MLFLOW"], registry_uri=endpoints["MLFLOW"])
-        _write_data(state / "api" / DATA)  # the API's data dir
-        token = (state / "ray_token").read_text()
-        node_ids = {n["raylet"]["nodeId"] for n in ray_nodes(endpoints["RAY_DASHBOARD"], token)}
-        assert len(node_ids) == 2
-
-        version = _sweep_on_both_nodes(api, mlflow, node_ids)
-        _replicas_serve(endpoints, version, within_s=POLL_S + 8)
-        _sweep_losing_a_node(state, api, mlflow)
-        _replicas_serve(endpoints, _production_version(mlflow), within_s=POLL_S + 8)
-
+        try:
+            _sweeps(state, endpoints)
+        except BaseException:  # `down` removes the state dir: keep the logs for a look
+            shutil.copytree(state / "logs", kept, dirs_exist_ok=True)
+            raise
+        databases = json.loads((state / "cluster.json").read_text())["databases"]
         down = local_cluster(state, "down", timeout=120)
         assert down.returncode == 0, down.stderr
         assert marked_processes(state) == []
+        assert not state.exists()
+        assert _existing(databases) == []
     print(f"loopback cluster: up {endpoints['_up_s']} s, whole test {time.monotonic() - started:.0f} s")
+
+
+def _sweeps(state: Path, endpoints: dict) -> None:
+    if os.geteuid() == 0:
+        assert (state / "node2-isolated").exists()  # the second node cannot see the head's data dir
+    instance = json.loads((state / "cluster.json").read_text())["instance_id"]
+    for name in ("API", "SERVE_1", "SERVE_2"):
+        assert call("GET", f"{endpoints[name]}/health", timeout=10)[1]["instance_id"] == instance, name
+    api, mlflow = endpoints["API"], MlflowClient(tracking_uri=endpoints["MLFLOW"], registry_uri=endpoints["MLFLOW"])
+    _write_data(state / "api" / DATA)  # the API's data dir
+    token = (state / "ray_token").read_text()
+    node_ids = {n["raylet"]["nodeId"] for n in ray_nodes(endpoints["RAY_DASHBOARD"], token)}
+    assert len(node_ids) == 2
+
+    version = _sweep_on_both_nodes(api, mlflow, node_ids)
+    _replicas_serve(endpoints, version, within_s=POLL_S + 8)
+    _sweep_losing_a_node(state, api, mlflow)
+    _replicas_serve(endpoints, _production_version(mlflow), within_s=POLL_S + 8)
+
+
+def _existing(databases: list[str]) -> list[str]:
+    engine = create_engine(make_url(postgres_base_url()).set(drivername="postgresql+psycopg"))
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text("SELECT datname FROM pg_database WHERE datname = ANY(:names)"),
+                                           {"names": databases}).scalars())
+    finally:
+        engine.dispose()
 
 
 def _write_data(path: Path, rows: int = 20_000) -> None:

@@ -47,6 +47,8 @@ class Health(BaseModel):
     database: DatabaseHealth
     mlflow: MlflowHealth
     version: str
+    instance_id: str | None = Field(None, description="this process's SEEDCORE_INSTANCE_ID (null: unset), so the "
+                                                      "one who started it knows the answer is its own")
     ray_dashboard: str | None = Field(None, description="the Ray dashboard of the Ray session this process runs "
                                                         "sweeps on (null: none here); token auth: `ray get-auth-token`")
     runner: Any = Field(None, description="the job runner (null in a serve-only process): alive, threads, "
@@ -127,6 +129,7 @@ def health():
         database=database,
         mlflow=mlflow,
         version=package_version(),
+        instance_id=settings.instance_id,
         ray_dashboard=dashboard_url(),
     )
     report.runner = runner_health()
