@@ -1,7 +1,8 @@
 """Benchmarks run side by side with the peers a user would pick instead, on the same data, budget and machine.
 
 `python -m bench` runs every benchmark and writes bench/RESULTS.md; `python -m bench NAME ...` runs
-some (sweep, scaling, quality, warmstart, cold, predict, batch, predlog, feedback); `--small` runs each in seconds (what the tests run).
+some (sweep, scaling, quality, warmstart, cold, predict, batch, predlog, feedback, promotion_crash, front); `--small`
+runs each in seconds (what the tests run).
 """
 
 from bench.cli import BENCHMARKS, main, run_benchmarks

@@ -17,10 +17,12 @@ from bench._report import Section, command_line, document, kept_notes, log, mach
 # Run order: the Ray benchmarks first, then Ray is shut down so it cannot disturb the serving ones.
 BENCHMARKS = {"sweep": "bench.sweep", "scaling": "bench.scaling", "quality": "bench.quality",
               "warmstart": "bench.warmstart", "cold": "bench.cold", "predict": "bench.predict", "batch": "bench.batch",
-              "predlog": "bench.predlog", "feedback": "bench.feedback"}
+              "predlog": "bench.predlog", "feedback": "bench.feedback", "promotion_crash": "bench.promotion_crash",
+              "front": "bench.front"}
 ALIASES = {"overhead": "sweep"}
 NEEDS_RAY = {"sweep", "scaling", "quality", "warmstart"}
-ISSUE_ORDER = ("sweep", "scaling", "predict", "batch", "quality", "cold", "warmstart", "predlog", "feedback")  # how RESULTS.md lists them
+ISSUE_ORDER = ("sweep", "scaling", "predict", "batch", "quality", "cold", "warmstart", "predlog", "feedback",
+               "promotion_crash", "front")  # how RESULTS.md lists them
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 

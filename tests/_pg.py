@@ -1,7 +1,9 @@
 """Storage fixtures shared by the SQL tests: one `db_url` parametrized over SQLite and PostgreSQL.
 
-Import the fixtures into a test module (`from _pg import db_url, db`). PostgreSQL comes from
-SEEDCORE_TEST_POSTGRES_URL; each test gets its own freshly created database, dropped afterwards.
+Import the fixtures into a test module (`from _pg import db_url, db`), or `sql_backend` to run the
+module's app/client tests (conftest's `settings` family) on both (`ON_BOTH_BACKENDS` for one test). PostgreSQL comes from
+SEEDCORE_TEST_POSTGRES_URL; each test gets its own freshly created database, dropped afterwards: an
+empty one, or a copy of a template migrated once per session (`CREATE DATABASE .. TEMPLATE`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from seedcore.db.database import Database, normalize_url, upgrade
+from seedcore.db.database import Database, current_revision, head_revision, normalize_url, upgrade
 
 POSTGRES_ENV = "SEEDCORE_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", "postgresql"]
@@ -33,14 +35,16 @@ def postgres_base_url() -> str:
 
 
 @contextmanager
-def fresh_postgres_database(base_url: str) -> Iterator[str]:
-    """Create a uniquely named empty database next to `base_url`'s, yield its URL, drop it after."""
+def fresh_postgres_database(base_url: str, template: str | None = None) -> Iterator[str]:
+    """Create a uniquely named database next to `base_url`'s (empty, or a copy of the database named
+    `template`), yield its URL, drop it after."""
     base = normalize_url(make_url(base_url))
     name = f"seedcore_t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     try:
         with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
@@ -48,20 +52,47 @@ def fresh_postgres_database(base_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """The name of a PostgreSQL database migrated to head with Alembic once per session, for
+    `fresh_postgres_database(.., template=..)` (no connection stays open to it: a template must be idle)."""
+    with fresh_postgres_database(postgres_base_url()) as url:
+        upgrade(url)
+        yield make_url(url).database
+
+
+@pytest.fixture(params=BACKENDS)
+def sql_backend(request) -> str:
+    """Imported into a module: its tests on conftest's `settings` family run on SQLite and on PostgreSQL."""
+    return request.param
+
+
+# The same for one test: `@ON_BOTH_BACKENDS def test_x(client): ...`
+ON_BOTH_BACKENDS = pytest.mark.parametrize("sql_backend", BACKENDS)
+
+
 @pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path) -> Iterator[str]:
-    """An empty database URL: a SQLite file in a temp dir, or a brand-new PostgreSQL database."""
+    """An empty database URL: a SQLite file in a temp dir, or a brand-new PostgreSQL database
+    (already at head, copied from the session's template, when the test asks for `db`)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'db' / 'seedcore.db'}"
         return
-    with fresh_postgres_database(postgres_base_url()) as url:
+    template = request.getfixturevalue("postgres_template") if "db" in request.fixturenames else None
+    with fresh_postgres_database(postgres_base_url(), template) as url:
         yield url
 
 
 @pytest.fixture
 def db(db_url) -> Iterator[Database]:
-    """A Database migrated to head with Alembic (never create_all)."""
-    upgrade(db_url)
+    """A Database migrated to head with Alembic (never create_all; on PostgreSQL, a copy of the migrated template)."""
+    upgrade_unless_at_head(db_url)
     database = Database(db_url)
     yield database
     database.dispose()
+
+
+def upgrade_unless_at_head(url: str) -> None:
+    """Migrate `url` to head with Alembic unless it is there already (a copy of the migrated template)."""
+    if current_revision(url) != head_revision():
+        upgrade(url)

@@ -8,6 +8,7 @@ from typing import Callable
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from seedcore import names
 from seedcore.config import Settings
@@ -43,20 +44,31 @@ def sweep_runs(settings: Settings, parent_run_id: str) -> tuple:
     return parent, list(children)
 
 
+def never_registered(exc: MlflowException) -> bool:
+    """The registry answered that the model does not exist; any other error is the registry failing."""
+    return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+
+
 def model_versions(settings: Settings) -> list:
-    """Registered versions of the model (none when it was never registered)."""
+    """Registered versions of the model (none when it was never registered); a failing registry raises."""
     try:
         return list(mlflow_client(settings).search_model_versions(f"name = '{settings.model_name}'"))
-    except MlflowException:
-        return []
+    except MlflowException as exc:
+        if never_registered(exc):
+            return []
+        raise
 
 
 def production_version(settings: Settings) -> int | None:
+    """The version behind the production alias (None when nothing was promoted); a failing registry raises."""
     try:
-        mv = mlflow_client(settings).get_model_version_by_alias(settings.model_name, names.PRODUCTION_ALIAS)
-    except MlflowException:
-        return None
-    return int(mv.version)
+        model = mlflow_client(settings).get_registered_model(settings.model_name)
+    except MlflowException as exc:
+        if never_registered(exc):
+            return None
+        raise
+    version = model.aliases.get(names.PRODUCTION_ALIAS)
+    return None if version is None else int(version)
 
 
 def job_rows(settings: Settings) -> list[dict]:

@@ -1,12 +1,16 @@
-"""Shared fixtures: a fresh Settings per test (own data dir, own MLflow SQLite store), one Ray session."""
+"""Shared fixtures: a fresh Settings per test (own data dir, own MLflow SQLite store, own SQL database:
+SQLite, or PostgreSQL in a module that imports `sql_backend` from _pg), one Ray session."""
 
 from __future__ import annotations
 
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
+from _pg import fresh_postgres_database, postgres_base_url, upgrade_unless_at_head
+from _pg import postgres_template  # noqa: F401  (session fixture)
 from seedcore.config import Settings
 
 
@@ -21,14 +25,27 @@ def mlflow_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path, mlflow_template) -> Settings:
-    """Settings pointing every store at this test's own temporary directory."""
+def sql_backend() -> str:
+    """Where `settings` puts our SQL database; `from _pg import sql_backend` runs a module on both."""
+    return "sqlite"
+
+
+@pytest.fixture
+def settings(tmp_path, mlflow_template, sql_backend, request):
+    """Settings pointing every store at this test's own temporary directory; on PostgreSQL, at a database of
+    its own (a copy of the session's migrated template when the test asks for `migrated_settings`, else empty)."""
     mlruns = tmp_path / "mlruns"
     mlruns.mkdir()
     shutil.copy(mlflow_template, mlruns / "mlflow.db")
-    s = Settings(data_dir=tmp_path / "data", mlruns_dir=mlruns, poll_interval_s=0.2)
-    s.ensure_dirs()
-    return s
+    with ExitStack() as stack:
+        sql = {}
+        if sql_backend == "postgresql":
+            migrated = "migrated_settings" in request.fixturenames
+            template = request.getfixturevalue("postgres_template") if migrated else None
+            sql["database_url"] = stack.enter_context(fresh_postgres_database(postgres_base_url(), template))
+        s = Settings(data_dir=tmp_path / "data", mlruns_dir=mlruns, poll_interval_s=0.2, **sql)
+        s.ensure_dirs()
+        yield s
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +62,8 @@ def ray_session():
 
 @pytest.fixture
 def migrated_settings(settings) -> Settings:
-    """Settings whose SQL database is at the head revision."""
-    from seedcore.db.database import upgrade
-
-    upgrade(settings.database_url)
+    """Settings whose SQL database is at the head revision (Alembic's upgrade; PostgreSQL's came so)."""
+    upgrade_unless_at_head(settings.database_url)
     return settings
 
 

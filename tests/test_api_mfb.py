@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from _pg import sql_backend  # noqa: F401  (fixture: these tests on SQLite and PostgreSQL)
 from seedcore.api import create_app
 from seedcore.errors import SchemaOutdatedError
 from seedcore.db.database import Database, downgrade
@@ -39,9 +40,9 @@ def timeline(app):
     return rows
 
 
-def test_init_app_shares_one_database(app):
+def test_init_app_shares_one_database(app, sql_backend):
     db = app.extensions["seedcore_db"]
-    assert isinstance(db, Database)
+    assert isinstance(db, Database) and db.dialect == sql_backend
     assert app.extensions["seedcore_incidents"].db is db
 
 

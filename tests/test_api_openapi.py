@@ -6,6 +6,7 @@ import json
 import re
 
 import jsonschema
+import numpy as np
 import pytest
 from flask_openapi3.utils import parse_rule
 
@@ -185,3 +186,53 @@ def test_documented_security_matches_what_the_server_demands(migrated_settings):
     finally:
         for stop in secured_app.extensions.get("seedcore_stop", []):
             stop()
+
+
+# -- the document's bounds are the server's: schema-valid input is never refused for its range -------------
+_RULES = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "enum",
+          "minItems", "maxItems", "$ref", "items", "additionalProperties")
+
+
+def _rules(prop: dict) -> list[dict]:
+    """What a property's value must satisfy, null left out (a PATCH field may be omitted, never null-ed
+    unless the body takes null)."""
+    return [{k: v for k, v in variant.items() if k in _RULES} for variant in prop.get("anyOf", [prop])]
+
+
+def test_a_patch_documents_the_bounds_of_the_body_it_patches(doc):
+    schemas = doc["components"]["schemas"]
+    body, patch = schemas["MonitorBody"], schemas["MonitorPatch"]
+    assert set(patch["properties"]) == set(body["properties"]) and "required" not in patch
+    for name, prop in body["properties"].items():
+        assert _rules(patch["properties"][name]) == _rules(prop), name
+
+
+def test_a_value_the_document_allows_is_not_refused_for_its_range(client, doc):
+    """The outside tester's case: PATCH threshold 1.9e118 was valid by the document and a 400 from the server.
+    Now the document's maximum is the server's: at it, 200; past it, refused by both."""
+    schemas = doc["components"]["schemas"]
+    [number] = [v for v in schemas["MonitorPatch"]["properties"]["threshold"]["anyOf"] if v["type"] == "number"]
+    top = number["maximum"]
+    tune = {"space_type": "conservative", "config_type": "conservative", "custom_tune_config": {"num_samples": 1}}
+    created = client.post("/xgboost/monitors", json={"name": "m", "metric": "live_logloss", "threshold": top,
+                                                      "tune": tune})
+    assert created.status_code == 201, created.get_json()
+    url = f"/xgboost/monitors/{created.get_json()['id']}"
+    assert client.patch(url, json={"threshold": top}).status_code == 200
+    for beyond in (1.9e118, float(np.nextafter(top, np.inf))):
+        with pytest.raises(jsonschema.ValidationError):
+            _validate(doc, {"$ref": "#/components/schemas/MonitorPatch"}, {"threshold": beyond})
+        refused = client.patch(url, json={"threshold": beyond})
+        assert refused.status_code == 400 and refused.get_json()["field"] == "threshold", refused.get_json()
+
+
+def test_feedback_and_predict_values_are_bounded_in_the_document(client, doc):
+    schemas = doc["components"]["schemas"]
+    feedback = schemas["FeedbackRequest"]["properties"]
+    assert feedback["labels"]["items"] == {"type": "integer", "minimum": 0, "maximum": 1}
+    assert feedback["prediction_ids"]["uniqueItems"] is True
+    predict_row = schemas["PredictRequest"]["properties"]["features"]["anyOf"][0]["items"]["anyOf"][0]
+    f32 = float(np.finfo(np.float32).max)  # beyond it a value would be infinite to the model: a 400
+    assert (predict_row["minimum"], predict_row["maximum"]) == (-f32, f32)
+    refused = client.post("/xgboost/feedback", json={"prediction_ids": ["a"], "labels": [True]})
+    assert refused.status_code == 400 and refused.get_json()["field"] == "labels.0"

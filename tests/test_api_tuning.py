@@ -4,13 +4,18 @@ and the flashbulb incidents each of them leaves."""
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import xgboost as xgb
 
+from _metrics import grown, scrape
+from _serving import serve_app, stop_app
 from _tuning import (FAST, FINISHED, LONG, all_runs, job_rows, job_status, model_versions, mlflow_client,
                      production_version, sweep_runs, wait_for, wait_job)
 from seedcore import names
@@ -34,6 +39,21 @@ def incidents(client, event_type: str) -> list[dict]:
     return response.get_json()["items"]
 
 
+SWEEP_SECONDS, TRIALS = "seedcore_sweep_duration_seconds", "seedcore_trials_total"
+OUTCOMES = ("completed", "pruned", "errored", "killed")
+
+
+def assert_one_sweep_metered(before: dict, after: dict, status: str, trials: dict, longest: float) -> None:
+    """Between two scrapes of GET /metrics exactly one sweep ended, so (`status`), within `longest` seconds,
+    its trials ending as `trials` says (outcome -> count)."""
+    assert grown(before, after, f"{SWEEP_SECONDS}_count", status=status) == 1
+    assert grown(before, after, f"{SWEEP_SECONDS}_bucket", status=status, le="+Inf") == 1
+    assert 0 < grown(before, after, f"{SWEEP_SECONDS}_sum", status=status) <= longest
+    for other in {"succeeded", "failed", "cancelled"} - {status}:
+        assert grown(before, after, f"{SWEEP_SECONDS}_count", status=other) == 0, other
+    assert {o: grown(before, after, TRIALS, outcome=o) for o in OUTCOMES} == {o: trials.get(o, 0) for o in OUTCOMES}
+
+
 @pytest.fixture
 def token_app(migrated_settings):
     app = create_app(migrated_settings.replace(api_token=TOKEN))
@@ -47,10 +67,12 @@ def token_app(migrated_settings):
 
 def test_guide_quick_start_curl_tunes_registers_promotes_and_remembers(client, migrated_settings, ray_session):
     """The guide's first curl, as written: the conservative space, 5 trials, the guide's response."""
+    before, started = scrape(client), time.monotonic()
     response = client.post("/xgboost/tune", headers={"Content-Type": "application/json"},
                            data='{\n    "space_type": "conservative",\n    "config_type": "conservative", \n'
                                 '    "experiment_name": "my_first_tuning"\n  }')
     assert response.status_code == 200, response.get_data(as_text=True)
+    took = time.monotonic() - started
     body = response.get_json()
 
     # the guide's fields
@@ -111,6 +133,10 @@ def test_guide_quick_start_curl_tunes_registers_promotes_and_remembers(client, m
     (promoted,) = incidents(client, "model_promoted")
     assert promoted["model_version"] == "1" and promoted["payload"]["blessed_path"] == promotion["blessed_path"]
 
+    # Prometheus: the sweep's wall time under `succeeded`, its five trials by how each ended
+    assert sum(body["trials"][o] for o in OUTCOMES) == 5 and body["trials"]["completed"] >= 1
+    assert_one_sweep_metered(before, scrape(client), "succeeded", body["trials"], took)
+
 
 def test_guide_curl_without_content_type(client, migrated_settings, ray_session):
     """`curl -d '{...}'` with no -H sends application/x-www-form-urlencoded; the JSON body still counts."""
@@ -158,6 +184,40 @@ def test_guide_curl_with_only_an_experiment_name_runs_the_default_space(token_ap
     assert model_versions(migrated_settings) == [] and production_version(migrated_settings) is None
     assert not (migrated_settings.blessed_dir / names.BLESSED_MODEL_FILE).exists()
     assert [run.info.run_id for run in all_runs(migrated_settings) if run.info.status == "RUNNING"] == []
+
+
+def test_a_refresh_that_swaps_in_a_sweeps_model_is_remembered(client, migrated_settings, ray_session):
+    """A serving replica (`seedcore serve`, polling too rarely to notice) takes the sweep's model on
+    POST /xgboost/refresh_model: one model_refreshed incident. A refresh that changes nothing records nothing."""
+    replica = serve_app(migrated_settings.replace(poll_interval_s=600))  # started before anything was promoted
+    try:
+        body = client.post("/xgboost/tune", json={**FAST, "experiment_name": "to_serve"}).get_json()
+        assert body["status"] == "success" and body["promotion"]["status"] == "success"
+        version = body["model_version"]
+        # the server that promoted swapped as it promoted: its refresh finds nothing to do
+        here = client.post("/xgboost/refresh_model").get_json()
+        assert here["changed"] is False and here["model_version"] == version
+        assert incidents(client, "model_refreshed") == []
+
+        replica_client = replica.test_client()
+        assert replica_client.post("/xgboost/predict", json={"features": [0.1] * 10}).status_code == 503
+        swapped = replica_client.post("/xgboost/refresh_model").get_json()
+        assert swapped["changed"] is True and swapped["model_version"] == version
+        assert swapped["previous_version"] is None
+        (refreshed,) = incidents(client, "model_refreshed")
+        assert refreshed["outcome"] == "success" and refreshed["model_version"] == str(version)
+        assert refreshed["salience"] == 0.2 and refreshed["experiment_name"] is None
+        payload = refreshed["payload"]
+        assert (payload["model_name"], payload["model_version"], payload["previous_version"], payload["pid"]) == (
+            migrated_settings.model_name, version, None, os.getpid())
+
+        again = replica_client.post("/xgboost/refresh_model").get_json()
+        assert again["changed"] is False and again["model_version"] == version
+        assert [i["id"] for i in incidents(client, "model_refreshed")] == [refreshed["id"]]
+        assert replica_client.post("/xgboost/predict", json={"features": [0.1] * 10}).get_json()["model_version"] \
+            == version
+    finally:
+        stop_app(replica)
 
 
 # -- jobs: submit, status, list, order, cancel --------------------------------------------------
@@ -213,6 +273,7 @@ def test_cancel_stops_a_running_sweep_kills_its_runs_and_promotes_nothing(app, c
                                                                           ray_session):
     import ray
 
+    before, started = scrape(client), time.monotonic()
     running = client.post("/xgboost/tune/submit", json={**LONG, "experiment_name": "to_cancel"}).get_json()
     waiting = client.post("/xgboost/tune/submit", json={**FAST, "experiment_name": "never_runs"}).get_json()
 
@@ -258,6 +319,10 @@ def test_cancel_stops_a_running_sweep_kills_its_runs_and_promotes_nothing(app, c
     (failed,) = incidents(client, "model_tuning_failed")
     assert failed["outcome"] == "cancelled" and failed["payload"]["job_id"] == running["job_id"]
     assert incidents(client, "model_tuning_completed") == []
+    # Prometheus: one cancelled sweep (the two cancelled in the queue never ran), its trials as MLflow says
+    ended = Counter(run.data.tags["seedcore.outcome"] for run in children)
+    assert ended["killed"] >= 1
+    assert_one_sweep_metered(before, scrape(client), "cancelled", ended, time.monotonic() - started)
 
     # the trials stopped: their CPUs come back to the cluster
     wait_for(lambda: ray.available_resources().get("CPU", 0) == ray.cluster_resources().get("CPU"), 120,
@@ -280,11 +345,13 @@ def test_a_sweep_whose_trials_all_fail_is_a_failed_job_and_remembered(client, mi
     space = {"eta": 0.1, "max_depth": 3, "num_boost_round": 5,
              "max_bin": {"type": "choice", "values": list(range(200, 200 + MAX_DRY_RUNS))},
              "monotone_constraints": {"type": "choice", "values": [fits] + [too_many] * 40 + [fits]}}
+    before, started = scrape(client), time.monotonic()
     response = client.post("/xgboost/tune/submit", json={"config_type": "conservative", "experiment_name": "doomed",
                                                          "custom_search_space": space,
                                                          "custom_tune_config": {"num_samples": 2, "seed": 3}})
     assert response.status_code == 202
     job = wait_job(client, response.get_json()["job_id"])
+    assert_one_sweep_metered(before, scrape(client), "failed", {"errored": 2}, time.monotonic() - started)
     assert job["state"] == "failed" and job["result"] is None
     assert "no trial finished" in job["error"] and "monotone" in job["error"]  # says why, not just "failed"
     assert job["progress"]["trials_done"] == 2 and job["progress"]["best_auc"] is None

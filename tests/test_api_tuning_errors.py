@@ -12,8 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _pg import ON_BOTH_BACKENDS
 from _tuning import assert_nothing_happened, job_rows
 from seedcore.api import create_app
+from seedcore.db.database import Database
+from seedcore.errors import DataError
+from seedcore.memory.store import IncidentStore
+from seedcore.requests import TuneRequest
+from seedcore.runner import JobRunner
 
 TOKEN = "tuning-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -227,6 +233,7 @@ def test_bad_request_is_refused_and_loses_nothing(guarded, method, path, kwargs,
     assert_nothing_happened(settings)
 
 
+@ON_BOTH_BACKENDS
 def test_a_preset_over_the_cap_names_config_type(migrated_settings):
     """The default preset asks for 50 trials; with a cap of 10 the caller's choice at fault is config_type."""
     app = create_app(migrated_settings.replace(max_trials=10, max_time_budget_s=1800))
@@ -245,28 +252,39 @@ def test_a_preset_over_the_cap_names_config_type(migrated_settings):
             stop()
 
 
-def test_a_data_problem_found_on_loading_fails_the_job_and_is_remembered(client, migrated_settings):
-    """A CSV inside the data dir that cannot be trained on: the path is fine, so a job is queued; loading
-    it fails the job with the field named, before any MLflow run or Ray work; the failure is remembered."""
-    _csv(migrated_settings.data_dir / "one_class.csv")
-    frame = pd.read_csv(migrated_settings.data_dir / "one_class.csv")
+@ON_BOTH_BACKENDS
+def test_a_data_problem_found_on_loading_fails_the_job_and_is_remembered(migrated_settings):
+    """The whole file is checked before a job exists (a 400, see test_data_guards); a file spoiled after that
+    check, while its job waits in the queue, fails the job on loading with the field named, before any MLflow
+    run or Ray work; the failure is remembered."""
+    path = migrated_settings.data_dir / "one_class.csv"
+    _csv(path)
+    db = Database(migrated_settings.database_url)
+    request = TuneRequest.model_validate({**GOOD_TUNE, "experiment_name": "bad_data", "data_source": "one_class.csv",
+                                          "label_column": "target"})
+    job = JobRunner(migrated_settings, db).submit(request)  # checked and queued; no runner takes it yet
+    frame = pd.read_csv(path)
     frame["target"] = 1
-    frame.to_csv(migrated_settings.data_dir / "one_class.csv", index=False)
+    frame.to_csv(path, index=False)
 
-    response = client.post("/xgboost/tune", json={**GOOD_TUNE, "experiment_name": "bad_data",
-                                                   "data_source": "one_class.csv", "label_column": "target"})
-    assert_error_body(response, 400, "label_column")
-    assert "one class" in response.get_json()["error"]
+    runner = JobRunner(migrated_settings, db).start()
+    try:
+        with pytest.raises(DataError) as failed:
+            runner.wait(job["id"], timeout=60)
+    finally:
+        runner.stop()
+    assert failed.value.field == "label_column" and "one class" in failed.value.message
+    (row,) = job_rows(migrated_settings)
+    assert row["state"] == "failed" and "one class" in row["error"]
+    assert row["mlflow_parent_run_id"] is None
+    remembered = IncidentStore(db).query(event_type="model_tuning_failed")["items"]
+    db.dispose()
+    assert len(remembered) == 1
+    assert remembered[0]["experiment_name"] == "bad_data" and remembered[0]["payload"]["job_id"] == job["id"]
+    assert remembered[0]["outcome"] == "failure" and "one class" in remembered[0]["payload"]["error"]
 
-    (job,) = job_rows(migrated_settings)
-    assert job["state"] == "failed" and "one class" in job["error"]
-    assert job["mlflow_parent_run_id"] is None
-    failed = client.get("/mfb/incidents?event_type=model_tuning_failed").get_json()["items"]
-    assert len(failed) == 1
-    assert failed[0]["experiment_name"] == "bad_data" and failed[0]["payload"]["job_id"] == job["id"]
-    assert failed[0]["outcome"] == "failure" and "one class" in failed[0]["payload"]["error"]
 
-
+@ON_BOTH_BACKENDS
 def test_reads_need_no_token(guarded):
     settings, client, _ = guarded
     assert client.get("/xgboost/tune/jobs").status_code == 200

@@ -1,7 +1,7 @@
 """`seedcore tune` while `seedcore up` runs on the same database.
 
 By default the CLI hands the sweep to the server over REST (its Ray is already up) and follows it there:
-the job is the server's (trigger `api`, owned by the server's worker), the CLI prints the same result,
+the job is the server's (owned by the server's worker, trigger `manual`: a person asked for it), the CLI prints the same result,
 a bad request is the server's 400 naming the field, and Ctrl-C in the terminal cancels the server's job.
 With `--here` the CLI runs its own job (created already claimed by it); the server's runner never takes it.
 When the server has stopped, its announcement is gone and the CLI runs sweeps itself again.
@@ -39,7 +39,8 @@ def _as_a_terminal_starts_it() -> None:
 
 def test_tune_hands_sweeps_to_a_running_server_or_runs_here(tmp_path):
     port = free_port()
-    env = clean_env(tmp_path, SEEDCORE_PORT=str(port), SEEDCORE_RAY_DASHBOARD_PORT="0")
+    # The server's dashboard on a port of its own, exported as the README suggests: `--here` must not take it.
+    env = clean_env(tmp_path, SEEDCORE_PORT=str(port), SEEDCORE_RAY_DASHBOARD_PORT=str(free_port()))
     settings = Settings(data_dir=tmp_path / "data", mlruns_dir=tmp_path / "mlruns")
     up = start(["up", "--no-mlflow-ui"], tmp_path, port, env)
     try:
@@ -54,7 +55,7 @@ def test_tune_hands_sweeps_to_a_running_server_or_runs_here(tmp_path):
         result = json.loads(out)
         assert result["status"] == "success" and result["experiment_name"] == "handed_over"
         (job,) = job_rows(settings)
-        assert job["id"] == result["job_id"] and job["state"] == "succeeded" and job["trigger"] == "api"
+        assert job["id"] == result["job_id"] and job["state"] == "succeeded" and job["trigger"] == "manual"
         assert job["owner_pid"] != handed.pid  # the server's runner ran it
         assert requests.get(f"{server_url}/xgboost/tune/status/{job['id']}", timeout=10).json()["result"] == result
 

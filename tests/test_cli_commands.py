@@ -41,7 +41,7 @@ def _runs(parser: argparse.ArgumentParser) -> bool:
 def test_every_help_runs_and_every_listed_command_exists(capsys):
     commands = _commands(build_parser())
     names = {path[0] for path, _ in commands}
-    assert {"up", "serve", "tune", "train", "promote", "jobs", "models", "db"} <= names
+    assert {"up", "serve", "tune", "train", "promote", "jobs", "models", "db", "ray"} <= names
     assert all(_runs(child) for _, child in commands), [p for p, c in commands if not _runs(c)]
     for path, _ in [((), None), *commands]:
         with pytest.raises(SystemExit) as done:
@@ -68,10 +68,14 @@ def test_train_command_runs_a_job_claimed_by_the_cli_and_prints_its_result(setti
     for key, value in {"SEEDCORE_DATA_DIR": settings.data_dir, "SEEDCORE_MLRUNS_DIR": settings.mlruns_dir}.items():
         monkeypatch.setenv(key, str(value))
     assert main(["train", "--params", json.dumps(TINY), "--experiment-name", "from_cli"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    result = json.loads(printed.out)
     assert result["model_version"] == 1 and result["experiment_name"] == "from_cli"
     (job,) = job_rows(settings)
     assert (job["kind"], job["trigger"], job["state"]) == ("train", "manual", "succeeded")
+    # the progress line says the training ran, with its validation AUC (not "trials 0/1")
+    assert (job["trials_done"], job["trials_total"]) == (1, 1) and job["best_auc"] == result["validation"]["auc"]
+    assert f"[succeeded] trials 1/1  best AUC {result['validation']['auc']:.4f}" in printed.err, printed.err
 
     assert main(["models", "list"]) == 0
     table = capsys.readouterr().out.splitlines()

@@ -10,21 +10,11 @@ import sys
 from pathlib import Path
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
+from _metrics import samples, value
 from _serving import GUIDE_ROW, add_version, free_port, wait_for
 from seedcore.db.tables_jobs import TuningJob
 from seedcore.registry import Registry
-
-
-def samples(text: str) -> dict[tuple, float]:
-    """{(sample name, sorted labels): value} of a Prometheus text page."""
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def value(page: dict, name: str, **labels) -> float:
-    return page.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def test_metrics_after_real_traffic(app, client):

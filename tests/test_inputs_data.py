@@ -1,6 +1,6 @@
 """One data validation for tune, train, evaluate and batch: data no model can learn from is a 400 naming the
 field and the column, before any MLflow run or version exists; `/tune/submit` checks the file's suffix, its
-header and the named columns before answering 202."""
+header, the named columns and then the whole file before answering 202 (more in test_data_guards)."""
 
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def _header_only(settings) -> str:
     return "header.csv"
 
 
-# Known from the header alone: refused by /tune/submit before it answers 202.
+# Refused by /tune/submit before it answers 202.
 SUBMIT_REFUSES = {
     "txt-suffix": (lambda s: _write(s, "d.txt", frame()), {"label_column": "y"}, "data_source"),
     "no-suffix": (lambda s: _write(s, "d", frame()), {"label_column": "y"}, "data_source"),
@@ -131,7 +131,7 @@ def test_submit_refuses_what_the_header_shows_will_fail(client, migrated_setting
     assert_nothing_happened(migrated_settings)
 
 
-def test_submit_accepts_a_good_file_reading_only_its_header(client, migrated_settings):
+def test_submit_accepts_a_good_file(client, migrated_settings):
     source = _write(migrated_settings, "d.parquet", frame())
     response = client.post("/xgboost/tune/submit", json={**TUNE, "data_source": source, "label_column": "y",
                                                          "feature_columns": ["a", "c"]})

@@ -172,3 +172,25 @@ def test_stop_cancels_the_running_sweep_and_leaves_the_queue_for_the_next_runner
         assert model_versions(settings) == []
     finally:
         db.dispose()
+
+
+def test_the_promotion_incident_names_the_job_and_its_trigger(migrated_settings):
+    """The runner's job id and trigger reach the flashbulb record of the promotion the job made."""
+    from seedcore.memory.store import IncidentStore
+    from seedcore.requests import TrainRequest
+
+    db = Database(migrated_settings.database_url)
+    runner = JobRunner(migrated_settings, db, poll_s=0.1).start()
+    try:
+        job = runner.submit(TrainRequest(params={"eta": 0.3, "max_depth": 2, "num_boost_round": 5},
+                                         experiment_name="triggered", promote=True),
+                            trigger="schedule:nightly", kind="train")
+        done = runner.wait(job["id"], timeout=300)
+        assert done["state"] == "succeeded", done
+        assert done["result"]["promotion"]["status"] == "success"
+        (promoted,) = IncidentStore(db).query(event_type="model_promoted")["items"]
+        assert promoted["payload"]["job_id"] == job["id"], promoted
+        assert promoted["payload"]["trigger"] == "schedule:nightly", promoted
+    finally:
+        runner.stop()
+        db.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from _pg import sql_backend  # noqa: F401  (fixture: these tests on SQLite and PostgreSQL)
 from _monitoring import TINY_TUNE
 from _serving import GUIDE_ROW, add_version
 from _tuning import mlflow_client

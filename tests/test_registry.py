@@ -239,7 +239,8 @@ def test_promote_reloads_the_versions_own_dataset(settings, registry):
 
 
 def test_a_champion_on_other_features_cannot_block(settings, registry, dataset):
-    """A champion that cannot score this holdout (other feature count) is no champion to compare."""
+    """A champion that cannot score this holdout (other feature count) is no champion to compare, once the
+    change of features is allowed (without that it is refused: tests/test_promotion_journal.py)."""
     narrow = train(dataset, features=[0, 1], **STRONG)
     experiment_id = ensure_experiment(registry.client, settings, EXPERIMENT)
     run_id = registry.client.create_run(experiment_id).info.run_id
@@ -247,8 +248,9 @@ def test_a_champion_on_other_features_cannot_block(settings, registry, dataset):
     old = registry.register(Candidate(narrow, {}, narrow_ds, {"auc": 0.5, "logloss": 1.0}, run_id, EXPERIMENT))
     registry.promote(old.version)
     mv, _, _ = register(registry, settings, dataset, WEAK)
-    record = registry.promote(mv.version, dataset=dataset)
+    record = registry.promote(mv.version, dataset=dataset, allow_schema_change=True)
     assert record["status"] == "success" and record["champion"] is None and record["previous_version"] == 1
+    assert record["schema_change"]["added"] == [f"f{i}" for i in range(2, 10)]
 
 
 # Run in a child process: mlflow.set_experiment changes process-wide state no test should leave behind.

@@ -11,7 +11,8 @@ from seedcore.db.database import Database
 from seedcore.errors import ValidationError
 from seedcore.scheduling import ScheduleBody, SchedulePatch, ScheduleService
 
-HOURLY = {"name": "hourly", "cron": "0 * * * *", "timezone": "UTC", "tune": TINY_TUNE}
+# `allow`: each due time starts its job though the earlier ones stay queued (no runner runs them here).
+HOURLY = {"name": "hourly", "cron": "0 * * * *", "timezone": "UTC", "tune": TINY_TUNE, "concurrency_policy": "allow"}
 
 
 def _two_services(settings, db_url, clock):

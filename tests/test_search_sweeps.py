@@ -1,5 +1,6 @@
 """Sweeps with the search features, end to end on real Ray, MLflow (SQLite) and XGBoost: the algorithm
-really used, the refit on training + validation rows, warm start from history, objectives and selection.
+really used (random, tpe, qmc), each preset with its own space and scheduler, the refit on training +
+validation rows, warm start from history, objectives and selection.
 
 Sweeps run once per module; the warm-start ones share the first sweep's store (its history).
 """
@@ -8,12 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from types import SimpleNamespace
 
 import optuna
 import pytest
 from mlflow import MlflowClient
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search.sample import Categorical, Domain
 
 from seedcore import names
 from seedcore.config import Settings
@@ -23,7 +26,7 @@ from seedcore.metrics import evaluate
 from seedcore.registry import Registry
 from seedcore.tuning import run_sweep
 from seedcore.tuning.search import TPE_STARTUP_TRIALS
-from seedcore.tuning.spaces import resolve_space
+from seedcore.tuning.spaces import NUM_BOOST_ROUND, SPACES, TUNE_CONFIGS, describe_space, resolve_space
 from seedcore.tuning.sweep import TRAIN_ROWS
 from seedcore.tuning.warmstart import TAG_SOURCE
 
@@ -87,6 +90,25 @@ def test_tpe_sweep_runs_exactly_the_configs_of_a_seeded_tpe_sampler(first):
     assert rounded(configs(first)) == rounded(expected)
     assert first.result["tune_config"]["search_alg"] == "tpe"
     assert first.parent.data.params["tune.search_alg"] == "tpe"
+
+
+@pytest.fixture(scope="module")
+def qmc(store):
+    return sweep(store, "search_qmc", refit=False, custom_tune_config={"num_samples": 4, "search_alg": "qmc", "seed": 7})
+
+
+def test_qmc_sweep_runs_exactly_the_configs_of_a_seeded_qmc_sampler(qmc):
+    """The scrambled Sobol sequence of Optuna's QMC sampler with the same seed (its first point is random)."""
+    space = OptunaSearch.convert_search_space(resolve_space("conservative", None))
+    with warnings.catch_warnings():  # "QMCSampler is experimental": stable since Optuna 3
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.QMCSampler(seed=7, scramble=True, warn_independent_sampling=False)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    expected = [study.ask(fixed_distributions=space).params for _ in range(4)]
+    rounded = lambda cs: sorted(json.dumps({k: round(v, 9) for k, v in c.items()}, sort_keys=True) for c in cs)
+    assert rounded(configs(qmc)) == rounded(expected)
+    assert qmc.result["tune_config"]["search_alg"] == "qmc" and qmc.parent.data.params["tune.search_alg"] == "qmc"
+    assert qmc.result["trials"]["completed"] >= 1 and qmc.result["model_version"] >= 1
 
 
 def test_random_search_is_not_tpe(warm_random):
@@ -202,3 +224,74 @@ def test_constraints_no_trial_meets_register_nothing(store):
     assert runs and all(r.info.status != "RUNNING" for r in runs)
     assert all(v.run_id not in {r.info.run_id for r in runs}
                for v in client.search_model_versions(f"name = '{store.model_name}'"))
+
+
+# -- each preset end to end: its own space, ASHA schedule and search algorithm; two trials -------------
+PRESET_TRIALS = 2  # the request's tune config caps the preset's budget (num_samples), nothing else changes
+
+
+@pytest.fixture(scope="module")
+def presets_store(tmp_path_factory, mlflow_template, ray_session) -> Settings:
+    root = tmp_path_factory.mktemp("presets")
+    (root / "mlruns").mkdir()
+    shutil.copy(mlflow_template, root / "mlruns" / "mlflow.db")
+    settings = Settings(data_dir=root / "data", mlruns_dir=root / "mlruns")
+    settings.ensure_dirs()
+    return settings
+
+
+@pytest.fixture(scope="module", params=sorted(SPACES))
+def preset(request, presets_store):
+    name = request.param
+    swept = sweep(presets_store, f"preset_{name}", space_type=name, config_type=name,
+                  custom_tune_config={"num_samples": PRESET_TRIALS})
+    swept.name = name
+    return swept
+
+
+def rungs(grace: int, factor: float, rounds: int) -> set[int]:
+    """Where the preset's ASHA compares trials: grace * factor**k, below the trial's last round."""
+    return {int(grace * factor ** k) for k in range(12) if grace * factor ** k < rounds}
+
+
+def test_each_preset_sweeps_with_its_own_tune_config(preset):
+    own = TUNE_CONFIGS[preset.name]
+    assert preset.result["tune_config"] == {**own.as_dict(), "num_samples": PRESET_TRIALS}
+    params = preset.parent.data.params
+    for key in ("search_alg", "grace_period", "reduction_factor", "max_concurrent_trials", "time_budget_s"):
+        assert params[f"tune.{key}"] == str(getattr(own, key)), key
+    assert {k: params[f"space.{k}"] for k in SPACES[preset.name]} == describe_space(SPACES[preset.name])
+    trials = preset.result["trials"]
+    assert trials["total"] == PRESET_TRIALS == trials["completed"] + trials["pruned"] and trials["completed"] >= 1
+    assert trials["errored"] == trials["killed"] == 0
+    assert 0.5 < preset.result["holdout"]["auc"] <= 1 and preset.result["model_version"] >= 1
+
+
+def test_each_preset_samples_its_own_space(preset):
+    space = resolve_space(preset.name, None)
+    assert len(preset.children) == PRESET_TRIALS
+    for run in preset.children:
+        sampled = run.data.params
+        assert set(sampled) == set(space)
+        for key, domain in space.items():
+            if isinstance(domain, Categorical):
+                assert json.loads(sampled[key]) in domain.categories, key
+            elif isinstance(domain, Domain):  # uniform, loguniform, randint: [lower, upper)
+                assert domain.lower <= float(sampled[key]) < domain.upper, (key, sampled[key])
+            else:
+                assert sampled[key] == (json.dumps(domain) if isinstance(domain, list) else str(domain)), key
+
+
+def test_each_preset_prunes_on_its_own_asha_rungs(preset):
+    own = TUNE_CONFIGS[preset.name]
+    early_stopping = "early_stopping_rounds" in SPACES[preset.name]
+    for run in preset.children:
+        rounds = int(run.data.params[NUM_BOOST_ROUND])
+        steps = sorted(m.step for m in preset.client.get_metric_history(run.info.run_id, names.AUC))
+        assert steps == list(range(1, len(steps) + 1))
+        if run.data.tags[names.TAG_PRUNED] == "true":
+            assert len(steps) in rungs(own.grace_period, own.reduction_factor, rounds), len(steps)
+        elif early_stopping:
+            assert len(steps) <= rounds
+        else:
+            assert len(steps) == rounds  # ran every round: not stopped anywhere else

@@ -8,10 +8,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from _pg import sql_backend  # noqa: F401  (fixture: these tests on SQLite and PostgreSQL)
 from _serving import GUIDE_ROW, add_version, holdout_rows, serve_app, stop_app, wait_for
 from seedcore import names
 from seedcore.config import Settings
 from seedcore.data import BUILTIN_FEATURES
+from seedcore.db.database import Database
+from seedcore.memory import MODEL_REFRESHED, IncidentStore, salience
 from seedcore.registry import Registry
 
 FEATURES = BUILTIN_FEATURES
@@ -237,7 +240,17 @@ def test_started_before_any_promotion_then_serves_after_one(settings, apps):
     assert client.get("/xgboost/model_info").get_json()["status"] == "success"
 
 
-def test_refresh_model(settings, apps):
+def refreshes(settings) -> list[dict]:
+    """The model_refreshed incidents in flashbulb memory, oldest first."""
+    db = Database(settings.database_url)
+    try:
+        return IncidentStore(db).query(event_type=MODEL_REFRESHED)["items"][::-1]
+    finally:
+        db.dispose()
+
+
+def test_refresh_model(migrated_settings, apps):
+    settings = migrated_settings
     client = make_client(settings.replace(poll_interval_s=600), apps)  # only refresh_model moves it here
     missing = client.post("/xgboost/refresh_model")
     assert missing.status_code == 404 and missing.get_json()["status"] == "error"
@@ -247,13 +260,34 @@ def test_refresh_model(settings, apps):
     assert first["status"] == "success" and first["message"] == "Model refreshed successfully"
     assert first["changed"] is True and first["model_version"] == v1 and first["previous_version"] is None
     assert first["current_model_path"] == str(settings.blessed_dir / names.BLESSED_MODEL_FILE)
+    (swap,) = refreshes(settings)  # the swap is remembered, by this serve-role process
+    assert (swap["event_type"], swap["outcome"], swap["model_version"]) == (MODEL_REFRESHED, "success", str(v1))
+    assert swap["salience"] == salience.model_refreshed()
+    pid = client.get("/xgboost/model_info").get_json()["serving"]["pid"]
+    assert swap["payload"] == {"event_type": MODEL_REFRESHED, "timestamp": swap["payload"]["timestamp"],
+                               "outcome": "success", "model_name": settings.model_name, "model_version": v1,
+                               "previous_version": None, "pid": pid, "salience": swap["salience"]}
     again = client.post("/xgboost/refresh_model").get_json()
     assert again["changed"] is False and again["model_version"] == v1
+    assert len(refreshes(settings)) == 1  # nothing changed, nothing remembered
     v2, _ = add_version(settings, registry, seed=2, depth=3)
     assert client.post("/xgboost/predict", json={"features": ROW}).get_json()["model_version"] == v1
     moved = client.post("/xgboost/refresh_model").get_json()
     assert moved["changed"] is True and moved["previous_version"] == v1 and moved["model_version"] == v2
     assert client.post("/xgboost/predict", json={"features": ROW}).get_json()["model_version"] == v2
+    assert [(r["model_version"], r["payload"]["previous_version"]) for r in refreshes(settings)] == [
+        (str(v1), None), (str(v2), v1)]
+
+
+def test_a_refresh_is_served_even_when_memory_cannot_record_it(settings, apps, caplog):
+    """An unmigrated database: the swap happens and is answered; the incident is lost, and the log says so."""
+    client = make_client(settings.replace(poll_interval_s=600), apps)
+    v1, _ = add_version(settings, Registry(settings), seed=1)
+    answer = client.post("/xgboost/refresh_model")
+    assert answer.status_code == 200 and answer.get_json()["changed"] is True
+    assert client.post("/xgboost/predict", json={"features": ROW}).get_json()["model_version"] == v1
+    (lost,) = [r for r in caplog.records if "not recorded in flashbulb memory" in r.getMessage()]
+    assert lost.levelname == "ERROR" and f"version {v1}" in lost.getMessage() and "seedcore db upgrade" in lost.getMessage()
 
 
 @pytest.mark.parametrize("path,payload", [("/xgboost/refresh_model", None),

@@ -91,6 +91,21 @@ def test_up_serves_the_api_with_gunicorn_and_the_mlflow_ui_and_stops_on_ctrl_c(t
         assert sweep.json()["status"] == "success" and sweep.json()["promotion"]["status"] == "success"
         assert (tmp_path / "data" / "models" / "utility_risk_model_latest" / "model.xgb").is_file()
 
+        banner = log.read_text()
+        data = tmp_path / "data"
+        assert f"Tune results           {(data / 'ray_results').resolve()}" in banner
+        assert f"Log file               {(data / 'logs' / 'seedcore.log').resolve()}" in banner
+        assert "Ray dashboard          http://127.0.0.1:" in banner  # the session's own port, once Ray is up
+        # the guide's greps, on the log file
+        lines = (data / "logs" / "seedcore.log").read_text().splitlines()
+        assert any("tune sweep succeeded: experiment=up_smoke" in line for line in lines), lines[-20:]
+        assert any("model promoted" in line.lower() for line in lines), lines[-20:]
+        # `ray status` for this server's Ray, whatever other Ray sessions this machine runs (the tests' own)
+        status = subprocess.run([str(SEEDCORE), "ray", "status"], env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert status.returncode == 0, status.stderr[-2000:]
+        assert "Active:" in status.stdout and "CPU" in status.stdout, status.stdout
+
         descendants = psutil.Process(up.pid).children(recursive=True)
         ui_children = [p for p in descendants if "mlflow" in " ".join(_cmdline(p)) and "ui" in _cmdline(p)]
         assert len(ui_children) == 1, [_cmdline(p) for p in descendants]
@@ -100,6 +115,9 @@ def test_up_serves_the_api_with_gunicorn_and_the_mlflow_ui_and_stops_on_ctrl_c(t
         psutil.wait_procs(descendants, timeout=60)
         assert _alive(ui_children) == []
         assert _alive(descendants) == []  # gunicorn worker, Ray, MLflow UI and its workers: all gone
+        assert not (data / "ray" / "session.json").exists()  # `seedcore ray status` no longer points at it
+        gone = subprocess.run([str(SEEDCORE), "ray", "status"], env=env, capture_output=True, text=True, timeout=60)
+        assert gone.returncode == 1 and "no running `seedcore up`" in gone.stderr
     finally:
         _stop_everything(up, descendants)
 

@@ -46,7 +46,7 @@ def predict_table(model: ServedModel, settings: Settings, data_source: str,
     """
     path = resolve_data_path(settings.data_dir, data_source, field="data_source")
     table_format(path)
-    columns = match_feature_columns(model, table_columns(path), feature_columns)
+    columns = match_feature_columns(model, table_columns(path, max_columns=settings.max_features), feature_columns)
     out = new_output_path(settings, path, model.version)
     tmp = out.with_name(f".{out.name}.tmp")
     try:

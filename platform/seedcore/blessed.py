@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -66,11 +65,7 @@ class Switch:
 
     def undo(self) -> None:
         """Point the link back where it was (or remove it), then delete the new directory."""
-        if self.previous_target is None:
-            self.link.unlink(missing_ok=True)
-        else:
-            switch_link(self.link, self.previous_target)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        restore(self.link, self.directory.name, self.previous_target)
 
 
 def sha256_hex(raw: bytes) -> str:
@@ -79,21 +74,53 @@ def sha256_hex(raw: bytes) -> str:
 
 def publish(link: Path, version: int, raw: bytes, metadata: dict) -> Switch:
     """Write model + metadata into a fresh directory beside `link`, then switch `link` to it atomically."""
-    link.parent.mkdir(parents=True, exist_ok=True)
-    _retire_legacy_directory(link)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    directory = Path(tempfile.mkdtemp(prefix=f"{_stem(link)}_v{int(version)}_{stamp}_", dir=link.parent))
+    retire_legacy_directory(link)
+    directory = prepare(link, directory_name(link, version), raw, metadata)
     try:
-        directory.chmod(0o755)
-        atomic_write_bytes(directory / names.BLESSED_MODEL_FILE, raw)
-        atomic_write_bytes(directory / MODEL_UBJ_FILE, raw)
-        atomic_write_json(directory / names.METADATA_FILE, {**metadata, SHA256_KEY: sha256_hex(raw)})
         previous = current_target(link)
         switch_link(link, directory.name)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
     return Switch(link, directory, previous)
+
+
+def directory_name(link: Path, version: int) -> str:
+    """A fresh name for a version's directory beside `link`, chosen before it exists (a journal records it)."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    return f"{_stem(link)}_v{int(version)}_{stamp}_{uuid.uuid4().hex[:8]}"
+
+
+def prepare(link: Path, name: str, raw: bytes, metadata: dict) -> Path:
+    """Write model + metadata into the new directory `name` beside `link`; the link is not switched to it."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    directory = link.parent / name
+    directory.mkdir()
+    try:
+        directory.chmod(0o755)
+        atomic_write_bytes(directory / names.BLESSED_MODEL_FILE, raw)
+        atomic_write_bytes(directory / MODEL_UBJ_FILE, raw)
+        atomic_write_json(directory / names.METADATA_FILE, {**metadata, SHA256_KEY: sha256_hex(raw)})
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return directory
+
+
+def restore(link: Path, name: str, previous: str | None) -> None:
+    """Undo switching `link` to directory `name`: point it back at `previous` (or remove it) if it points at
+    `name`, then delete `name`. Safe to repeat, and after a crash at any point of a switch."""
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"not a directory name beside {link}: {name!r}")
+    if current_target(link) == name:
+        if previous is None:
+            link.unlink(missing_ok=True)
+        else:
+            switch_link(link, previous)
+    if current_target(link) != name:
+        shutil.rmtree(link.parent / name, ignore_errors=True)
+    for stale in link.parent.glob(f".{link.name}.*.tmp"):  # a switch killed between symlink and rename
+        stale.unlink(missing_ok=True)
 
 
 def switch_link(link: Path, target: str) -> None:
@@ -151,7 +178,7 @@ def _stem(link: Path) -> str:
     return link.name.removesuffix("_latest")
 
 
-def _retire_legacy_directory(link: Path) -> None:
+def retire_legacy_directory(link: Path) -> None:
     """Older releases wrote a real directory where the link goes: move it aside so the link can take its place."""
     if link.is_dir() and not link.is_symlink():
         legacy = link.with_name(f"{_stem(link)}_legacy_{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")

@@ -20,7 +20,7 @@ from seedcore.logs import exit_now
 from seedcore.requests import invalid_request
 
 # Modules that add subcommands (`add_commands(sub)`), in the order --help lists them after this module's own.
-COMMAND_MODULES = ("seedcore.cli_jobs", "seedcore.cli_flywheel")
+COMMAND_MODULES = ("seedcore.cli_jobs", "seedcore.cli_flywheel", "seedcore.cli_ray")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,12 +118,18 @@ def _up(settings: Settings, args) -> int:
     from seedcore.server import run_api, start_mlflow_ui, stop_in_background, stop_process
 
     settings = _with_address(settings, args)
+    _require_writable_database(settings, migrated=False)
     _db_upgrade(settings, args)
+    _require_writable_database(settings, migrated=True)
     _init_mlflow_store(settings)
     ui = None if args.no_mlflow_ui else start_mlflow_ui(settings)
     print(f"SeedCore Flywheel API  http://{settings.host}:{settings.port}  (docs: /docs, OpenAPI: /openapi.json)")
     if ui is not None:
         print(f"MLflow UI              http://{settings.host}:{settings.mlflow_ui_port}")
+    elif not args.no_mlflow_ui:
+        print("MLflow UI              not started (see above)")
+    print(f"Tune results           {settings.ray_storage or settings.ray_results_dir.resolve()}")
+    print(f"Log file               {settings.log_file.resolve()}  (also on stderr)")
     print(f"data dir {settings.data_dir}; tracking {settings.tracking_uri}; Ctrl-C stops everything", flush=True)
     try:
         with announced(settings):  # `seedcore tune` beside us hands its sweeps to this server
@@ -131,6 +137,25 @@ def _up(settings: Settings, args) -> int:
     finally:
         stop_process(ui)
     return OK
+
+
+def _require_writable_database(settings: Settings, migrated: bool) -> None:
+    """Refuse to start over our database when it cannot take a write: before migrating, a SQLite file (or
+    its -wal/-shm, or its directory) that is read-only, or a lost one's WAL left behind; after, a write probe
+    (a read-only PostgreSQL too). The server would answer nothing but 503 (DatabaseUnavailableError: exit
+    code OUR_FAULT, the reason on stderr)."""
+    from seedcore.db.database import Database, DatabaseUnavailableError
+
+    db = Database(settings.database_url)
+    try:
+        if migrated:
+            db.probe_write()
+        else:
+            db.require_usable()
+    except DatabaseUnavailableError as exc:
+        raise DatabaseUnavailableError(f"not starting: {exc.message}") from exc
+    finally:
+        db.dispose()
 
 
 def _init_mlflow_store(settings: Settings) -> None:
@@ -148,8 +173,8 @@ def _init_mlflow_store(settings: Settings) -> None:
     except SeedcoreError as exc:
         problem = exc.message
     if problem:  # still start: serving falls back to the verified blessed file and /health says why
-        print(f"warning: {problem}; serving from the blessed model file if there is one (see /health)",
-              file=sys.stderr, flush=True)
+        print(f"warning: {problem}; writes that need MLflow answer 503, and serving falls back to the blessed "
+              "model file if the registry cannot be read (see /health)", file=sys.stderr, flush=True)
 
 
 def _serve(settings: Settings, args) -> int:

@@ -72,7 +72,7 @@ def _services(settings: Settings):
 
     def submit(request, trigger):
         return runner.submit(request, trigger=trigger)
-    return ScheduleService(settings, db, submit), MonitorService(settings, db, submit)
+    return ScheduleService(settings, db, submit, cancel=runner.cancel), MonitorService(settings, db, submit)
 
 
 def _run(settings: Settings, args) -> int:

@@ -43,6 +43,8 @@ def add_commands(sub) -> None:
     promote = sub.add_parser("promote", help="promote a registered version through the champion gate")
     promote.add_argument("--version", type=int, required=True)
     promote.add_argument("--force", action="store_true", help="promote even if the champion is better")
+    promote.add_argument("--allow-schema-change", action="store_true",
+                         help="promote even if the version was trained on other feature names than production's")
     promote.set_defaults(handler=_promote)
 
     jobs = sub.add_parser("jobs", help="jobs (sweeps and trainings): list, show ID, cancel ID")
@@ -145,6 +147,9 @@ def _run_here(settings: Settings, kind: str, request) -> int:
 
     settings.ensure_dirs()
     upgrade(settings.database_url)
+    # Our own Ray beside a server's: never the server's dashboard port (SEEDCORE_RAY_DASHBOARD_PORT is for
+    # `seedcore up`); Ray takes 8265 or the next free port.
+    settings = settings.replace(ray_dashboard_port=None)
     runner = JobRunner(settings, Database(settings.database_url))
     job = runner.submit(request, trigger=TRIGGER_MANUAL, kind=kind, claim=True)  # 400s before anything runs
     started_ray = False
@@ -209,8 +214,10 @@ def _hand_off(settings: Settings, server: str, request) -> int:
     from seedcore.runner import ended_error
 
     token = settings.api_token
+    from seedcore.names import TRIGGER_HEADER
+
     status, job = call("POST", f"{server}/xgboost/tune/submit", request.model_dump(mode="json", exclude_unset=True),
-                       token=token)
+                       token=token, headers={TRIGGER_HEADER: TRIGGER_MANUAL})  # a person at the CLI, not `api`
     if status != 202:
         print(json.dumps(job), file=sys.stderr)
         return CALLER_ERROR if 400 <= status < 500 else OUR_FAULT
@@ -262,8 +269,8 @@ def _promote(settings: Settings, args) -> int:
     from seedcore.flywheel import Flywheel
 
     upgrade(settings.database_url)
-    promotion = Flywheel(settings, Database(settings.database_url)).promote(args.version, force=args.force,
-                                                                          trigger="manual")
+    promotion = Flywheel(settings, Database(settings.database_url)).promote(
+        args.version, force=args.force, trigger="manual", allow_schema_change=args.allow_schema_change)
     print_json(promotion)
     return OK if promotion["status"] in ("success", "unchanged") else PROMOTION_REJECTED
 

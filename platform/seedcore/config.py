@@ -45,16 +45,55 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", min_length=1, description="address the API (and MLflow UI) bind to")
     port: int = Field(default=8000, ge=1, le=65535, description="API port")
     mlflow_ui_port: int = Field(default=5000, ge=1, le=65535, description="MLflow UI port (`seedcore up`)")
+    instance_id: str | None = Field(default=None, min_length=1, max_length=200,
+                                    description="an id `GET /health` echoes as `instance_id`, so whoever started "
+                                                "this process can tell its answer from another server's "
+                                                "(`scripts/local-cluster` sets one)")
     max_trials: int = Field(default=200, ge=1, le=100_000, description="cap on trials per sweep")
     max_time_budget_s: float = Field(default=4 * 3600, gt=0, le=7 * 86400, description="cap on a sweep's time budget")
+    preset_max_trials: int | None = Field(default=None, ge=1, le=100_000,
+                                          description="trials a preset runs at most: a preset asking for more "
+                                                      "(default 50, aggressive 100) runs this many; a "
+                                                      "custom_tune_config num_samples is not trimmed; unset: the "
+                                                      "presets' own numbers")
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=2**31,
                                    description="cap on a request body (413 beyond)")
+    max_predict_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=2**31,
+                                   description="cap on the body of `/xgboost/predict`, `/xgboost/feedback` and "
+                                               "`/xgboost/batch_predict` (413 beyond, refused from its "
+                                               "Content-Length before it is read)")
+    max_predict_rows: int = Field(default=10_000, ge=1, le=10_000_000,
+                                  description="rows one predict or feedback request may carry (`instances`, "
+                                              "`prediction_ids`, `labels`; 413 beyond)")
+    max_heavy_requests: int = Field(default=2, ge=1, le=256,
+                                    description="large predict or feedback requests (over 64 KiB) and "
+                                                "batch_predicts each process answers at once; beyond it a 429 "
+                                                "with `Retry-After`")
+    read_header_timeout_s: float = Field(default=10.0, gt=0, le=3600,
+                                         description="time a client has to send a request's headers, from "
+                                                     "connecting or from the previous answer (408 after; an idle "
+                                                     "connection is closed)")
+    read_body_timeout_s: float = Field(default=60.0, gt=0, le=3600,
+                                       description="time a client has to send a request's body once its headers "
+                                                   "are in (408 after); no thread waits for it meanwhile")
+    allowed_hosts: str | None = Field(default=None, min_length=1, max_length=4000,
+                                      description="comma list of the `Host` names (`name` or `name:port`, `*` "
+                                                  "wildcards) the API answers to; `*` allows all; unset: the "
+                                                  "bound host:port and localhost:port (127.0.0.1 too on a "
+                                                  "loopback bind; any IP address on 0.0.0.0); others are a 403")
+    predict_token: str | None = Field(default=None, min_length=1,
+                                      description="when set, `/xgboost/predict`, `/xgboost/batch_predict` and "
+                                                  "`/xgboost/feedback` need `Authorization: Bearer <token>` (this "
+                                                  "one or SEEDCORE_API_TOKEN)")
     poll_interval_s: float = Field(default=5.0, ge=0.05, le=86400,
                                    description="how often serving checks the production alias")
     min_delta: float = Field(default=0.0, ge=0, le=1, description="AUC a challenger must gain to be promoted")
     max_concurrent_sweeps: int = Field(default=1, ge=1, le=64, description="sweeps the runner runs at once")
     cpus_per_trial: int = Field(default=1, ge=1, le=1024, description="CPUs (and XGBoost threads) per trial")
     batch_chunk_rows: int = Field(default=100_000, ge=1, le=100_000_000, description="rows per batch_predict chunk")
+    max_features: int = Field(default=10_000, ge=2, le=1_000_000,
+                              description="cap on the columns of a data file (features, label and any other); "
+                                          "a wider file is a 400, found from its header before any data is read")
     serve_workers: int = Field(default=2, ge=1, le=256, description="WSGI workers of `seedcore serve`")
     blessed_history: int = Field(default=3, ge=1, le=100,
                                  description="earlier blessed model directories kept beside the current one")
@@ -69,9 +108,17 @@ class Settings(BaseSettings):
     predlog_sample_rate: float = Field(default=1.0, ge=0, le=1,
                                        description="share of predicted rows written to the prediction log")
     predlog_max_rows: int = Field(default=1_000_000, ge=100, le=1_000_000_000,
-                                  description="prediction log cap: the oldest rows beyond it are deleted")
+                                  description="prediction log cap on rows still waiting for a label: the oldest "
+                                              "unlabelled rows beyond it are deleted; labelled rows never count "
+                                              "against it")
+    predlog_max_labelled_rows: int = Field(default=1_000_000, ge=100, le=1_000_000_000,
+                                           description="prediction log cap on labelled rows (feedback, kept for "
+                                                       "live metrics and retraining): beyond it the rows labelled "
+                                                       "longest ago are deleted")
     predlog_max_age_h: float = Field(default=30 * 24.0, gt=0, le=10 * 365 * 24.0,
-                                     description="prediction log retention: rows older than this (hours) are deleted")
+                                     description="how long (hours) a logged prediction waits for its label: "
+                                                 "unlabelled rows older than this are deleted (feedback for them "
+                                                 "is `expired`); labelled rows are kept, up to their own cap")
     predlog_queue_rows: int = Field(default=100_000, ge=100, le=10_000_000,
                                     description="rows waiting for the log writer; beyond it rows are dropped, "
                                                 "never waited for")
@@ -92,6 +139,15 @@ class Settings(BaseSettings):
     max_sync_waits: int = Field(default=2, ge=1, le=64,
                                 description="requests that may wait at once for a job (`/xgboost/tune`, "
                                             "`/xgboost/train`); beyond it a 429 points at `/xgboost/tune/submit`")
+    max_queued_jobs: int = Field(default=50, ge=1, le=100_000,
+                                 description="jobs that may wait in the queue at once; beyond it a new sweep or "
+                                             "training (REST, schedule or monitor) is refused with a 429 and "
+                                             "`Retry-After`")
+    max_triggered_sweeps_per_day: int = Field(default=24, ge=0, le=100_000,
+                                              description="sweeps that schedules and monitors together may start "
+                                                          "in any 24 hours (0: none); a trigger beyond it is "
+                                                          "refused and recorded as a `triggered_sweep_refused` "
+                                                          "incident")
     sync_wait_timeout_s: float = Field(default=600.0, gt=0, le=7 * 86400,
                                        description="how long a synchronous `/xgboost/tune` or `/xgboost/train` "
                                                    "waits; after it the job goes on and the answer is a 202 with "
@@ -142,6 +198,16 @@ class Settings(BaseSettings):
     @property
     def ray_results_dir(self) -> Path:
         return self.data_dir / "ray_results"
+
+    @property
+    def log_file(self) -> Path:
+        """The server's log lines, beside stderr (rotated; see seedcore.logs)."""
+        return self.data_dir / "logs" / "seedcore.log"
+
+    @property
+    def ray_session_file(self) -> Path:
+        """Where a server that started local Ray writes that session's address (`seedcore ray status`)."""
+        return self.data_dir / "ray" / "session.json"
 
     def replace(self, **changes) -> "Settings":
         """A copy with `changes` applied and validated; derived defaults are derived again."""

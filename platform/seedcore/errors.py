@@ -57,11 +57,34 @@ class UnsupportedMediaTypeError(SeedcoreError):
     status_code = 415
 
 
-class TooManyWaitsError(SeedcoreError):
-    """Every synchronous-wait slot is taken; the caller should submit and poll instead."""
+class TooManyRequestsError(SeedcoreError):
+    """A limit is reached for now; the caller should try again after `retry_after_s` (the 429's Retry-After)."""
 
     status_code = 429
-    retry_after_s = 10  # what the 429's Retry-After asks the caller to wait
+    retry_after_s = 10
+
+
+class TooManyWaitsError(TooManyRequestsError):
+    """Every synchronous-wait slot is taken; the caller should submit and poll instead."""
+
+
+class QueueFullError(TooManyRequestsError):
+    """SEEDCORE_MAX_QUEUED_JOBS jobs already wait in the queue; nothing was queued."""
+
+    retry_after_s = 30
+
+
+class SweepBudgetError(TooManyRequestsError):
+    """A monitor or schedule used up a budget of triggered sweeps for the last 24 hours; nothing was queued.
+
+    `budget` says which: {"scope": "all" or "monitor", "used", "limit", "window_hours"}.
+    """
+
+    retry_after_s = 3600
+
+    def __init__(self, message: str, budget: dict):
+        super().__init__(message)
+        self.budget = budget
 
 
 class SweepFailedError(SeedcoreError):

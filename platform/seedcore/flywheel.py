@@ -5,17 +5,23 @@ Every entry point promotes through `Flywheel.promote`: the runner after a sweep,
 process lock) and across processes and hosts (a lease in our SQL database), so two API workers, or a CLI
 and a server, never interleave their steps.
 
+Each promotion is journalled (seedcore.promotion_journal): its intent before the first step, each step
+after it. One that a killed process left open is settled - rolled forward or back so that alias, stage and
+blessed files agree - before the next promotion, and when the API starts (`recover`).
+
     flywheel = Flywheel(settings, db, on_promoted=lambda record: holder.poll_once())
     record = flywheel.promote(7, force=False, experiment_name="nightly", job_id=job_id, trigger="api")
     record["status"]  # "success" | "rejected" | "unchanged"
 
-`promote` raises our errors (404 unknown version, 409 another promotion holds the lock too long, 503 the
-registry is unavailable); `promote_or_report` turns every failure into `{"status": "error", ...}` for a
-sweep, whose registered version must never be lost to a failed promotion.
+`promote` raises our errors (404 unknown version, 409 another promotion holds the lock too long or the
+version's features differ from production's without `allow_schema_change`, 503 the registry is
+unavailable); `promote_or_report` turns every failure into `{"status": "error", ...}` for a sweep, whose
+registered version must never be lost to a failed promotion.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import weakref
@@ -33,6 +39,8 @@ from seedcore.db.locks import LeaseLock
 from seedcore.errors import ConflictError, SeedcoreError
 from seedcore.incidents import record_promotion
 from seedcore.memory.store import IncidentStore
+from seedcore.promotion_journal import (JOURNAL_COMPLETED, JOURNAL_ROLLED_FORWARD, STEP_INCIDENT,
+                                        PromotionJournal)
 from seedcore.registry import Registry, unavailable
 from seedcore.stores import first_line, require_mlflow_store
 
@@ -53,6 +61,7 @@ class Flywheel:
         self.settings = settings
         self.db = db
         self.incidents = IncidentStore(db)
+        self.journal = PromotionJournal(db)
         self.lease = LeaseLock(db, PROMOTION_LOCK, lease_s=max(60.0, settings.promotion_lock_timeout_s))
         self._listeners: list[Listener] = [on_promoted] if on_promoted else []
 
@@ -67,13 +76,23 @@ class Flywheel:
 
     def promote(self, version: int | str, *, force: bool = False, dataset: Dataset | None = None,
                 challenger: xgb.Booster | None = None, experiment_name: str | None = None,
-                job_id: str | None = None, trigger: str | None = None) -> dict:
-        """Promote `version` through the champion gate; returns the record with its `status` and `incident_id`."""
+                job_id: str | None = None, trigger: str | None = None, allow_schema_change: bool = False) -> dict:
+        """Promote `version` through the champion gate; returns the record with its `status` and `incident_id`.
+
+        A promotion a dead process left unfinished is settled first. `allow_schema_change` lets a version
+        trained on other features than production's replace it (recorded in the incident)."""
         require_mlflow_store(self.settings)
-        with self._serialised():
-            record = self._registry_promote(version, force, dataset, challenger)
+        context = {"experiment_name": experiment_name, "job_id": job_id, "trigger": trigger}
+        with self._serialised() as owner:
+            settled = self._settle_unfinished()
+            journal = functools.partial(self.journal.begin, owner=owner, context=context)
+            record = self._registry_promote(version, force, dataset, challenger, allow_schema_change, journal)
             if record["status"] in (PROMOTED, REJECTED):
                 record["incident_id"] = self._remember(record, experiment_name, job_id, trigger)
+            if record["status"] == PROMOTED:
+                self._complete(record)
+        for earlier in settled:
+            self._notify(earlier)
         event = "model promoted" if record["status"] == PROMOTED else f"model promotion {record['status']}"
         log.info("%s: %s version %s, previous %s (%s)", event, self.settings.model_name, record.get("version"),
                  record.get("previous_version"), record.get("reason"),
@@ -92,25 +111,78 @@ class Flywheel:
             log.error("model promotion failed: %s version %s: %s", self.settings.model_name, version, reason)
             return {"status": ERROR, "reason": reason, "error": reason, "version": _int_or_none(version)}
 
+    def recover(self, wait_s: float = 0.0) -> list[dict]:
+        """Settle the promotions a dead process left unfinished (the API does this as it starts).
+
+        Waits up to `wait_s` for the promotion lock; while a live process promotes, that one finishes (or
+        settles) on its own and nothing is done here. Returns what was settled; raises our errors (503)."""
+        if not self.journal.unfinished(self.settings.model_name, self.settings.blessed_dir):
+            return []  # the usual case: no lock taken, the registry not even opened
+        try:
+            with self._serialised(wait_s):
+                settled = self._settle_unfinished()
+        except ConflictError:
+            log.info("promotion journal: another process is promoting; it settles what is unfinished")
+            return []
+        for record in settled:
+            self._notify(record)
+        return settled
+
     # -- steps ---------------------------------------------------------------------------------
     @contextmanager
-    def _serialised(self) -> Iterator[None]:
-        """The process lock, then the SQL lease; 409 when either is not free within the timeout."""
-        timeout = self.settings.promotion_lock_timeout_s
+    def _serialised(self, timeout: float | None = None) -> Iterator[str]:
+        """The process lock, then the SQL lease (yields its owner); 409 when either is not free in time."""
+        timeout = self.settings.promotion_lock_timeout_s if timeout is None else timeout
         busy = f"promotion in progress: another promotion did not finish within {timeout:g} s; try again"
         if not _THREADS.acquire(timeout=timeout):
             raise ConflictError(busy)
         try:
-            with self.lease.hold(timeout, busy):
-                yield
+            with self.lease.hold(timeout, busy) as owner:
+                yield owner
         finally:
             _THREADS.release()
 
-    def _registry_promote(self, version, force, dataset, challenger) -> dict:
+    def _settle_unfinished(self) -> list[dict]:
+        """With the lock held: roll each open journal row forward or back (their owners are gone: the lock
+        was free). Returns the promotion records of those rolled forward, for the listeners."""
+        promoted = []
+        for entry in self.journal.unfinished(self.settings.model_name, self.settings.blessed_dir):
+            reached = entry.steps[-1] if entry.steps else "its intent"
+            try:
+                outcome = Registry(self.settings).settle(entry)
+            except (MlflowException, SQLAlchemyError) as exc:
+                raise unavailable(exc) from exc
+            record = {**entry.detail.get("record", {}), "status": PROMOTED, "promotion_id": entry.id,
+                      "recovered": True}
+            if outcome == JOURNAL_ROLLED_FORWARD and not entry.done(STEP_INCIDENT):
+                context = entry.detail.get("context", {})
+                incident = self.journal.incident_of(entry) or self._remember(
+                    record, context.get("experiment_name"), context.get("job_id"), context.get("trigger"))
+                if incident is not None:
+                    entry.step(STEP_INCIDENT, incident_id=incident)
+            entry.finish(outcome)
+            log.warning("promotion of %s version %s (previous %s) was interrupted after %s; %s",
+                        entry.model_name, entry.version, entry.previous_version, reached, outcome.replace("_", " "),
+                        extra={"event": "promotion_settled", "version": entry.version, "outcome": outcome})
+            if outcome == JOURNAL_ROLLED_FORWARD:
+                promoted.append(record)
+        return promoted
+
+    def _registry_promote(self, version, force, dataset, challenger, allow_schema_change, journal) -> dict:
         try:
-            return Registry(self.settings).promote(version, force=force, dataset=dataset, challenger=challenger)
+            return Registry(self.settings).promote(version, force=force, dataset=dataset, challenger=challenger,
+                                                   allow_schema_change=allow_schema_change, journal=journal)
         except (MlflowException, SQLAlchemyError) as exc:
             raise unavailable(exc) from exc
+
+    def _complete(self, record: dict) -> None:
+        """Close the promotion's journal row; if that fails, the next promotion finds it open and settles it."""
+        try:
+            entry = self.journal.get(record["promotion_id"])
+            if entry is not None:
+                entry.finish(JOURNAL_COMPLETED, step=STEP_INCIDENT, incident_id=record.get("incident_id"))
+        except SeedcoreError as exc:
+            log.error("promotion of version %s not closed in the journal: %s", record.get("version"), exc.message)
 
     def _remember(self, record: dict, experiment_name, job_id, trigger) -> int | None:
         """The promotion's incident; the promotion stands even if it cannot be written (logged)."""

@@ -58,8 +58,14 @@ def record_sweep_failed(store: IncidentStore, experiment_name: str, error: str, 
     return store.record(MODEL_TUNING_FAILED, outcome, score, payload, experiment_name=experiment_name)
 
 
-def record_refresh(store: IncidentStore, version: int | None, previous: int | None) -> dict:
+def record_refresh(store: IncidentStore, version: int, previous: int | None, model_name: str | None = None,
+                   pid: int | None = None) -> dict:
+    """model_refreshed: `POST /xgboost/refresh_model` swapped the served model from `previous` to `version`.
+
+    Recorded by the request that swapped; a refresh that found the version already served records nothing.
+    """
     score = salience.model_refreshed()
     payload = {"event_type": MODEL_REFRESHED, "timestamp": time.time(), "outcome": "success",
-               "model_version": version, "previous_version": previous, "salience": score}
+               "model_name": model_name, "model_version": version, "previous_version": previous, "pid": pid,
+               "salience": score}
     return store.record(MODEL_REFRESHED, "success", score, payload, model_version=version)

@@ -27,12 +27,12 @@ def check(settings: Settings, request: TuneRequest | TrainRequest, kind: str) ->
         from seedcore.tuning.params_check import check_request_params
         from seedcore.tuning.single import fixed_params
 
-        check_request_params(settings, request, fixed_params(request.params), "params")  # data header, dry run
+        check_request_params(settings, request, fixed_params(request.params), "params")  # the data, dry run
         trials = 1
     else:
         from seedcore.tuning.plan import plan_sweep
 
-        trials = plan_sweep(settings, request).tune.num_samples  # checks the data header and the space too
+        trials = plan_sweep(settings, request).tune.num_samples  # checks the data and the space too
     return trials
 
 
@@ -46,7 +46,9 @@ def execute(settings: Settings, job: dict, cancel: threading.Event, progress: Ca
     """Run a claimed job to its result; SweepCancelledError when cancelled, our errors otherwise."""
     request = load_request(job)
     if job["kind"] == KIND_TRAIN:
-        return _train(settings, request, cancel, cancel_requested)
+        result = _train(settings, request, cancel, cancel_requested, job["id"], job.get("trigger"))
+        progress({"trials_done": 1, "trials_total": 1, "best_auc": result["validation"]["auc"]})
+        return result
     from seedcore.tuning.sweep import run_sweep
 
     return run_sweep(settings, request, progress=progress, cancel_event=cancel, job_id=job["id"],
@@ -54,14 +56,14 @@ def execute(settings: Settings, job: dict, cancel: threading.Event, progress: Ca
 
 
 def _train(settings: Settings, request: TrainRequest, cancel: threading.Event,
-           cancel_requested: Callable[[], bool]) -> dict:
+           cancel_requested: Callable[[], bool], job_id: str, trigger: str | None) -> dict:
     from seedcore.tuning.single import train_model
 
     limit = _TrainingLimit(cancel, settings.max_time_budget_s, cancel_requested)
     return train_model(settings, request.params, experiment_name=request.experiment_name,
                        data_source=request.data_source, label_column=request.label_column,
                        feature_columns=request.feature_columns, promote=request.promote, force=request.force,
-                       callbacks=[limit.callback()])
+                       callbacks=[limit.callback()], job_id=job_id, trigger=trigger)
 
 
 class _TrainingLimit:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import datetime
 from typing import Callable
 
-import psutil
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
-from seedcore.errors import ConflictError, NotFoundError, ValidationError
+from seedcore.errors import ConflictError, NotFoundError, QueueFullError, ValidationError
 from seedcore.db.database import Database
+from seedcore.process_identity import owner_alive
 from seedcore.memory.store import DEFAULT_LIMIT, check_page
 from seedcore.db.base import as_utc, utcnow
 from seedcore.db.tables_jobs import (
@@ -42,13 +41,13 @@ __all__ = [
 
 INTERRUPTED = "interrupted"  # the error of a job whose runner died mid-sweep
 _CLAIM_ATTEMPTS = 20
+_QUEUE_LOCK_KEY = 0x5EED_C0DE  # PostgreSQL advisory lock serializing capped inserts into the queue
 
 
-def local_process_alive(pid: int | None, host: str | None) -> bool:
-    """Whether a job's owner may still run: a pid on this host must exist; other hosts are assumed alive."""
-    if host is not None and host != socket.gethostname():
-        return True
-    return pid is not None and psutil.pid_exists(pid)
+def local_process_alive(pid: int | None, host: str | None, start: str | None = None) -> bool:
+    """Whether a job's owner may still run: on this host that pid must run, and when the row knows the owner's
+    start (`owner_start`), started then - a recycled pid is not the owner. Other hosts are assumed alive."""
+    return owner_alive(pid, host, start)
 
 
 class JobStore:
@@ -62,11 +61,15 @@ class JobStore:
         return as_utc(self.clock())
 
     def create(self, request: dict, experiment_name: str | None = None, trials_total: int = 0,
-               trigger: str = TRIGGER_API, kind: str = KIND_TUNE, owner: tuple[int, str] | None = None) -> dict:
+               trigger: str = TRIGGER_API, kind: str = KIND_TUNE, owner: tuple | None = None,
+               max_queued: int | None = None) -> dict:
         """Queue a new job for `request` (the tuning request as JSON), started by `trigger`.
 
-        With `owner` (pid, host) the job is created running, already claimed by that process: no other
+        With `owner` (pid, host, start) the job is created running, already claimed by that process: no other
         runner ever sees it queued (the CLI runs its own sweep beside a server this way).
+        With `max_queued`, a queued job beyond that many is refused (QueueFullError, nothing stored): the
+        insert and the count share one transaction that holds the queue's write lock (SQLite's by the insert,
+        an advisory lock on PostgreSQL), so racing submitters never overfill the queue.
         """
         if not isinstance(request, dict):
             raise ValidationError("request must be a JSON object", field="request")
@@ -84,10 +87,20 @@ class JobStore:
             created_at=self._now(),
         )
         if owner is not None:
-            job.state, job.started_at, (job.owner_pid, job.owner_host) = JOB_RUNNING, job.created_at, owner
+            job.state, job.started_at = JOB_RUNNING, job.created_at
+            job.owner_pid, job.owner_host, job.owner_start = (*owner, None)[:3]
+        capped = max_queued is not None and job.state == JOB_QUEUED
         with self.db.session() as session:
+            if capped and self.db.dialect == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _QUEUE_LOCK_KEY})
             session.add(job)
             session.flush()
+            if capped:
+                queued = session.scalar(select(func.count()).select_from(TuningJob)
+                                        .where(TuningJob.state == JOB_QUEUED))
+                if queued > max_queued:  # raised inside the transaction: the insert is rolled back
+                    raise QueueFullError(f"{max_queued} jobs are already queued (SEEDCORE_MAX_QUEUED_JOBS); try "
+                                         "again once the queue drains (GET /xgboost/tune/jobs?state=queued)")
             return job.to_dict()
 
     def get(self, job_id: str) -> dict:
@@ -111,8 +124,8 @@ class JobStore:
             items = [row.to_dict() for row in rows]
         return {"items": items, "total": total, "limit": limit, "offset": offset}
 
-    def claim_next_queued(self, pid: int, host: str) -> dict | None:
-        """Move the oldest queued job to running, owned by (pid, host); None when the queue is empty."""
+    def claim_next_queued(self, pid: int, host: str, start: str | None = None) -> dict | None:
+        """Move the oldest queued job to running, owned by (pid, host, start); None when the queue is empty."""
         for _ in range(_CLAIM_ATTEMPTS):
             with self.db.session() as session:
                 oldest = select(TuningJob.id).where(TuningJob.state == JOB_QUEUED)
@@ -122,7 +135,8 @@ class JobStore:
                 claimed = session.execute(
                     update(TuningJob)
                     .where(TuningJob.id == job_id, TuningJob.state == JOB_QUEUED)
-                    .values(state=JOB_RUNNING, started_at=self._now(), owner_pid=pid, owner_host=host)
+                    .values(state=JOB_RUNNING, started_at=self._now(), owner_pid=pid, owner_host=host,
+                            owner_start=start)
                 )
             if claimed.rowcount == 1:  # another runner may have won this one: then try the next
                 return self.get(job_id)
@@ -168,11 +182,14 @@ class JobStore:
         with self.db.session() as session:
             return self._load(session, job_id).cancel_requested
 
-    def find_interrupted(self, alive: Callable[[int | None, str | None], bool] = local_process_alive) -> list[dict]:
-        """Running jobs whose owner process `alive(pid, host)` says is gone."""
+    def find_interrupted(self, alive: Callable[[int | None, str | None], bool] | None = None) -> list[dict]:
+        """Running jobs whose owner is gone: by default judged by its pid, host and start time; `alive(pid, host)`
+        judges instead when given."""
         with self.db.session() as session:
             running = session.scalars(select(TuningJob).where(TuningJob.state == JOB_RUNNING))
             jobs = [job.to_dict() for job in running]
+        if alive is None:
+            return [job for job in jobs if not owner_alive(job["owner_pid"], job["owner_host"], job["owner_start"])]
         return [job for job in jobs if not alive(job["owner_pid"], job["owner_host"])]
 
     def mark_interrupted(self, job_id: str) -> dict:

@@ -14,10 +14,14 @@ import logging
 import os
 import sys
 import time
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 from typing import NoReturn
 
 log = logging.getLogger("seedcore.events")
 
+LOG_FILE_BYTES = 10 * 1024 * 1024  # the server's log file rotates at this size ...
+LOG_FILE_BACKUPS = 5  # ... keeping this many earlier files (seedcore.log.1 ... .5)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Loggers whose INFO lines are noise to a user of ours (they stay visible at WARNING and above).
 QUIET = ("mlflow.store.db.utils", "alembic.runtime.migration", "ray.tune.tune", "ray.tune.impl.tuner_internal",
@@ -50,15 +54,22 @@ class _DropNoise(logging.Filter):
         return not any(noise in message for noise in self.NOISE)
 
 
-def configure(fmt: str = "text", level: str = "INFO") -> None:
-    """Our lines at `level` on stderr, as `text` or `json`; idempotent (a second call replaces the first)."""
+def configure(fmt: str = "text", level: str = "INFO", log_file: Path | None = None) -> None:
+    """Our lines at `level` on stderr, as `text` or `json`, and also in `log_file` when given (rotated at
+    LOG_FILE_BYTES, LOG_FILE_BACKUPS kept); idempotent (a second call replaces the first)."""
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "_seedcore", False)]:
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._seedcore = True
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
-    root.addHandler(handler)
+        handler.close()
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(RotatingFileHandler(log_file, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS,
+                                            encoding="utf-8"))
+    for handler in handlers:
+        handler._seedcore = True
+        handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+        root.addHandler(handler)
     root.setLevel(level)
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -21,4 +21,7 @@ TAG_PRUNED = "seedcore.pruned"
 TAG_SWEEP = "seedcore.sweep"
 TAG_JOB_ID = "seedcore.job_id"
 TAG_TRIGGER = "seedcore.trigger"  # what started the sweep: manual, api, schedule:<id>, monitor:<id>
+
+# HTTP header by which `seedcore tune` tells a server it queued a sweep for a person (trigger `manual`)
+TRIGGER_HEADER = "X-Seedcore-Trigger"
 TAG_FINGERPRINT = "seedcore.dataset_fingerprint"

@@ -38,7 +38,7 @@ def prepare_server(settings: Settings) -> None:
     from seedcore import logs
 
     telemetry_off()
-    logs.configure(settings.log_format, settings.log_level)
+    logs.configure(settings.log_format, settings.log_level, settings.log_file)
     if not os.environ.get(MULTIPROC_ENV):
         os.environ[MULTIPROC_ENV] = path = tempfile.mkdtemp(prefix="seedcore-prometheus-")
         owner = os.getpid()

@@ -59,9 +59,10 @@ def find_server(settings: Settings) -> str | None:
     return None
 
 
-def call(method: str, url: str, body: Any = None, token: str | None = None, timeout: float = 30.0) -> tuple[int, dict]:
+def call(method: str, url: str, body: Any = None, token: str | None = None, timeout: float = 30.0,
+         headers: dict[str, str] | None = None) -> tuple[int, dict]:
     """One JSON request to our API: (status, JSON body); status 0 when the server cannot be reached."""
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "application/json", **(headers or {})}
     data = None
     if body is not None:
         data = json.dumps(body).encode()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 import mlflow
@@ -23,9 +26,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from seedcore import blessed, logs, model_card, names, plots
 from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
-from seedcore.errors import NotFoundError, RegistryUnavailableError, ValidationError
+from seedcore.errors import ConflictError, NotFoundError, RegistryUnavailableError, ValidationError
 from seedcore.metrics import evaluate
+from seedcore.promotion_journal import (JOURNAL_ROLLED_BACK, JOURNAL_ROLLED_FORWARD, STEP_ALIAS, STEP_ARCHIVED,
+                                        STEP_BLESSED, STEP_DESCRIBED, STEP_PREPARED, STEP_STAGE, STEP_TAGGED,
+                                        JournalEntry)
 from seedcore.stores import first_line, mlflow_file_problem
+
+log = logging.getLogger(__name__)
 
 # A logged model's requirements, pinned to what runs here (distribution name: its module). MLflow's own
 # inference spawns a subprocess and costs seconds.
@@ -260,18 +268,28 @@ class Registry:
         return self.client.get_model_version(self.name, mv.version)
 
     def promote(self, version: int | str, *, force: bool = False, dataset: Dataset | None = None,
-                challenger: xgb.Booster | None = None) -> dict:
+                challenger: xgb.Booster | None = None, allow_schema_change: bool = False,
+                journal: Callable[..., JournalEntry] | None = None) -> dict:
         """Champion gate, then blessed files + alias + stage, all or nothing. Returns the promotion record.
 
         The mechanism only: callers go through `seedcore.flywheel.Flywheel.promote`, which serialises
-        promotions across processes, records the incident and tells serving. `challenger` is the
-        version's booster when the caller has it in hand (it was just registered).
+        promotions across processes, journals them, records the incident and tells serving. `challenger` is
+        the version's booster when the caller has it in hand (it was just registered). A version trained on
+        other features than production's is refused (409) unless `allow_schema_change`. `journal(**intent)`
+        writes the promotion's journal row and returns its entry (seedcore.promotion_journal); without it
+        nothing is journalled and a crash mid-promotion cannot be settled later.
         """
         mv = self.get_version(version)
         champion_mv = self.production_version()
-        if champion_mv is not None and champion_mv.version == mv.version and self._blessed_version() == int(mv.version):
+        if (champion_mv is not None and champion_mv.version == mv.version
+                and champion_mv.current_stage == names.PRODUCTION_STAGE and self._blessed_version() == int(mv.version)):
             return {"status": "unchanged", "version": int(mv.version), "previous_version": int(mv.version),
                     "reason": f"version {mv.version} is already in production", **self._paths()}
+        schema_change = self.schema_change(mv, champion_mv)
+        if schema_change is not None and not allow_schema_change:
+            raise ConflictError(schema_change["message"] + "; promote with allow_schema_change: true "
+                                "(seedcore promote --allow-schema-change) to replace it anyway",
+                                field="allow_schema_change")
         challenger = challenger or self.load_booster(mv)
         dataset = dataset or self.dataset_of(mv)
         challenger_scores = evaluate(challenger, dataset.x_holdout, dataset.y_holdout)
@@ -282,16 +300,37 @@ class Registry:
             "challenger": challenger_scores,
             "champion": champion_scores,
             "min_delta": self.gate.min_delta,
+            "allow_schema_change": bool(allow_schema_change),
         }
+        if schema_change is not None:
+            record["schema_change"] = {k: v for k, v in schema_change.items() if k != "message"}
         decision = self.gate.decide(challenger_scores[names.AUC],
                                     champion_scores[names.AUC] if champion_scores else None, force)
         record["reason"] = decision.reason
         if not decision.accepted:
             result = {"status": "rejected", **record}
-        else:
-            result = {"status": "success", **record, **self._bless(mv, challenger, record, champion_mv)}
-        model_card.write_description(self.client, self.name, mv.version, mv.tags or {}, result)
-        return result
+            model_card.write_description(self.client, self.name, mv.version, mv.tags or {}, result)
+            return result
+        return self._bless(mv, challenger, record, journal or JournalEntry.detached)
+
+    def schema_change(self, mv, champion_mv) -> dict | None:
+        """How `mv`'s feature names differ from the champion's (a message and the lists), None when they do not
+        (or either is unknown). Order counts: XGBoost reads features by position."""
+        if champion_mv is None or champion_mv.version == mv.version:
+            return None
+        new, old = _feature_names(mv), _feature_names(champion_mv)
+        if new is None or old is None or new == old:
+            return None
+        added = [n for n in dict.fromkeys(new) if n not in old]
+        removed = [n for n in dict.fromkeys(old) if n not in new]
+        duplicated = sorted({n for n in new if new.count(n) > 1})
+        parts = [f"added {added}" if added else "", f"removed {removed}" if removed else "",
+                 f"duplicated {duplicated}" if duplicated else "",
+                 "the same names in another order" if not (added or removed or duplicated) else ""]
+        message = (f"version {mv.version} was trained on other features than production version "
+                   f"{champion_mv.version}: {', '.join(p for p in parts if p)}")
+        return {"message": message, "production_version": int(champion_mv.version), "production_features": old,
+                "features": new, "added": added, "removed": removed, "duplicated": duplicated}
 
     def dataset_of(self, mv) -> Dataset:
         """Reload the version's dataset; the fixed-seed split gives the same holdout."""
@@ -307,30 +346,48 @@ class Registry:
             return None  # trained on other features: it cannot be scored on this holdout
         return evaluate(champion, dataset.x_holdout, dataset.y_holdout)
 
-    def _bless(self, mv, booster: xgb.Booster, record: dict, champion_mv) -> dict:
-        """Blessed files first, then the registry; if the registry step fails, the files switch back."""
+    def _bless(self, mv, booster: xgb.Booster, record: dict, journal: Callable[..., JournalEntry]) -> dict:
+        """Journal the intent, then each step: blessed files, alias, stages, tag, description. A failure part-way
+        undoes what was done (files first); a crash part-way is settled later from the journal (`settle`)."""
+        link, version = self.settings.blessed_dir, int(mv.version)
         promoted_at = _iso(time.time())
+        blessed.retire_legacy_directory(link)
+        before = self._production_stage_versions()
+        entry = journal(model_name=self.name, version=version, previous_version=record["previous_version"],
+                        alias=names.PRODUCTION_ALIAS, stage=names.PRODUCTION_STAGE, blessed_link=link,
+                        blessed_dir=blessed.directory_name(link, version),
+                        previous_blessed_dir=blessed.current_target(link),
+                        detail={"promoted_at": promoted_at, "stage_before": mv.current_stage,
+                                "production_before": before, "record": record})
+        record["promotion_id"] = entry.id
         metadata = {**self.describe(mv), "aliases": [names.PRODUCTION_ALIAS], "stage": names.PRODUCTION_STAGE,
                     "promoted_at": promoted_at, "promotion": record}
         try:
-            switch = blessed.publish(self.settings.blessed_dir, int(mv.version), bytes(booster.save_raw("ubj")),
-                                     metadata)
-        except OSError as exc:
-            raise blessed.BlessedFileError(f"cannot write the blessed model files ({exc}); nothing was promoted, "
-                                           "the previous blessed files stay") from exc
-        try:
-            self._set_production(mv, champion_mv, promoted_at)
+            try:
+                blessed.prepare(link, entry.blessed_dir, bytes(booster.save_raw("ubj")), metadata)
+                entry.step(STEP_PREPARED)
+                blessed.switch_link(link, entry.blessed_dir)
+            except OSError as exc:
+                raise blessed.BlessedFileError(f"cannot write the blessed model files ({exc}); nothing was promoted, "
+                                               "the previous blessed files stay") from exc
+            entry.step(STEP_BLESSED)
+            self._set_production(mv, promoted_at, entry)
         except BaseException:
-            switch.undo()
+            self._undo(entry)
             raise
-        blessed.prune(self.settings.blessed_dir, keep=self.settings.blessed_history)
-        return {"source_path": _model_location(self, mv), **self._paths(), "alias": names.PRODUCTION_ALIAS,
-                "stage": names.PRODUCTION_STAGE, "promoted_at": promoted_at}
+        result = {"status": "success", **record, "source_path": _model_location(self, mv), **self._paths(),
+                  "alias": names.PRODUCTION_ALIAS, "stage": names.PRODUCTION_STAGE, "promoted_at": promoted_at}
+        model_card.write_description(self.client, self.name, mv.version, mv.tags or {}, result)
+        entry.step(STEP_DESCRIBED)
+        blessed.prune(link, keep=self.settings.blessed_history)
+        return result
 
-    def _set_production(self, mv, champion_mv, promoted_at: str) -> None:
-        """Alias, stage and tag; a failure part-way points the alias back at the champion."""
+    def _set_production(self, mv, promoted_at: str, entry: JournalEntry) -> None:
+        """Alias, the previous Production versions archived, this one's stage, its tag; journalled one by one.
+        Each step may be repeated: settling an interrupted promotion runs this again."""
         try:
             self.client.set_registered_model_alias(self.name, names.PRODUCTION_ALIAS, mv.version)
+            entry.step(STEP_ALIAS)
             with warnings.catch_warnings():  # stages are deprecated in MLflow 3 but still shown in its UI
                 warnings.simplefilter("ignore", FutureWarning)
                 # Archived one by one: MLflow's archive_existing_versions=True fails on a PostgreSQL tracking
@@ -338,20 +395,88 @@ class Registry:
                 for old in self.client.get_latest_versions(self.name, stages=[names.PRODUCTION_STAGE]):
                     if old.version != mv.version:
                         self.client.transition_model_version_stage(self.name, old.version, names.ARCHIVED_STAGE)
+                entry.step(STEP_ARCHIVED)
                 self.client.transition_model_version_stage(self.name, mv.version, names.PRODUCTION_STAGE)
+                entry.step(STEP_STAGE)
             self.client.set_model_version_tag(self.name, mv.version, T_PROMOTED_AT, promoted_at)
+            entry.step(STEP_TAGGED)
         except MlflowException as exc:
-            self._restore_alias(champion_mv)
             raise unavailable(exc) from exc
 
-    def _restore_alias(self, champion_mv) -> None:
+    def _undo(self, entry: JournalEntry) -> None:
+        """Roll a failing promotion back; if the registry fails too, the open journal row settles it later."""
         try:
-            if champion_mv is None:
-                self.client.delete_registered_model_alias(self.name, names.PRODUCTION_ALIAS)
-            else:
-                self.client.set_registered_model_alias(self.name, names.PRODUCTION_ALIAS, champion_mv.version)
-        except MlflowException:
-            pass  # the registry is failing: the alias most likely never moved
+            self.roll_back(entry)
+            entry.finish(JOURNAL_ROLLED_BACK)
+        except Exception:  # noqa: BLE001 - the promotion's own error is the one to raise
+            log.warning("promotion of %s version %s not rolled back yet; the next promotion settles it",
+                        self.name, entry.version, exc_info=True)
+
+    # -- settling a promotion a crash interrupted ------------------------------------------------
+    def settle(self, entry: JournalEntry) -> str:
+        """Make alias, stage and blessed files agree again after `entry`'s promotion was interrupted.
+
+        Forward (JOURNAL_ROLLED_FORWARD) when its blessed link was switched to its directory, which holds the
+        verified model of its version: every registry step is done again (each may be repeated). Back
+        (JOURNAL_ROLLED_BACK) otherwise, or when its version is gone from the registry. The stores are read,
+        not only the row: a step done just before the crash may not be journalled.
+        """
+        link = Path(entry.blessed_link)
+        if blessed.current_target(link) == entry.blessed_dir and self._blessed_version() == entry.version:
+            try:
+                mv = self.get_version(entry.version)
+            except NotFoundError:
+                mv = None
+            if mv is not None:
+                self._set_production(mv, entry.detail.get("promoted_at") or _iso(time.time()), entry)
+                record = {**entry.detail.get("record", {}), "status": "success", "recovered": True}
+                model_card.write_description(self.client, self.name, mv.version, mv.tags or {}, record)
+                entry.step(STEP_DESCRIBED)
+                blessed.prune(link, keep=self.settings.blessed_history)
+                return JOURNAL_ROLLED_FORWARD
+        self.roll_back(entry)
+        return JOURNAL_ROLLED_BACK
+
+    def roll_back(self, entry: JournalEntry) -> None:
+        """Undo what `entry`'s promotion changed, as far as it got: the blessed link first (so that a crash in
+        here settles backwards again), then alias, then stages. Each part may be repeated."""
+        blessed.restore(Path(entry.blessed_link), entry.blessed_dir, entry.previous_blessed_dir)
+        try:
+            self._restore_alias(entry)
+            before = {int(v) for v in entry.detail.get("production_before", [])}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                for mv in self.client.get_latest_versions(self.name, stages=[names.PRODUCTION_STAGE]):
+                    if int(mv.version) == entry.version and entry.version not in before:
+                        stage = entry.detail.get("stage_before") or names.ARCHIVED_STAGE
+                        self.client.transition_model_version_stage(self.name, mv.version, stage)
+                for version in sorted(before):
+                    if self._stage_of(version) not in (None, names.PRODUCTION_STAGE):
+                        self.client.transition_model_version_stage(self.name, str(version), names.PRODUCTION_STAGE)
+        except MlflowException as exc:
+            raise unavailable(exc) from exc
+
+    def _restore_alias(self, entry: JournalEntry) -> None:
+        """Alias `production` back on the previous version (or removed, when there was none or it is gone)."""
+        alias = self.production_version()
+        previous = entry.previous_version
+        if previous is not None and self._stage_of(previous) is not None:
+            if alias is None or int(alias.version) != previous:
+                self.client.set_registered_model_alias(self.name, names.PRODUCTION_ALIAS, str(previous))
+        elif alias is not None and int(alias.version) == entry.version:
+            self.client.delete_registered_model_alias(self.name, names.PRODUCTION_ALIAS)
+
+    def _stage_of(self, version: int) -> str | None:
+        """The version's stage, or None when the registry no longer has it."""
+        try:
+            return self.get_version(version).current_stage
+        except NotFoundError:
+            return None
+
+    def _production_stage_versions(self) -> list[int]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return [int(v.version) for v in self.client.get_latest_versions(self.name, stages=[names.PRODUCTION_STAGE])]
 
     def _blessed_version(self) -> int | None:
         """The version the verified blessed files hold, or None."""
@@ -364,6 +489,15 @@ class Registry:
         blessed_dir = self.settings.blessed_dir
         return {"blessed_path": str(blessed_dir / names.BLESSED_MODEL_FILE),
                 "metadata_path": str(blessed_dir / names.METADATA_FILE)}
+
+
+def _feature_names(mv) -> list[str] | None:
+    """The feature names a version was trained on, from its tag; None when it has none."""
+    try:
+        names_ = json.loads((mv.tags or {}).get(T_FEATURES) or "null")
+    except ValueError:
+        return None
+    return [str(n) for n in names_] if isinstance(names_, list) and names_ else None
 
 
 def _model_location(registry: Registry, mv) -> str:

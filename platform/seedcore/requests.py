@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 from seedcore.errors import ValidationError
 
@@ -62,6 +63,44 @@ def invalid_request(exc: pydantic.ValidationError) -> ValidationError:
 class StrictBody(BaseModel):
     # strict: "promote": "yes" or "version": "3" is the caller's mistake, not something to guess at
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _json_integers(cls, value: Any, info: ValidationInfo) -> Any:
+        # JSON has one kind of number: 3.0 is the integer 3 to the document (JSON Schema), so it is here too
+        kind = cls.model_fields[info.field_name].annotation
+        if _whole(value) and _is_int(kind):
+            return int(value)
+        if isinstance(value, list) and get_origin(kind) is list and _is_int(get_args(kind)[0]):
+            return [int(v) if _whole(v) else v for v in value]
+        return value
+
+
+def _whole(value: Any) -> bool:
+    return type(value) is float and value.is_integer()
+
+
+def _is_int(kind: Any) -> bool:
+    """`int`, `int | None` or an annotated int."""
+    if get_origin(kind) is Annotated:
+        kind = get_args(kind)[0]
+    if get_origin(kind) in (Union, UnionType):
+        args = [a for a in get_args(kind) if a is not type(None)]
+        return len(args) == 1 and _is_int(args[0])
+    return kind is int
+
+
+def patch_model(body: type[BaseModel], name: str, doc: str) -> type[StrictBody]:
+    """A PATCH body for `body`: every field optional (omitted = unchanged) with the type and bounds it has in
+    `body`, so the document allows exactly the values the merged, re-validated body accepts."""
+    def field(info) -> tuple[Any, Any]:
+        kind = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        # no "default" in the document: omitted means unchanged, and null is a value only where `body` takes it
+        return kind, Field(default=None, description=info.description,
+                           json_schema_extra=lambda schema: schema.pop("default", None))
+
+    return create_model(name, __base__=StrictBody, __doc__=doc, __module__=body.__module__,
+                        **{key: field(info) for key, info in body.model_fields.items()})
 
 
 class DataFields(StrictBody):

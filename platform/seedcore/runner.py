@@ -8,8 +8,6 @@ deadline, so a waiter never depends on this process's threads being alive.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -23,8 +21,10 @@ from seedcore.errors import (ConflictError, NotFoundError, SeedcoreError, SweepC
                              TooManyWaitsError)
 from seedcore.incidents import record_sweep_completed, record_sweep_failed
 from seedcore.stores import require_mlflow_store
-from seedcore.jobs import FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_SUCCEEDED, JobStore
+from seedcore.jobs import (FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED, JobStore,
+                           local_process_alive)
 from seedcore.memory.store import IncidentStore
+from seedcore.process_identity import ProcessIdentity
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after the 1st, 2nd, ... consecut
 RECORD_ATTEMPTS = 6
 WAIT_POLL_S = 0.5  # a waiter re-reads the job row at least this often
 STOPPED = "stopped: the server shut down while the job ran; its runs are KILLED"
+ORPHAN_CANCELLED = "cancelled: the process that ran it had died; its runs are KILLED"
 
 
 class JobStillRunning(Exception):
@@ -71,7 +72,8 @@ class JobRunner:
         self._lock = threading.Lock()
         self._sync_slots = threading.BoundedSemaphore(settings.max_sync_waits)
         self._last_error: tuple[str, str] | None = None
-        self.identity = (os.getpid(), socket.gethostname())
+        me = ProcessIdentity.current()
+        self.identity = (me.pid, me.host, me.start)  # what a job this runner claims records as its owner
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> "JobRunner":
@@ -97,7 +99,8 @@ class JobRunner:
         self._abandon_running()
 
     def recover_interrupted(self) -> list[str]:
-        """Jobs whose runner died: mark them failed ("interrupted") and end their MLflow runs."""
+        """Jobs whose runner died (by pid, host and start time: a recycled pid is not the runner): mark them
+        failed ("interrupted") and end their MLflow runs."""
         from seedcore.tuning.sweep import close_job_runs
 
         recovered = []
@@ -130,7 +133,8 @@ class JobRunner:
         trials_total = job_kinds.check(self.settings, request, kind)
         require_mlflow_store(self.settings)  # 503 before any job exists when MLflow's store is gone or corrupt
         job = self.jobs.create(request.model_dump(), request.experiment_name, trials_total,
-                               trigger=trigger, kind=kind, owner=self.identity if claim else None)
+                               trigger=trigger, kind=kind, owner=self.identity if claim else None,
+                               max_queued=self.settings.max_queued_jobs)  # 429 beyond it
         with self._lock:
             self._done[job["id"]] = threading.Event()
         self._wake.set()
@@ -187,8 +191,23 @@ class JobRunner:
             hint = self._done.get(job_id)
         if event is not None:
             event.set()
+        elif job["state"] == JOB_RUNNING and not local_process_alive(job["owner_pid"], job["owner_host"],
+                                                                      job["owner_start"]):
+            job = self._cancel_orphan(job_id)  # no runner is left to see the request
         if hint is not None and job["state"] == JOB_CANCELLED:
             hint.set()
+        return job
+
+    def _cancel_orphan(self, job_id: str) -> dict:
+        """End a running job whose owner died on this host: cancelled now, its MLflow runs KILLED."""
+        from seedcore.tuning.sweep import close_job_runs
+
+        try:
+            job = self.jobs.finish(job_id, JOB_CANCELLED, error=ORPHAN_CANCELLED)
+        except ConflictError:
+            return self.jobs.get(job_id)  # it ended meanwhile
+        closed = self._guarded("close the runs of job " + job_id, close_job_runs, self.settings, job_id)
+        log.warning("job %s was cancelled after its runner died; %s MLflow runs closed", job_id, closed)
         return job
 
     def _read(self, job_id: str) -> dict | None:

@@ -4,12 +4,19 @@ A due time is claimed by one compare-and-set UPDATE (`next_run_at` moves from th
 one only if it still holds the due time), so of several processes ticking at once exactly one starts the
 job. After downtime that skipped due times, the policy decides: `run_once` starts one catch-up run,
 `skip` starts none; either way the schedule continues from the next due time after now.
+
+Due times are wall-clock times in the schedule's zone, each fired once across DST: a time the clocks pass
+twice (autumn) fires at its first occurrence, a time they skip (spring) fires once, when they jump past it.
+While a job the schedule started is queued or running, `concurrency_policy` decides (as a Kubernetes
+CronJob): `forbid` skips the run, `allow` starts another, `replace` cancels the old one and starts the new
+one. A run that starts nothing (that policy, the queue cap, the triggered-sweep budget) is counted in the
+schedule's `skipped_count`, `last_skipped_at` and `last_skip_reason`, and logged ("schedule run skipped").
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,13 +27,22 @@ from sqlalchemy import select, update
 from seedcore.config import Settings
 from seedcore.db.base import as_utc, iso_utc, utcnow
 from seedcore.db.database import Database
-from seedcore.db.tables_flywheel import CATCH_UP_RUN_ONCE, Schedule, new_id
-from seedcore.db.tables_jobs import TRIGGER_SCHEDULE_PREFIX
-from seedcore.errors import NotFoundError, SeedcoreError, ValidationError
+from seedcore.db.tables_flywheel import (CATCH_UP_RUN_ONCE, CONCURRENCY_FORBID, CONCURRENCY_REPLACE, Schedule,
+                                        new_id)
+from seedcore.db.tables_jobs import ACTIVE_STATES, TRIGGER_SCHEDULE_PREFIX, TuningJob
+from seedcore.errors import (ConflictError, NotFoundError, SeedcoreError, SweepBudgetError, TooManyRequestsError,
+                             ValidationError)
 from seedcore.memory.store import IncidentStore
-from seedcore.requests import StrictBody
+from seedcore.requests import StrictBody, patch_model
 
 log = logging.getLogger(__name__)
+
+ConcurrencyPolicy = Literal["forbid", "allow", "replace"]
+_MAX_CANDIDATES = 10_000  # wall times tried for one due time (a repeated hour holds 60 at one a minute)
+
+
+class _Skipped(Exception):
+    """The concurrency policy starts nothing at this due time; the message says why."""
 
 
 class ScheduleBody(StrictBody):
@@ -37,16 +53,14 @@ class ScheduleBody(StrictBody):
     timezone: str = Field(default="UTC", min_length=1, max_length=64, description="IANA zone, e.g. Europe/Paris")
     tune: dict[str, Any] = Field(description="the /xgboost/tune request to run at each due time")
     catch_up: Literal["run_once", "skip"] = "run_once"
+    concurrency_policy: ConcurrencyPolicy = Field(
+        default=CONCURRENCY_FORBID, description="while a job this schedule started is queued or running: `forbid` "
+                                                "skips the run, `allow` starts another, `replace` cancels the old "
+                                                "job and starts a new one")
     enabled: bool = True
 
 
-class SchedulePatch(StrictBody):
-    name: str | None = None
-    cron: str | None = None
-    timezone: str | None = None
-    tune: dict[str, Any] | None = None
-    catch_up: Literal["run_once", "skip"] | None = None
-    enabled: bool | None = None
+SchedulePatch = patch_model(ScheduleBody, "SchedulePatch", "Any schedule field; the result is validated as a whole.")
 
 
 def zone(name: str) -> ZoneInfo:
@@ -71,20 +85,49 @@ def check_cron(expression: str) -> str:
 
 
 def next_due(expression: str, tz: str, after: datetime) -> datetime:
-    """The first due time strictly after `after`, in UTC (computed in the schedule's zone, so DST holds)."""
-    local = as_utc(after).astimezone(zone(tz))
-    try:
-        return as_utc(croniter(expression, local).get_next(datetime))
+    """The first due time strictly after `after`, in UTC: the next wall-clock time in zone `tz` that matches,
+    each fired once across DST (a repeated one at its first occurrence, a skipped one when the clocks jump)."""
+    where, after = zone(tz), as_utc(after)
+    try:  # croniter walks naive wall-clock times, where DST does not exist; each is then placed in the zone
+        walls = croniter(expression, after.astimezone(where).replace(tzinfo=None))
+        for _ in range(_MAX_CANDIDATES):
+            due = wall_instant(walls.get_next(datetime), where)
+            if due > after:  # a repeated wall time whose first occurrence already passed is not due again
+                return due
     except (CroniterError, ValueError):  # e.g. "0 0 31 2 *": a valid expression with no date ever
-        raise ValidationError(f"cron expression {expression!r} never comes due", field="cron") from None
+        pass
+    raise ValidationError(f"cron expression {expression!r} never comes due", field="cron")
+
+
+def wall_instant(wall: datetime, where: ZoneInfo) -> datetime:
+    """The UTC instant of naive wall-clock time `wall` in zone `where`: the first of two when the clocks pass it
+    twice, and the moment they jump past it when they skip it."""
+    first = wall.replace(tzinfo=where, fold=0).astimezone(timezone.utc)
+    if first.astimezone(where).replace(tzinfo=None) == wall:
+        return first
+    # In a gap, fold 0 reads `wall` with the offset before the jump and fold 1 with the one after: the jump
+    # lies between the two readings; find its second by bisection.
+    low, high = sorted(int(wall.replace(tzinfo=where, fold=fold).timestamp()) for fold in (0, 1))
+    after_jump = datetime.fromtimestamp(high, where).utcoffset()
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, where).utcoffset() == after_jump:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, timezone.utc)
 
 
 class ScheduleService:
     """Schedule CRUD and the tick that starts due sweeps; `clock` is injectable for tests."""
 
     def __init__(self, settings: Settings, db: Database, submit: Callable | None = None,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, cancel: Callable[[str], dict] | None = None):
+        """`submit(request, trigger)` queues a job; `cancel(job_id)` cancels one (`replace`; default: in SQL)."""
+        from seedcore.jobs import JobStore
+
         self.settings, self.db, self.submit, self.clock = settings, db, submit, clock
+        self.cancel = cancel or JobStore(db).request_cancel
         self.incidents = IncidentStore(db)
 
     def _now(self) -> datetime:
@@ -167,28 +210,58 @@ class ScheduleService:
         missed = following <= now  # at least one more due time passed while nothing ticked
         fire = not missed or row.catch_up == CATCH_UP_RUN_ONCE
         values: dict = {"next_run_at": next_due(row.cron, row.timezone, now) if missed else following}
-        if fire:
-            values["last_run_at"] = now
         with self.db.session() as session:  # compare-and-set on the due time: one process wins it
             won = session.execute(update(Schedule).where(Schedule.id == row.id, Schedule.next_run_at == due,
                                                          Schedule.enabled.is_(True)).values(**values)).rowcount == 1
         if not (won and fire and self.submit is not None):
             return None
-        return self._start(row, iso_utc(due))
+        return self._start(row, iso_utc(due), now)
 
-    def _start(self, row: Schedule, due: str) -> dict | None:
+    def _start(self, row: Schedule, due: str, now: datetime) -> dict | None:
+        """Start the run this process claimed, as the concurrency policy and the limits allow."""
         from seedcore.monitoring.events import record_scheduled
-        from seedcore.monitoring.triggers import start_job
+        from seedcore.monitoring.triggers import check_budget, record_refused, start_job
 
         trigger = f"{TRIGGER_SCHEDULE_PREFIX}{row.id}"
+
+        def admit() -> None:  # under the triggers' lease: no other process queues this schedule's job meanwhile
+            with self.db.session() as session:
+                active = list(session.execute(select(TuningJob.id, TuningJob.state).where(
+                    TuningJob.trigger == trigger, TuningJob.state.in_(ACTIVE_STATES)).order_by(TuningJob.created_at)))
+            if active and row.concurrency_policy == CONCURRENCY_FORBID:
+                raise _Skipped(f"concurrency_policy forbid: job {active[0].id} it started is still {active[0].state}")
+            if active and row.concurrency_policy == CONCURRENCY_REPLACE:
+                check_budget(self.settings, self.db, trigger)  # refused before anything is cancelled
+                for job_id, _ in active:
+                    self._cancel(job_id)
+
         try:
-            job = start_job(self.settings, self.db, self.submit, row.tune, trigger)
+            job = start_job(self.settings, self.db, self.submit, row.tune, trigger, admit=admit)
+        except _Skipped as skipped:
+            return self._skip(row, due, now, str(skipped))
+        except TooManyRequestsError as exc:  # the queue is full or the budget is spent: this run starts nothing
+            if isinstance(exc, SweepBudgetError):
+                record_refused(self.incidents, row.to_dict(), trigger, exc)
+            return self._skip(row, due, now, exc.message)
         except SeedcoreError as exc:
             self._set(row.id, last_error=exc.message)
             raise
-        self._set(row.id, last_job_id=job["id"], last_error=None)
+        self._set(row.id, last_run_at=now, last_job_id=job["id"], last_error=None)
         record_scheduled(self.incidents, row.to_dict(), job["id"], trigger, due)
         return job
+
+    def _cancel(self, job_id: str) -> None:
+        try:
+            self.cancel(job_id)
+        except (ConflictError, NotFoundError):
+            pass  # it ended (or went) meanwhile
+
+    def _skip(self, row: Schedule, due: str, now: datetime, reason: str) -> None:
+        """Record a due time that started nothing: in the schedule's row and a log line."""
+        log.warning("schedule run skipped: %s (due %s): %s", row.name, due, reason,
+                    extra={"event": "schedule_run_skipped", "schedule_id": row.id, "due_at": due})
+        self._set(row.id, last_skipped_at=now, skipped_count=Schedule.skipped_count + 1, last_skip_reason=reason)
+        return None
 
     def _set(self, schedule_id: str, **values) -> None:
         with self.db.session() as session:

@@ -1,5 +1,9 @@
 """Running the platform: gunicorn for the API, the MLflow UI beside it, and stopping all of it in order.
 
+Serving: gunicorn's arbiter and its asyncio worker, with our front (`seedcore.front`): a request is read whole,
+within its deadlines and byte cap, in the event loop before the Flask app sees it in one of `threads` threads,
+so slow clients hold no thread.
+
 Stopping: a terminal's Ctrl-C (SIGINT) and `docker stop` (SIGTERM) reach every process of the foreground
 group at once. Ray's processes must not get that signal: a raylet killed under a running sweep aborts the
 driver and leaves the job `running`. So the worker that runs jobs (and starts Ray) moves to a process group
@@ -10,19 +14,24 @@ running job, ends Ray and exits, all within `stop_timeout_s` plus Ray's own shut
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import math
 import os
+import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 from gunicorn.app.base import BaseApplication
 
 from seedcore.config import Settings
+from seedcore.front import Front, FrontWorker
 from seedcore.logs import exit_now
 from seedcore.observability import child_env, prepare_server, worker_exited
 
@@ -41,8 +50,9 @@ GRACE_MARGIN_S = 20
 class _Gunicorn(BaseApplication):
     """gunicorn embedded: our app factory, our options, no command line of its own."""
 
-    def __init__(self, settings: Settings, role: str, options: dict, on_stop=None):
+    def __init__(self, settings: Settings, role: str, options: dict, threads: int, on_stop=None):
         self.settings, self.role, self.options, self.on_stop = settings, role, options, on_stop
+        self.threads = threads
         super().__init__()
 
     def run(self):
@@ -70,9 +80,10 @@ class _Gunicorn(BaseApplication):
         if self.role == "all":  # warm Ray in the worker that runs sweeps, without delaying requests
             done = threading.Event()
             threading.Thread(target=_keep_ray, args=(self.settings, done), name="seedcore-ray", daemon=True).start()
-            app.extensions.setdefault(STOPS, []).extend([_end_ray, done.set])
+            forget = lambda: self.settings.ray_session_file.unlink(missing_ok=True)  # noqa: E731
+            app.extensions.setdefault(STOPS, []).extend([_end_ray, forget, done.set])
         atexit.register(stop_app, app)
-        return app
+        return Front(app, self.threads)
 
 
 def _keep_ray(settings: Settings, done: threading.Event) -> None:
@@ -83,11 +94,23 @@ def _keep_ray(settings: Settings, done: threading.Event) -> None:
     from seedcore.tuning.sweep import prepare_sweep
 
     ensure_ray(settings)
+    _announce_ray(settings)
     try:
         prepare_sweep(settings)  # a head start only: the first sweep does it itself otherwise
     except Exception:  # noqa: BLE001
         log.exception("warming up for sweeps failed")
     done.wait()
+
+
+def _announce_ray(settings: Settings) -> None:
+    """Say where this server's Ray is: on stdout below the start-up banner, and in `ray_session_file` for
+    `seedcore ray status` (removed when Ray ends)."""
+    from seedcore.tuning.cluster import dashboard_url, gcs_address
+
+    print(f"Ray dashboard          {dashboard_url() or 'off'}  (Ray {gcs_address()})", flush=True)
+    session = {"gcs_address": gcs_address(), "dashboard_url": dashboard_url(), "pid": os.getpid()}
+    settings.ray_session_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.ray_session_file.write_text(json.dumps(session))
 
 
 def _end_ray(timeout: float = RAY_SHUTDOWN_S) -> None:
@@ -124,22 +147,27 @@ def _own_process_group(server, worker) -> None:
     os.setpgrp()
 
 
-def _stop_on_term(worker) -> None:
-    """post_worker_init: on SIGTERM start stopping the app at once, beside gunicorn's graceful exit, so a
-    request waiting for a job is answered (cancelled) instead of holding the worker up."""
-    graceful = worker.handle_exit
+class _Worker(FrontWorker):
+    def on_terminate(self) -> None:
+        """SIGTERM: start stopping the app at once, beside the graceful exit, so a request waiting for a job
+        is answered (cancelled) instead of holding the worker up."""
+        threading.Thread(target=stop_app, args=(self.asgi.app,), name="seedcore-stop", daemon=True).start()
 
-    def on_term(signum, frame):
-        graceful(signum, frame)
-        threading.Thread(target=stop_app, args=(worker.wsgi,), name="seedcore-stop", daemon=True).start()
 
-    signal.signal(signal.SIGTERM, on_term)
+def _jobs_worker_exited(server, worker) -> None:
+    """child_exit, jobs role: what the worker started (Ray, in the worker's own process group) ends with it,
+    even when the worker died without stopping it (SIGKILL, a crash). The group is empty after a clean stop."""
+    worker_exited(server, worker)
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _worker_exit(server, worker) -> None:
     """Stop the app, then end the worker at once: a thread pool still winding down (a cancelled sweep's
     MLflow writer) would otherwise hold the interpreter's exit past gunicorn's grace period."""
-    app = getattr(worker, "wsgi", None)
+    app = getattr(getattr(worker, "asgi", None), "app", None)
     if app is not None and hasattr(app, "extensions"):
         stop_app(app)
         exit_now(0)
@@ -152,31 +180,79 @@ def run_api(settings: Settings, role: str = "all", workers: int = 1, threads: in
     options = {
         "bind": f"{settings.host}:{settings.port}",
         "workers": 1 if role == "all" else workers,
-        "worker_class": "gthread",
-        "threads": threads,
-        "timeout": 120,  # the worker's heartbeat; long sweeps run in threads and never block it
+        "worker_class": _Worker,
+        "asgi_lifespan": "off",
+        # the worker's heartbeat (requests, long sweeps too, run in threads and never block it); gunicorn also
+        # gives up on a body that sends nothing for this long, so it must outlast our own body deadline
+        "timeout": max(120, math.ceil(settings.read_body_timeout_s) + 1),
         "graceful_timeout": math.ceil(settings.stop_timeout_s) + RAY_SHUTDOWN_S + GRACE_MARGIN_S,
         "accesslog": "-",
         "loglevel": "warning",
-        "post_worker_init": _stop_on_term,
         "worker_exit": _worker_exit,
         "child_exit": worker_exited,
     }
     if role == "all":
         options["post_fork"] = _own_process_group
+        options["child_exit"] = _jobs_worker_exited
         os.environ.update(RAY_ENV)  # before the worker first imports Ray, which reads it once
-    _Gunicorn(settings, role, options, on_stop).run()
+    _more_open_files()
+    _Gunicorn(settings, role, options, threads, on_stop).run()
 
 
-def start_mlflow_ui(settings: Settings) -> subprocess.Popen:
-    """`mlflow ui` over the same tracking store, as a child process."""
+def _more_open_files() -> None:
+    """Raise the soft limit on open files to the hard one: a slow or idle connection costs no thread now,
+    only a file descriptor, and the default soft limit (often 1024) would be the first thing to run out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            log.warning("could not raise the open-file limit from %s", soft)
+
+
+def start_mlflow_ui(settings: Settings) -> subprocess.Popen | None:
+    """`mlflow ui` over the same tracking store, as a child process tied to this one (`_tether.py`): it ends
+    when this process ends, however that happens, and says why on stderr if it ends on its own (a port
+    taken meanwhile). None when its port is taken now, said on stderr: the API runs without it."""
+    address = f"{settings.host}:{settings.mlflow_ui_port}"
+    taken = port_problem(settings.host, settings.mlflow_ui_port)
+    if taken:
+        print(f"MLflow UI not started: {address} cannot be bound ({taken}); --mlflow-ui-port or "
+              "SEEDCORE_MLFLOW_UI_PORT picks another port, --no-mlflow-ui runs without it",
+              file=sys.stderr, flush=True)
+        return None
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
                "--registry-store-uri", settings.registry_uri, "--default-artifact-root", settings.artifact_root,
                "--host", settings.host, "--port", str(settings.mlflow_ui_port), *mlflow_ui_security(settings)]
+    tether = [sys.executable, "-I", str(Path(__file__).with_name("_tether.py")), str(os.getpid()), str(UI_STOP_S),
+              f"MLflow UI on {address}", json.dumps(command)]
     # A process group of its own (its uvicorn and workers too): stop_process ends the whole tree at once,
     # and a terminal's Ctrl-C does not stop it before the API has finished stopping.
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=child_env(), process_group=0)
+    return subprocess.Popen(tether, stdout=subprocess.DEVNULL, env=child_env(), process_group=0)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """None when a server could bind `host:port` now; else why not, and who listens there (if we may see)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+            return None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+    try:
+        holders = sorted({c.pid for c in psutil.net_connections("tcp")
+                          if c.pid and c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN})
+    except psutil.Error:
+        holders = []
+    for pid in holders[:1]:
+        try:
+            reason += f"; listening: pid {pid} {' '.join(psutil.Process(pid).cmdline())[:160]}"
+        except psutil.Error:
+            reason += f"; listening: pid {pid}"
+    return reason
 
 
 def mlflow_ui_security(settings: Settings) -> list[str]:

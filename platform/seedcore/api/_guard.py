@@ -1,32 +1,51 @@
-"""The parse layer every request passes before any view runs: origin, token, content type, JSON body.
+"""The parse layer every request passes before any view runs: host, origin, token, size, content type, body.
 
 One place for all routes, so a new endpoint gets the same care without asking for it:
+- a `Host` this server was not told to answer to is a 403 on every method (a page whose name was rebound
+  to our address cannot use a browser to reach us: DNS rebinding);
 - a cross-origin browser request to a state-changing method is a 403 (with or without a token);
-- a route declared with `security=BEARER` demands the token (the document is the declaration);
+- a route declared with `security=BEARER` demands the token (the document is the declaration); the
+  prediction endpoints (`_http.PREDICTION_ENDPOINTS`) demand SEEDCORE_PREDICT_TOKEN when it is set;
+- a prediction endpoint's body is capped at `max_predict_bytes` (refused from its Content-Length before
+  it is read), its row lists at `max_predict_rows`, and a large one waits for no one: when every heavy
+  slot is taken it is a 429 with `Retry-After`;
 - a body must be JSON (415 otherwise), no deeper than `max_json_depth` (checked on the raw text, so
   100,000 levels cost no recursion), a JSON object, with no NUL or lone surrogate in any string or key
   and no integer beyond 64 bits;
-- the query string and path parameters carry no NUL or lone surrogate either.
+- the query string and path parameters carry no NUL or lone surrogate either;
+- a write is a 503 naming the store, before its view runs, when our database or MLflow's store is lost or
+  read-only (`stores.require_writable`; which endpoint needs which: `_http.STORELESS_WRITES` and
+  `DATABASE_ONLY_WRITES`).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import threading
+from fnmatch import fnmatchcase
+from functools import lru_cache
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, current_app, request
+from flask import Flask, Request, current_app, g, jsonify, request
 from flask_openapi3.utils import parse_rule
 
 from seedcore._json import raw_json_depth
+from seedcore.api._http import (ALWAYS_HEAVY, BUSY_RETRY_AFTER_S, DATABASE_ONLY_WRITES, LIGHT_BODY_BYTES,
+                                PREDICTION_ENDPOINTS, ROW_FIELDS, STORELESS_WRITES)
+from seedcore.config import Settings
 from seedcore.errors import (AuthenticationError, PayloadTooLargeError, PermissionDeniedError,
                              UnsupportedMediaTypeError, ValidationError)
+from seedcore.stores import require_writable
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # `application/x-www-form-urlencoded` is what `curl -d` sends without `-H`; the guide's curls rely on
 # it and the body is still parsed as JSON. Browsers sending it cross-site are refused by the origin check.
 JSON_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"})
 _INT64 = 2**63
+_HEAVY = "seedcore_heavy"  # app.extensions: the semaphore of heavy-request slots
+_WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 
 
 class JsonRequest(Request):
@@ -45,28 +64,48 @@ class JsonRequest(Request):
         limit = self.max_content_length
         if self.content_length is None and limit is not None and len(raw) >= limit \
                 and self.environ["wsgi.input"].read(1):
-            raise too_large(limit)
+            raise too_large(limit, body_cap(current_app.config["SEEDCORE_SETTINGS"], self.endpoint)[1])
         return raw
 
 
 def init_app(app: Flask) -> None:
     """Use the checked JSON request class and run the guard before every view."""
     app.request_class = JsonRequest
+    app.extensions[_HEAVY] = threading.BoundedSemaphore(app.config["SEEDCORE_SETTINGS"].max_heavy_requests)
     app.before_request(guard)
+    app.teardown_request(_release_heavy_slot)
 
 
-def guard() -> None:
-    """Refuse what no view should see; raise the first problem as our error (the handler answers it)."""
+def guard():
+    """Refuse what no view should see; raise the first problem as our error (the handler answers it).
+    Returns the 429 itself when every heavy slot is taken (it carries a `Retry-After`)."""
+    _check_host()
     _check_pairs(request.args.items(multi=True))
     _check_pairs((request.view_args or {}).items())
     if request.method in SAFE_METHODS:
-        return
+        return None
     _check_origin()
-    if _declared_secure():
-        _check_token()
+    _check_token()
+    if _has_body():
+        _check_size()
+    if not _take_heavy_slot():
+        return _busy()
     if _has_body():
         _check_content_type()
-        request.get_json()  # decode and check now, before any run or job can exist
+        body = request.get_json()  # decode and check now, before any run or job can exist
+        if request.endpoint in PREDICTION_ENDPOINTS:
+            _check_rows(body)
+    _check_stores()
+    return None
+
+
+def _check_stores() -> None:
+    """503 naming the store before a write's view runs (so before any job or row exists) when a store it
+    needs is lost or read-only: `_http.STORELESS_WRITES` need none, `DATABASE_ONLY_WRITES` our database."""
+    if request.url_rule is None or request.endpoint in STORELESS_WRITES:
+        return
+    require_writable(current_app.config["SEEDCORE_SETTINGS"], current_app.extensions.get("seedcore_db"),
+                     mlflow=request.endpoint not in DATABASE_ONLY_WRITES)
 
 
 def _has_body() -> bool:
@@ -93,15 +132,127 @@ def _declared_secure() -> bool:
 
 
 def _check_token() -> None:
-    """When SEEDCORE_API_TOKEN is set, demand `Authorization: Bearer <token>` (401 none, 403 wrong)."""
-    token = current_app.config["SEEDCORE_SETTINGS"].api_token
-    if not token:
+    """Demand `Authorization: Bearer <token>` (401 none, 403 wrong) where a token applies: SEEDCORE_API_TOKEN
+    on routes declared secure; on the prediction endpoints, SEEDCORE_PREDICT_TOKEN (or the API token) once
+    it is set."""
+    settings = current_app.config["SEEDCORE_SETTINGS"]
+    if request.endpoint in PREDICTION_ENDPOINTS and settings.predict_token:
+        tokens = [settings.predict_token, *([settings.api_token] if settings.api_token else [])]
+    elif settings.api_token and _declared_secure():
+        tokens = [settings.api_token]
+    else:
         return
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         raise AuthenticationError("this endpoint needs 'Authorization: Bearer <token>'", field="Authorization")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    # every token compared (no early exit), so the time taken says nothing about which one came close
+    matches = [hmac.compare_digest(given.strip().encode(), token.encode()) for token in tokens]
+    if not any(matches):
         raise PermissionDeniedError("the bearer token is not valid", field="Authorization")
+
+
+# -- Host: the names this server answers to ------------------------------------------------------
+def _check_host() -> None:
+    """403 for a `Host` header outside SEEDCORE_ALLOWED_HOSTS (default: the bound address; see host_allowed)."""
+    host = request.environ.get("HTTP_HOST")
+    if host is None:  # HTTP/1.0 without one: no name was used, nothing to rebind
+        return
+    settings = current_app.config["SEEDCORE_SETTINGS"]
+    if not host_allowed(host, settings, request.environ.get("SERVER_PORT", ""), request.scheme):
+        raise PermissionDeniedError(f"Host {_printable(host[:200])!r} is not one this server answers to; "
+                                    "SEEDCORE_ALLOWED_HOSTS names the hosts it accepts", field="Host")
+
+
+def host_allowed(host: str, settings: Settings, server_port: str, scheme: str = "http") -> bool:
+    """Whether a request's `Host` is allowed. Explicit SEEDCORE_ALLOWED_HOSTS entries match `name` (any port)
+    or `name:port`, with `*` wildcards. The default: the bound host and `localhost` (plus 127.0.0.1 and
+    [::1] on a loopback bind, any IP address on a wildcard bind), at the port the request came in on."""
+    try:
+        parts = urlsplit(f"//{host.strip()}")
+        name, port = (parts.hostname or "").rstrip("."), parts.port
+    except ValueError:
+        return False
+    if not name:
+        return False
+    port = port if port is not None else (443 if scheme == "https" else 80)
+    shown = f"[{name}]" if ":" in name else name
+    if settings.allowed_hosts:
+        patterns = _patterns(settings.allowed_hosts)
+        return "*" in patterns or any(fnmatchcase(f"{shown}:{port}" if ":" in p.rsplit("]", 1)[-1] else shown, p)
+                                      for p in patterns)
+    if str(port) != server_port:
+        return False
+    bound = settings.host.strip("[]").lower()
+    if bound in _WILDCARD_BINDS:
+        return name == "localhost" or _is_ip(name)
+    names = {bound, "localhost"}
+    if bound == "localhost" or (_is_ip(bound) and ipaddress.ip_address(bound).is_loopback):
+        names |= {"127.0.0.1", "::1"}
+    return name in names
+
+
+@lru_cache(maxsize=8)
+def _patterns(allowed: str) -> frozenset[str]:
+    return frozenset(entry.strip().lower() for entry in allowed.split(",") if entry.strip())
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+# -- size and load of the prediction endpoints ---------------------------------------------------
+def body_cap(settings: Settings, endpoint: str | None) -> tuple[int, str]:
+    """The byte cap of a request to `endpoint` and the variable that sets it (the front uses it too)."""
+    if endpoint in PREDICTION_ENDPOINTS and settings.max_predict_bytes < settings.max_request_bytes:
+        return settings.max_predict_bytes, "SEEDCORE_MAX_PREDICT_BYTES"
+    return settings.max_request_bytes, "SEEDCORE_MAX_REQUEST_BYTES"
+
+
+def _check_size() -> None:
+    """413 from the Content-Length alone, before a byte is read; a chunked body is cut at the same cap."""
+    limit, variable = body_cap(current_app.config["SEEDCORE_SETTINGS"], request.endpoint)
+    request.max_content_length = limit
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large(limit, variable)
+
+
+def _check_rows(body: dict) -> None:
+    """413 naming the field when a row list (instances, prediction_ids, labels) is longer than the cap."""
+    cap = current_app.config["SEEDCORE_SETTINGS"].max_predict_rows
+    for field in ROW_FIELDS:
+        rows = body.get(field)
+        if isinstance(rows, list) and len(rows) > cap:
+            raise PayloadTooLargeError(f"{len(rows)} rows, over the {cap}-row cap (SEEDCORE_MAX_PREDICT_ROWS); "
+                                       "send them in several requests", field=field)
+
+
+def _take_heavy_slot() -> bool:
+    """A slot for a heavy request (a large prediction body, any batch_predict); False when all are taken."""
+    endpoint = request.endpoint
+    if endpoint not in ALWAYS_HEAVY and (endpoint not in PREDICTION_ENDPOINTS
+                                         or (request.content_length or 0) <= LIGHT_BODY_BYTES):
+        return True
+    if not current_app.extensions[_HEAVY].acquire(blocking=False):
+        return False
+    g.seedcore_heavy = True
+    return True
+
+
+def _release_heavy_slot(exc=None) -> None:  # noqa: ARG001
+    if g.pop("seedcore_heavy", False):
+        current_app.extensions[_HEAVY].release()
+
+
+def _busy():
+    cap = current_app.config["SEEDCORE_SETTINGS"].max_heavy_requests
+    body = {"status": "error", "error": f"{cap} large request(s) are being answered already "
+                                        f"(SEEDCORE_MAX_HEAVY_REQUESTS); try again in {BUSY_RETRY_AFTER_S} s",
+            "field": None}
+    return jsonify(body), 429, {"Retry-After": str(BUSY_RETRY_AFTER_S)}
 
 
 def _check_content_type() -> None:
@@ -176,6 +327,6 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def too_large(limit: int) -> PayloadTooLargeError:
-    """The 413 for a body over the cap, with or without a Content-Length."""
-    return PayloadTooLargeError(f"request body is larger than the {limit}-byte cap", field="body")
+def too_large(limit: int, variable: str = "SEEDCORE_MAX_REQUEST_BYTES") -> PayloadTooLargeError:
+    """The 413 for a body over the cap `variable` sets, with or without a Content-Length."""
+    return PayloadTooLargeError(f"request body is larger than the {limit}-byte cap ({variable})", field="body")

@@ -16,12 +16,32 @@ BEARER_SCHEME = "bearerAuth"
 SECURITY_SCHEMES = {BEARER_SCHEME: {
     "type": "http", "scheme": "bearer",
     "description": "`Authorization: Bearer <SEEDCORE_API_TOKEN>` on state-changing endpoints, "
-                   "required only when that variable is set",
+                   "required only when that variable is set. When SEEDCORE_PREDICT_TOKEN is set, "
+                   "`/xgboost/predict`, `/xgboost/batch_predict` and `/xgboost/feedback` need a bearer token "
+                   "too: that one or SEEDCORE_API_TOKEN",
 }}
 # `security=BEARER` on a route both documents and enforces the token (the guard reads the document).
 BEARER = [{BEARER_SCHEME: []}]
 # Largest integer any path id, offset, limit or version may carry (SQL INTEGER on PostgreSQL).
 MAX_INT = 2**31 - 1
+# The endpoints that take rows to score or label (by Flask endpoint name). The guard caps their body at
+# SEEDCORE_MAX_PREDICT_BYTES and their ROW_FIELDS lists at SEEDCORE_MAX_PREDICT_ROWS; one with a body over
+# LIGHT_BODY_BYTES (batch_predict, which reads a whole file: always) takes one of SEEDCORE_MAX_HEAVY_REQUESTS
+# slots; SEEDCORE_PREDICT_TOKEN, when set, guards them.
+PREDICTION_ENDPOINTS = frozenset({"serving.predict", "serving.batch_predict", "monitoring.feedback"})
+ALWAYS_HEAVY = frozenset({"serving.batch_predict"})
+# What the guard's store check asks of a state-changing endpoint before its view runs (a 503 naming the store
+# when it is lost or read-only): our database and MLflow's store, unless listed here. Predicting and
+# refreshing write neither (the prediction log writes behind and reports on /health); these write our
+# database only, and a cancel must work while MLflow cannot take writes.
+STORELESS_WRITES = frozenset({"serving.predict", "serving.batch_predict", "serving.refresh_model"})
+DATABASE_ONLY_WRITES = frozenset({
+    "mfb.record_incident", "xgboost.cancel", "monitoring.feedback", "monitoring.create_monitor",
+    "monitoring.update_monitor", "monitoring.delete_monitor", "schedules.create_schedule",
+    "schedules.update_schedule", "schedules.delete_schedule"})
+ROW_FIELDS = ("instances", "prediction_ids", "labels")
+LIGHT_BODY_BYTES = 64 * 1024  # a few hundred rows
+BUSY_RETRY_AFTER_S = 1  # the 429's Retry-After when every heavy slot is taken
 
 
 class ErrorBody(BaseModel):
@@ -49,8 +69,19 @@ WRITE_ERRORS: dict[Any, dict] = {
     403: _error("wrong bearer token, or a cross-origin browser request"),
     413: _error("request body over the size cap"),
     415: _error("body is not JSON (send Content-Type: application/json)"),
+    503: _error("a store this write needs (our database, MLflow's store) is lost or read-only; nothing was "
+                "changed"),
 }
 NOT_FOUND = {404: _error("unknown id")}
+# Added by the prediction endpoints (PREDICTION_ENDPOINTS).
+PREDICT_ERRORS: dict[Any, dict] = {
+    401: _error("missing bearer token (when SEEDCORE_PREDICT_TOKEN is set)"),
+    403: _error("wrong bearer token, or a cross-origin browser request"),
+    413: _error("request body over SEEDCORE_MAX_PREDICT_BYTES, or more rows than SEEDCORE_MAX_PREDICT_ROWS"),
+    415: _error("body is not JSON (send Content-Type: application/json)"),
+    429: _error("every slot for large requests is taken (SEEDCORE_MAX_HEAVY_REQUESTS); `Retry-After` says when "
+                "to try again"),
+}
 
 
 def operation_id(*, bp_name: str = "", name: str = "", path: str = "", method: str = "") -> str:  # noqa: ARG001

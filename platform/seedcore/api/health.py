@@ -22,21 +22,25 @@ DISTRIBUTION = "seedcore-flywheel"
 
 
 class DatabaseHealth(BaseModel):
-    """Our SQL database: `ok` when `SELECT 1` answers, `not_configured` in a serve-only process."""
+    """Our SQL database: `ok` when its file is the one opened and writable (SQLite), `SELECT 1` answers and a
+    write probe (rolled back) is taken; `not_configured` in a serve-only process."""
 
     status: Literal["ok", "error", "not_configured"]
     dialect: str | None = None
-    error: str | None = None
+    error: str | None = Field(None, description="why it cannot be used (missing, replaced, read-only, not "
+                                                "answering), without SQL text; writes answer 503 meanwhile")
 
 
 class MlflowHealth(BaseModel):
-    """Where MLflow runs and models live (credentials masked), and whether that store answers now."""
+    """Where MLflow runs and models live (credentials masked), and whether that store answers and takes a
+    write now."""
 
     status: Literal["ok", "error"] = "ok"
     tracking_uri: str
     registry_uri: str
-    error: str | None = Field(None, description="why the store cannot be used (missing, corrupt, not "
-                                                "answering), without SQL text")
+    error: str | None = Field(None, description="why the store cannot be used (missing, replaced, corrupt, "
+                                                "read-only, not answering), without SQL text; writes that "
+                                                "need it answer 503 meanwhile")
 
 
 class Health(BaseModel):
@@ -76,7 +80,8 @@ def mask_password(uri: str) -> str:
 
 
 def database_health() -> DatabaseHealth:
-    """`SELECT 1` through the SQL layer the app opened, if it opened one, within the check timeout."""
+    """The file, `SELECT 1` and a write probe through the SQL layer the app opened, if it opened one, within
+    the check timeout."""
     db = current_app.extensions.get("seedcore_db")
     if db is None:
         return DatabaseHealth(status="not_configured")
@@ -85,7 +90,8 @@ def database_health() -> DatabaseHealth:
 
 
 def mlflow_health(settings) -> MlflowHealth:
-    """MLflow's tracking and registry stores: the SQLite file looked at, then one cheap call, time-bounded."""
+    """MLflow's tracking and registry stores: the SQLite file looked at, then one cheap call and a write
+    probe, time-bounded."""
     error = check_mlflow(settings, settings.store_check_timeout_s)
     return MlflowHealth(status="error" if error else "ok", tracking_uri=mask_password(settings.tracking_uri),
                         registry_uri=mask_password(settings.registry_uri), error=error)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from seedcore.api._http import MAX_INT
+from seedcore.api.schemas_serving import instance_rows
+from seedcore.monitoring.feedback import MAX_FEEDBACK_ROWS, MAX_ID_CHARS
 from seedcore.monitoring.monitors import MonitorBody, MonitorPatch
 from seedcore.requests import DataFields, StrictBody
 from seedcore.scheduling import ScheduleBody, SchedulePatch
@@ -37,12 +39,19 @@ class EvaluationResponse(BaseModel):
     mlflow_run_id: str
 
 
+PredictionId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+Label = Annotated[int, Field(strict=True, ge=0, le=1)]  # strict: true and 1.0 are not labels
+
+
 class FeedbackRequest(StrictBody):
     """Outcomes: `prediction_ids` + `labels`, or `instances` (rows scored elsewhere) + `labels`."""
 
-    prediction_ids: list[Any] | None = Field(default=None, description="ids from /xgboost/predict answers")
-    instances: list[Any] | None = Field(default=None, description="rows as /xgboost/predict takes them")
-    labels: list[Any] = Field(description="0 or 1, one per id or row")
+    prediction_ids: list[PredictionId] | None = Field(
+        default=None, min_length=1, max_length=MAX_FEEDBACK_ROWS, json_schema_extra={"uniqueItems": True},
+        description="ids from /xgboost/predict answers, each once")
+    instances: instance_rows(MAX_FEEDBACK_ROWS) | None = Field(default=None,
+                                                               description="rows as /xgboost/predict takes them")
+    labels: list[Label] = Field(min_length=1, max_length=MAX_FEEDBACK_ROWS, description="0 or 1, one per id or row")
 
 
 class FeedbackResult(BaseModel):
@@ -82,6 +91,7 @@ class MonitorResponse(BaseModel):
     cooldown_s: float
     tune: dict[str, Any]
     enabled: bool
+    max_sweeps_per_day: int | None = None
     last_value: float | None
     last_fired_at: str | None
     last_job_id: str | None
@@ -110,10 +120,15 @@ class ScheduleResponse(BaseModel):
     timezone: str
     tune: dict[str, Any]
     catch_up: Literal["run_once", "skip"]
+    concurrency_policy: Literal["forbid", "allow", "replace"]
     enabled: bool
     next_run_at: str | None
     last_run_at: str | None
     last_job_id: str | None
+    last_skipped_at: str | None = Field(None, description="when a due time last started nothing")
+    skipped_count: int = Field(0, description="due times that started nothing: the concurrency policy, the "
+                                              "queue cap or the triggered-sweep budget")
+    last_skip_reason: str | None = None
 
 
 class ScheduleList(BaseModel):

@@ -8,8 +8,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from seedcore.api._http import MAX_INT
+from seedcore.data import F32_MAX
 
-_NUMBER_OR_NULL = {"anyOf": [{"type": "number"}, {"type": "null"}]}
+# A model sees float32: a larger number is refused (400) as out of range, so the document bounds it too.
+_NUMBER_OR_NULL = {"anyOf": [{"type": "number", "minimum": -F32_MAX, "maximum": F32_MAX}, {"type": "null"}]}
 _ROW_LIST = {"type": "array", "items": _NUMBER_OR_NULL, "description": "values in the model's feature order"}
 _ROW_OBJECT = {"type": "object", "additionalProperties": _NUMBER_OR_NULL,
                "description": "values keyed by feature name; every feature must be present (null = missing)"}
@@ -17,8 +19,16 @@ _ROW_OBJECT = {"type": "object", "additionalProperties": _NUMBER_OR_NULL,
 # Rows are validated by the view itself (it names the exact offending cell, e.g. `instances.3.f2`);
 # pydantic only sees their JSON schema, which documents them.
 FeaturesRow = Annotated[Any, WithJsonSchema({"anyOf": [_ROW_LIST, _ROW_OBJECT]})]
-InstanceRows = Annotated[Any, WithJsonSchema({"type": "array", "minItems": 1,
-                                              "items": {"anyOf": [_ROW_LIST, _ROW_OBJECT]}})]
+
+
+def instance_rows(max_rows: int | None = None) -> Any:
+    """Several rows, documented (at most `max_rows` of them where the view caps them)."""
+    cap = {} if max_rows is None else {"maxItems": max_rows}
+    return Annotated[Any, WithJsonSchema({"type": "array", "minItems": 1, **cap,
+                                          "items": {"anyOf": [_ROW_LIST, _ROW_OBJECT]}})]
+
+
+InstanceRows = instance_rows()
 
 
 class PredictRequest(BaseModel):
@@ -26,7 +36,8 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     features: FeaturesRow = Field(None, description="one row: 10 numbers, or an object keyed by feature name")
-    instances: InstanceRows = Field(None, description="several rows, each a list or an object")
+    instances: InstanceRows = Field(None, description="several rows, each a list or an object; at most "
+                                                      "SEEDCORE_MAX_PREDICT_ROWS (413 beyond)")
 
 
 class PredictResponse(BaseModel):

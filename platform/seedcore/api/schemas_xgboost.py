@@ -24,7 +24,8 @@ class BestTrial(BaseModel):
 
 class Promotion(BaseModel):
     """`status` is success, rejected (the champion gate said no, with both scores), skipped, unchanged (already
-    in production) or error (the version stays registered; `reason` says why it was not promoted)."""
+    in production) or error (the version stays registered; `reason` says why it was not promoted).
+    `schema_change` lists how the feature names differ from production's when `allow_schema_change` let it in."""
 
     model_config = ConfigDict(extra="allow")
     status: Literal["success", "rejected", "skipped", "unchanged", "error"]
@@ -110,6 +111,9 @@ class TrainResponse(BaseModel):
 class PromoteRequest(StrictBody):
     version: int = Field(ge=1, le=MAX_INT, description="registry version of utility_risk_model")
     force: bool = False
+    allow_schema_change: bool = Field(default=False, description="promote even when the version was trained on "
+                                      "other feature names than production's (else 409 naming the difference); "
+                                      "recorded in the promotion's incident")
 
 
 class PromoteResponse(Promotion):

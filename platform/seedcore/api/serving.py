@@ -6,18 +6,28 @@ registry's production version at start and polls the alias; the predict path mak
 
 from __future__ import annotations
 
+import logging
+import os
+
 import numpy as np
 from flask import Flask, current_app, jsonify
+from sqlalchemy.exc import SQLAlchemyError
 
 from seedcore import names
-from seedcore.api._http import BEARER, WRITE_ERRORS, api_blueprint
-from seedcore.api.monitoring import log_predictions, served_info
+from seedcore.api._http import BEARER, PREDICT_ERRORS, WRITE_ERRORS, api_blueprint
+from seedcore.api.mfb import STORE_EXTENSION as INCIDENTS
+from seedcore.api.monitoring import log_predictions, predlog, served_info
 from seedcore.api.schemas_serving import (BatchPredictRequest, BatchPredictResponse, ListModelsQuery,
                                           ListModelsResponse, ModelInfoResponse, PredictRequest,
                                           PredictResponse, RefreshResponse)
 from seedcore.batch import predict_table
-from seedcore.errors import ValidationError
+from seedcore.errors import SeedcoreError, ValidationError
+from seedcore.incidents import record_refresh
+from seedcore.memory.store import IncidentStore, PayloadLimits
 from seedcore.serving import ModelHolder, ServedModel, blessed_path_of
+from seedcore.stores import first_line
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/xgboost"
 bp = api_blueprint("serving", __name__, url_prefix=PREFIX)
@@ -36,11 +46,12 @@ def model_holder() -> ModelHolder:
     return current_app.extensions["seedcore_model"]
 
 
-# open (no token): it computes an answer and changes nothing
+# open unless SEEDCORE_PREDICT_TOKEN is set (the guard asks for it then): it computes an answer and changes nothing
 @bp.post("/predict", summary="Predict with the production model: one row or many",
-         responses={200: PredictResponse, 413: WRITE_ERRORS[413], 415: WRITE_ERRORS[415]})
+         responses={200: PredictResponse, **PREDICT_ERRORS})
 def predict(body: PredictRequest):
-    """`features` -> `prediction`; `instances` -> `predictions`; both name the model version."""
+    """`features` -> `prediction`; `instances` -> `predictions`; both name the model version. At most
+    SEEDCORE_MAX_PREDICT_ROWS rows and SEEDCORE_MAX_PREDICT_BYTES of body (413 beyond)."""
     model = model_holder().require()  # read once: this request uses this version throughout
     x, single = request_matrix(body, model)
     prob = model.predict(x).tolist()
@@ -54,7 +65,7 @@ def predict(body: PredictRequest):
 
 
 @bp.post("/batch_predict", summary="Predict a CSV/Parquet file of the data dir into a new Parquet file",
-         responses={200: BatchPredictResponse, **WRITE_ERRORS}, security=BEARER)
+         responses={200: BatchPredictResponse, **WRITE_ERRORS, **PREDICT_ERRORS}, security=BEARER)
 def batch_predict(body: BatchPredictRequest):
     """Streams the file chunk by chunk; the whole file is predicted by one model version."""
     model = model_holder().require()
@@ -68,16 +79,31 @@ def batch_predict(body: BatchPredictRequest):
 @bp.post("/refresh_model", summary="Load the registry's production version now",
          responses={200: RefreshResponse, **WRITE_ERRORS}, security=BEARER)
 def refresh_model():
-    """Swap to the alias's version if it moved; 404 before any promotion, 503 if the registry is down."""
+    """Swap to the alias's version if it moved (remembered as a `model_refreshed` incident); 404 before any
+    promotion, 503 if the registry is down."""
     holder = model_holder()
     outcome = holder.refresh()
     model = outcome.model
+    if outcome.changed:
+        _remember_refresh(model, outcome.previous_version)
     message = ("Model refreshed successfully" if outcome.changed
                else f"Model already up to date: serving version {model.version}")
     return jsonify({"status": "success", "message": message, "changed": outcome.changed,
                     "model_name": model.name, "model_version": model.version,
                     "previous_version": outcome.previous_version,
                     "current_model_path": blessed_path_of(holder.settings, model.version) or model.model_uri})
+
+
+def _remember_refresh(model: ServedModel, previous: int | None) -> None:
+    """The swap's flashbulb incident; the swap stands even if it cannot be written (logged)."""
+    # role "all": the /mfb store; role "serve": the same database, through the prediction log's connection
+    store = current_app.extensions.get(INCIDENTS) or IncidentStore(
+        predlog().database(), limits=PayloadLimits.of(current_app.config["SEEDCORE_SETTINGS"]))
+    try:
+        record_refresh(store, model.version, previous, model_name=model.name, pid=os.getpid())
+    except (SeedcoreError, SQLAlchemyError) as exc:
+        detail = exc.message if isinstance(exc, SeedcoreError) else first_line(str(exc))
+        log.error("refresh to %s version %s not recorded in flashbulb memory: %s", model.name, model.version, detail)
 
 
 @bp.get("/model_info", summary="The served model: version, metrics, hyperparameters, lineage",

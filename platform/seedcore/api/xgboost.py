@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, jsonify, url_for
+import logging
+
+from flask import Flask, current_app, jsonify, request, url_for
 
 from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, _error, api_blueprint, respond
 from seedcore.api.schemas_xgboost import (JobList, JobListQuery, JobPath, JobResponse, PromoteRequest,
                                           PromoteResponse, TrainRequest, TrainResponse, TuneRequest, TuneResponse)
 from seedcore.flywheel import Flywheel
-from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE
-from seedcore.errors import TooManyWaitsError
+from seedcore.names import TRIGGER_HEADER
+from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE, TRIGGER_API, TRIGGER_MANUAL
+from seedcore.errors import SeedcoreError, TooManyRequestsError, ValidationError
 from seedcore.runner import JobRunner, JobStillRunning
 
+log = logging.getLogger(__name__)
 bp = api_blueprint("xgboost", __name__, url_prefix="/xgboost")
 RUNNER = "seedcore_runner"
 FLYWHEEL = "seedcore_flywheel"
@@ -21,9 +25,19 @@ def init_app(app: Flask) -> None:
     """Start the job runner over the app's SQL database (opened by the mfb blueprint)."""
     settings, db = app.config["SEEDCORE_SETTINGS"], app.extensions["seedcore_db"]
     app.extensions[FLYWHEEL] = Flywheel(settings, db, on_promoted=lambda _record: _refresh_served_model(app)).install()
+    _settle_promotions(app.extensions[FLYWHEEL])
     runner = JobRunner(settings, db).start()
     app.extensions[RUNNER] = runner
     app.extensions.setdefault("seedcore_stop", []).insert(0, runner.stop)
+
+
+def _settle_promotions(flywheel: Flywheel) -> None:
+    """A promotion a killed process left half-done is settled now, before anything is served or promoted;
+    if the registry is away, the next promotion settles it (logged, never a failed start)."""
+    try:
+        flywheel.recover()
+    except SeedcoreError as exc:
+        log.error("could not settle an interrupted promotion at start-up: %s", exc.message)
 
 
 def _refresh_served_model(app: Flask) -> None:
@@ -43,7 +57,16 @@ def _settings():
 
 # A synchronous call holds a request thread: bounded in number (429) and in time (then 202 with the job id).
 SYNC_ANSWERS = {202: JobResponse, 429: _error("every synchronous-wait slot is taken (SEEDCORE_MAX_SYNC_WAITS): "
-                                              "use /xgboost/tune/submit; `Retry-After` says when to try again")}
+                                              "use /xgboost/tune/submit; or the queue is full "
+                                              "(SEEDCORE_MAX_QUEUED_JOBS); `Retry-After` says when to try again")}
+# The queue is bounded too: beyond SEEDCORE_MAX_QUEUED_JOBS waiting jobs a new one is a 429.
+QUEUE_FULL = {429: _error("the queue is full (SEEDCORE_MAX_QUEUED_JOBS); `Retry-After` says when to try again")}
+
+
+@bp.errorhandler(TooManyRequestsError)
+def too_many_requests(exc: TooManyRequestsError):
+    """A 429 in the error shape with `Retry-After`; nothing was queued."""
+    return jsonify(exc.to_dict()), exc.status_code, {"Retry-After": str(exc.retry_after_s)}
 
 
 @bp.post("/tune", summary="Run a sweep and wait for its result (202 with the job id if it outlasts "
@@ -54,9 +77,22 @@ def tune(body: TuneRequest):
 
 
 @bp.post("/tune/submit", summary="Queue a sweep; answers 202 with its job id",
-         responses={202: JobResponse, **WRITE_ERRORS}, security=BEARER)
+         responses={202: JobResponse, **QUEUE_FULL, **WRITE_ERRORS}, security=BEARER)
 def submit(body: TuneRequest):
-    return _accepted(_runner().submit(body))
+    return _accepted(_runner().submit(body, trigger=_caller_trigger()))
+
+
+# Who queued a sweep: `api` unless the caller says it is a person at the CLI (`seedcore tune` handing its
+# sweep to this server); the header can only choose between these two, never a monitor's or schedule's.
+CALLER_TRIGGERS = (TRIGGER_API, TRIGGER_MANUAL)
+
+
+def _caller_trigger() -> str:
+    value = request.headers.get(TRIGGER_HEADER, TRIGGER_API)
+    if value not in CALLER_TRIGGERS:
+        raise ValidationError(f"header {TRIGGER_HEADER} must be one of {', '.join(CALLER_TRIGGERS)}",
+                              field=TRIGGER_HEADER)
+    return value
 
 
 @bp.get("/tune/status/<job_id>", summary="A job's state, live progress and result",
@@ -91,8 +127,6 @@ def _run_and_wait(body, kind: str, model):
         with runner.sync_slot():
             job = runner.submit(body, kind=kind)
             finished = runner.wait(job["id"], timeout=_settings().sync_wait_timeout_s)
-    except TooManyWaitsError as exc:
-        return jsonify(exc.to_dict()), exc.status_code, {"Retry-After": str(exc.retry_after_s)}
     except JobStillRunning as exc:
         return _accepted(exc.job)
     return respond(model, finished["result"])
@@ -108,7 +142,8 @@ def _accepted(job: dict):
 @bp.post("/promote", summary="Promote a registered version through the champion gate",
          responses={200: PromoteResponse, **WRITE_ERRORS}, security=BEARER)
 def promote(body: PromoteRequest):
-    promotion = current_app.extensions[FLYWHEEL].promote(body.version, force=body.force, trigger="api")
+    promotion = current_app.extensions[FLYWHEEL].promote(body.version, force=body.force, trigger="api",
+                                                         allow_schema_change=body.allow_schema_change)
     return respond(PromoteResponse, promotion)
 
 

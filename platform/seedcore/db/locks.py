@@ -2,17 +2,15 @@
 
 A lease is a row of `seedcore_locks`. It is taken by compare-and-set: an UPDATE that succeeds only when the
 row is free or its lease has expired (or an INSERT when the row does not exist yet), so two contenders can
-never both win, on SQLite and PostgreSQL alike. A holder renews its lease while it works; a holder that died
-loses the name when the lease expires.
+never both win, on SQLite and PostgreSQL alike. A holder renews its lease while it works. A holder that died
+loses the name at once when it ran on this host (its owner names host, pid and start time: see
+seedcore.process_identity), else when the lease expires.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
-import uuid
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Iterator
@@ -23,11 +21,12 @@ from seedcore.db.base import utcnow
 from seedcore.db.database import Database
 from seedcore.db.tables_locks import NamedLock
 from seedcore.errors import ConflictError
+from seedcore.process_identity import ProcessIdentity, owner_token_alive
 
 
 def new_owner() -> str:
-    """A holder identity that names its host and process (shown in the row) and is unique."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"[:128]
+    """A unique holder that names its host, pid and start time (shown in the row; a dead one is seen as dead)."""
+    return ProcessIdentity.current().owner_token()[:128]
 
 
 class LeaseLock:
@@ -39,14 +38,21 @@ class LeaseLock:
         self.lease_s = lease_s
 
     def try_acquire(self, owner: str) -> bool:
-        """Take the lease now if it is free or expired; True when `owner` holds it afterwards."""
+        """Take the lease now if it is free, expired or held by a dead process of this host; True when `owner`
+        holds it afterwards."""
         now = utcnow()
         expires = now + timedelta(seconds=self.lease_s)
         free = or_(NamedLock.owner.is_(None), NamedLock.expires_at.is_(None), NamedLock.expires_at < now)
+        taken_over = dict(owner=owner, acquired_at=now, expires_at=expires)
         with self.db.session() as session:
             taken = session.execute(update(NamedLock).where(and_(NamedLock.name == self.name, free))
-                                    .values(owner=owner, acquired_at=now, expires_at=expires)).rowcount
-            if taken or session.get(NamedLock, self.name) is not None:
+                                    .values(**taken_over)).rowcount
+            row = None if taken else session.get(NamedLock, self.name)
+            if row is not None and not owner_token_alive(row.owner):  # its holder died here: free now
+                taken = session.execute(update(NamedLock).where(NamedLock.name == self.name,
+                                                                NamedLock.owner == row.owner)
+                                        .values(**taken_over)).rowcount
+            if taken or row is not None:
                 return bool(taken)
         try:  # first use of this name: the row does not exist yet, and only one INSERT can win
             with self.db.session() as session:
@@ -69,10 +75,12 @@ class LeaseLock:
                             .values(owner=None, acquired_at=None, expires_at=None))
 
     def holder(self) -> dict | None:
-        """Who holds the lease now, or None when it is free."""
+        """Who holds the lease now, or None when it is free (expired, or its holder died on this host)."""
         with self.db.session() as session:
             row = session.get(NamedLock, self.name)
             if row is None or row.owner is None or row.expires_at is None or row.expires_at < utcnow():
+                return None
+            if not owner_token_alive(row.owner):
                 return None
             return {"owner": row.owner, "acquired_at": row.acquired_at.isoformat(),
                     "expires_at": row.expires_at.isoformat()}
@@ -107,7 +115,8 @@ class LeaseLock:
             rows = session.scalars(select(NamedLock).where(NamedLock.name.startswith(prefix, autoescape=True),
                                                            NamedLock.owner.is_not(None), NamedLock.expires_at >= utcnow())
                                    .order_by(NamedLock.acquired_at.desc())).all()
-            return [{"name": row.name, "owner": row.owner, "acquired_at": row.acquired_at.isoformat()} for row in rows]
+            return [{"name": row.name, "owner": row.owner, "acquired_at": row.acquired_at.isoformat()} for row in rows
+                    if owner_token_alive(row.owner)]
 
     def _keep_renewing(self, owner: str, stop: threading.Event) -> None:
         while not stop.wait(self.lease_s / 3):

@@ -24,6 +24,13 @@ CATCH_UP_RUN_ONCE = "run_once"
 CATCH_UP_SKIP = "skip"
 CATCH_UP_POLICIES = (CATCH_UP_RUN_ONCE, CATCH_UP_SKIP)
 
+# What a schedule does at a due time while a job it started is still queued or running (as a Kubernetes
+# CronJob): skip this run, start another beside it, or cancel the old one and start the new one.
+CONCURRENCY_FORBID = "forbid"
+CONCURRENCY_ALLOW = "allow"
+CONCURRENCY_REPLACE = "replace"
+CONCURRENCY_POLICIES = (CONCURRENCY_FORBID, CONCURRENCY_ALLOW, CONCURRENCY_REPLACE)
+
 
 def new_id() -> str:
     """A fresh id: 32 hex characters."""
@@ -35,11 +42,14 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 
 class PredictionRecord(Base):
-    """One logged prediction; `label` arrives later as feedback."""
+    """One logged prediction; `label` (with `labelled_at`) arrives later as feedback. The id starts with the
+    issue time (see predlog.new_prediction_id), so it orders rows by age."""
 
     __tablename__ = "prediction_log"
     __table_args__ = (Index("ix_prediction_log_version_labelled", "model_name", "model_version", "labelled_at"),
-                      Index("ix_prediction_log_version_created", "model_name", "model_version", "created_at"))
+                      Index("ix_prediction_log_version_created", "model_name", "model_version", "created_at"),
+                      # retention: unlabelled rows (labelled_at NULL) by id, labelled ones by labelled_at
+                      Index("ix_prediction_log_labelled", "labelled_at", "id"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     model_name: Mapped[str] = mapped_column(String(200))
@@ -100,6 +110,7 @@ class Monitor(Base):
     cooldown_s: Mapped[float] = mapped_column(Float)
     tune: Mapped[dict[str, Any]] = mapped_column(JSON)
     enabled: Mapped[bool] = mapped_column(Boolean)
+    max_sweeps_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_value: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -113,6 +124,7 @@ class Monitor(Base):
         return {"id": self.id, "name": self.name, "metric": self.metric, "threshold": self.threshold,
                 "max_drop": self.max_drop, "min_samples": self.min_samples, "window": self.window,
                 "cooldown_s": self.cooldown_s, "tune": self.tune, "enabled": self.enabled,
+                "max_sweeps_per_day": self.max_sweeps_per_day,
                 "created_at": iso_utc(self.created_at), "last_value": self.last_value, "last_n": self.last_n,
                 "last_state": self.last_state, "last_checked_at": iso_utc(self.last_checked_at),
                 "last_fired_at": iso_utc(self.last_fired_at), "last_job_id": self.last_job_id,
@@ -123,7 +135,9 @@ class Schedule(Base):
     """A cron schedule that starts its sweep (trigger `schedule:<id>`) at each due time, exactly once."""
 
     __tablename__ = "schedules"
-    __table_args__ = (CheckConstraint(_in("catch_up", CATCH_UP_POLICIES), name="ck_schedules_catch_up"),)
+    __table_args__ = (CheckConstraint(_in("catch_up", CATCH_UP_POLICIES), name="ck_schedules_catch_up"),
+                      CheckConstraint(_in("concurrency_policy", CONCURRENCY_POLICIES),
+                                      name="ck_schedules_concurrency_policy"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -131,15 +145,23 @@ class Schedule(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     tune: Mapped[dict[str, Any]] = mapped_column(JSON)
     catch_up: Mapped[str] = mapped_column(String(16))
+    concurrency_policy: Mapped[str] = mapped_column(String(16), default=CONCURRENCY_FORBID,
+                                                    server_default=CONCURRENCY_FORBID)
     enabled: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Due times that started nothing (the concurrency policy, the queue cap or the triggered-sweep budget).
+    last_skipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    skipped_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "name": self.name, "cron": self.cron, "timezone": self.timezone, "tune": self.tune,
-                "catch_up": self.catch_up, "enabled": self.enabled, "created_at": iso_utc(self.created_at),
-                "next_run_at": iso_utc(self.next_run_at), "last_run_at": iso_utc(self.last_run_at),
-                "last_job_id": self.last_job_id, "last_error": self.last_error}
+                "catch_up": self.catch_up, "concurrency_policy": self.concurrency_policy, "enabled": self.enabled,
+                "created_at": iso_utc(self.created_at), "next_run_at": iso_utc(self.next_run_at),
+                "last_run_at": iso_utc(self.last_run_at), "last_job_id": self.last_job_id,
+                "last_error": self.last_error, "last_skipped_at": iso_utc(self.last_skipped_at),
+                "skipped_count": self.skipped_count or 0, "last_skip_reason": self.last_skip_reason}

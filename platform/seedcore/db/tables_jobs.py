@@ -62,6 +62,7 @@ class TuningJob(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     owner_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     owner_host: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    owner_start: Mapped[str | None] = mapped_column(String(64), nullable=True)  # seedcore.process_identity
     mlflow_parent_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     trigger: Mapped[str] = mapped_column(String(64), index=True, default=TRIGGER_API, server_default=TRIGGER_API)
     kind: Mapped[str] = mapped_column(String(16), default=KIND_TUNE, server_default=KIND_TUNE)
@@ -86,6 +87,7 @@ class TuningJob(Base):
             "cancel_requested": self.cancel_requested,
             "owner_pid": self.owner_pid,
             "owner_host": self.owner_host,
+            "owner_start": self.owner_start,
             "mlflow_parent_run_id": self.mlflow_parent_run_id,
             "trigger": self.trigger,
             "kind": self.kind,

@@ -54,7 +54,8 @@ def evaluate_version(settings: Settings, db: Database, data_source: str | None, 
         raise NotFoundError(f"no version of {settings.model_name} is in production; name a version", field="version")
     described = registry.describe(mv)
     features = feature_columns or described["feature_names"] or None
-    dataset = load_dataset(settings.data_dir, data_source, label_column, features)  # the one data validation
+    dataset = load_dataset(settings.data_dir, data_source, label_column, features,  # the one data validation
+                           max_columns=settings.max_features)
     booster = registry.load_booster(mv)
     if booster.num_features() != len(dataset.feature_names):
         raise DataError(f"version {mv.version} takes {booster.num_features()} features, the data gives "

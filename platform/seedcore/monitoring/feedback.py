@@ -24,6 +24,7 @@ from seedcore.metrics import log_loss, roc_auc
 from seedcore.monitoring.predlog import new_prediction_id, prediction_id_time
 
 MAX_FEEDBACK_ROWS = 10_000
+MAX_ID_CHARS = 64
 ACCEPTED, UNKNOWN, EXPIRED = "accepted", "unknown", "expired"
 FEEDBACK_DIR = "feedback"
 
@@ -41,14 +42,21 @@ def check_labels(labels, rows: int, rows_field: str) -> list[int]:
 
 
 def check_ids(ids) -> list[str]:
-    """A non-empty list of at most MAX_FEEDBACK_ROWS short strings."""
+    """A non-empty list of at most MAX_FEEDBACK_ROWS distinct short strings (an id given twice would keep
+    one of its labels silently)."""
     if not isinstance(ids, list) or not ids:
         raise ValidationError("must be a non-empty list of prediction ids", field="prediction_ids")
     if len(ids) > MAX_FEEDBACK_ROWS:
         raise ValidationError(f"at most {MAX_FEEDBACK_ROWS} per request", field="prediction_ids")
+    seen: dict[str, int] = {}
     for i, value in enumerate(ids):
-        if not isinstance(value, str) or not 0 < len(value) <= 64:
-            raise ValidationError("a prediction id is a string of 1 to 64 characters", field=f"prediction_ids.{i}")
+        if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_CHARS:
+            raise ValidationError(f"a prediction id is a string of 1 to {MAX_ID_CHARS} characters",
+                                  field=f"prediction_ids.{i}")
+        if value in seen:
+            raise ValidationError(f"prediction id {value!r} is given twice (at {seen[value]} and {i}): give one "
+                                  "label per prediction", field=f"prediction_ids.{i}")
+        seen[value] = i
     return ids
 
 
@@ -58,9 +66,9 @@ def record_feedback(db: Database, settings: Settings, ids: list[str], labels: li
     check_ids(ids)
     check_labels(labels, len(ids), "prediction_ids")
     now = as_utc(now or utcnow())
-    with db.session() as session:
+    with db.session() as session:  # the rows stay locked until labelled: pruning cannot take them meanwhile
         found = dict(session.execute(select(PredictionRecord.id, PredictionRecord.model_name)
-                                     .where(PredictionRecord.id.in_(set(ids)))).all())
+                                     .where(PredictionRecord.id.in_(ids)).with_for_update()).all())
         foreign = [i for i, pid in enumerate(ids) if pid in found and found[pid] != settings.model_name]
         if foreign:
             raise ValidationError(f"prediction {ids[foreign[0]]} belongs to model {found[ids[foreign[0]]]!r}, "
@@ -69,14 +77,17 @@ def record_feedback(db: Database, settings: Settings, ids: list[str], labels: li
         if updates:
             session.execute(update(PredictionRecord),
                             [{"id": pid, "label": label, "labelled_at": now} for pid, label in updates.items()])
-        oldest = session.scalar(select(func.min(PredictionRecord.created_at)))
+        # pruning takes the oldest unlabelled rows: an id older than every one kept was pruned
+        oldest = prediction_id_time(session.scalar(select(func.min(PredictionRecord.id))
+                                                   .where(PredictionRecord.labelled_at.is_(None))) or "")
     results = [{"prediction_id": pid, "status": ACCEPTED if pid in found else _missing(pid, settings, now, oldest)}
                for pid in ids]
     return {"accepted": len(updates), "rejected": len(ids) - sum(pid in found for pid in ids), "results": results}
 
 
 def _missing(prediction_id: str, settings: Settings, now: datetime, oldest: datetime | None) -> str:
-    """`expired` when the id is older than the retention age or than every row kept; else `unknown`."""
+    """`expired` when the id is older than the retention age or than every unlabelled row kept; else
+    `unknown`."""
     issued = prediction_id_time(prediction_id)
     if issued is None or issued > now + timedelta(minutes=5):
         return UNKNOWN

@@ -21,7 +21,7 @@ def flywheel_services(app) -> tuple[ScheduleService, MonitorService]:
     def submit(request, trigger):
         return runner.submit(request, trigger=trigger)
 
-    return ScheduleService(settings, db, submit), MonitorService(settings, db, submit)
+    return ScheduleService(settings, db, submit, cancel=runner.cancel), MonitorService(settings, db, submit)
 
 
 def run_once(schedules: ScheduleService, monitors: MonitorService) -> None:

@@ -2,7 +2,8 @@
 
 A breach fires only if no job this monitor started is queued or running and the cooldown has passed;
 the firing itself is a compare-and-set UPDATE of `last_fired_at` in SQL, so of several processes
-checking the same breach exactly one starts the job.
+checking the same breach exactly one starts the job. The sweep starts only within the triggered-sweep
+budgets (all triggers', and the monitor's own `max_sweeps_per_day`); a refused one is recorded.
 """
 
 from __future__ import annotations
@@ -19,15 +20,15 @@ from seedcore.db.base import as_utc, utcnow
 from seedcore.db.database import Database
 from seedcore.db.tables_flywheel import HIGHER_IS_BETTER, Monitor, new_id
 from seedcore.db.tables_jobs import ACTIVE_STATES, TRIGGER_MONITOR_PREFIX, TuningJob
-from seedcore.errors import NotFoundError, SeedcoreError, ValidationError
+from seedcore.errors import NotFoundError, SeedcoreError, SweepBudgetError, ValidationError
 from seedcore.memory.store import IncidentStore
 from seedcore.monitoring.evaluate import latest_evaluation
 from seedcore.monitoring.events import record_detection
 from seedcore.monitoring.feedback import live_metrics
 from seedcore.monitoring.live import version_drift
-from seedcore.monitoring.triggers import Submit, check_tune, start_job, validate_body
+from seedcore.monitoring.triggers import Submit, check_tune, record_refused, start_job, validate_body
 from seedcore.names import AUC, LOGLOSS
-from seedcore.requests import StrictBody
+from seedcore.requests import StrictBody, patch_model
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +56,12 @@ class MonitorBody(StrictBody):
     cooldown_s: float = Field(default=3600.0, ge=0, le=365 * 86400)
     tune: dict[str, Any] = Field(description="the /xgboost/tune request to run when the monitor fires")
     enabled: bool = True
+    max_sweeps_per_day: int | None = Field(default=None, ge=1, le=100_000,
+                                           description="sweeps this monitor may start in any 24 hours (besides "
+                                                       "SEEDCORE_MAX_TRIGGERED_SWEEPS_PER_DAY for all triggers)")
 
 
-class MonitorPatch(StrictBody):
-    """Any monitor field; the result is validated as a whole."""
-
-    name: str | None = None
-    metric: MetricName | None = None
-    threshold: float | None = None
-    max_drop: float | None = None
-    min_samples: int | None = None
-    window: Window | None = None
-    cooldown_s: float | None = None
-    tune: dict[str, Any] | None = None
-    enabled: bool | None = None
+MonitorPatch = patch_model(MonitorBody, "MonitorPatch", "Any monitor field; the result is validated as a whole.")
 
 
 def check_rule(body: MonitorBody) -> None:
@@ -229,10 +222,13 @@ class MonitorService:
             return None
         trigger = f"{TRIGGER_MONITOR_PREFIX}{row.id}"
         try:
-            job = start_job(self.settings, self.db, self.submit, monitor["tune"], trigger)
-        except SeedcoreError as exc:
-            log.error("monitor %s fired but its sweep could not start: %s", monitor["name"], exc.message)
-            self._set(row.id, last_error=exc.message, last_fired_at=row.last_fired_at)
+            job = start_job(self.settings, self.db, self.submit, monitor["tune"], trigger, row.max_sweeps_per_day)
+        except SeedcoreError as exc:  # nothing started: the breach fires again at a later check
+            if isinstance(exc, SweepBudgetError):
+                record_refused(self.incidents, monitor, trigger, exc)
+            else:
+                log.error("monitor %s fired but its sweep could not start: %s", monitor["name"], exc.message)
+            self._set(row.id, last_error=exc.message, last_fired_at=row.last_fired_at, last_job_id=row.last_job_id)
             return None
         self._set(row.id, last_job_id=job["id"])
         record_detection(self.incidents, monitor, measured, job["id"], trigger)

@@ -18,7 +18,7 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Sequence
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import and_, delete, func, insert, or_, select
 
 from seedcore.config import Settings
 from seedcore.db.base import as_utc, utcnow
@@ -38,6 +38,11 @@ def new_prediction_id(now: float | None = None) -> str:
     """32 hex characters: 12 of milliseconds since the epoch (so an id tells its age), 20 random."""
     ms = int((time.time() if now is None else now) * 1000)
     return f"{ms:012x}{secrets.token_hex(10)}"
+
+
+def id_prefix(when: datetime) -> str:
+    """The id prefix of `when`: ids issued before it sort below it."""
+    return f"{int(when.timestamp() * 1000):012x}"
 
 
 def prediction_id_time(prediction_id: str) -> datetime | None:
@@ -161,16 +166,34 @@ class PredictionLogger:
 
     # -- upkeep and reporting ----------------------------------------------------------------------
     def prune(self) -> int:
-        """Delete rows older than the age cap, then the oldest beyond the row cap; returns rows deleted."""
+        """Apply the retention rules; returns the rows deleted.
+
+        Labels are what the log is kept for, so the two kinds of rows are kept apart: unlabelled rows go
+        when older than the age cap (feedback for them is `expired`) or, oldest first, beyond their row cap;
+        labelled rows count only against their own cap (the ones labelled longest ago go first) and never
+        age out. A row labelled while this runs is not deleted as unlabelled: each DELETE re-checks it.
+        """
         self._last_prune = time.monotonic()
         cutoff = as_utc(self.clock()) - timedelta(hours=self.settings.predlog_max_age_h)
+        unlabelled, labelled = PredictionRecord.labelled_at.is_(None), PredictionRecord.labelled_at.is_not(None)
         with self.database().session() as session:
-            deleted = session.execute(delete(PredictionRecord).where(PredictionRecord.created_at < cutoff)).rowcount
-            # ids start with their issue time in fixed-width hex, so the primary key orders rows by age
-            boundary = session.scalar(select(PredictionRecord.id).order_by(PredictionRecord.id.desc())
+            # ids start with their issue time in fixed-width hex: the id orders rows by age
+            deleted = session.execute(delete(PredictionRecord).where(
+                unlabelled, PredictionRecord.id < id_prefix(cutoff))).rowcount
+            boundary = session.scalar(select(PredictionRecord.id).where(unlabelled).order_by(PredictionRecord.id.desc())
                                       .offset(self.settings.predlog_max_rows).limit(1))
             if boundary is not None:
-                deleted += session.execute(delete(PredictionRecord).where(PredictionRecord.id <= boundary)).rowcount
+                deleted += session.execute(delete(PredictionRecord).where(
+                    unlabelled, PredictionRecord.id <= boundary)).rowcount
+            oldest_kept = session.execute(
+                select(PredictionRecord.labelled_at, PredictionRecord.id).where(labelled)
+                .order_by(PredictionRecord.labelled_at.desc(), PredictionRecord.id.desc())
+                .offset(self.settings.predlog_max_labelled_rows).limit(1)).first()
+            if oldest_kept is not None:
+                at, pid = oldest_kept
+                deleted += session.execute(delete(PredictionRecord).where(labelled, or_(
+                    PredictionRecord.labelled_at < at,
+                    and_(PredictionRecord.labelled_at == at, PredictionRecord.id <= pid)))).rowcount
         return deleted
 
     def flush(self, timeout: float = 10.0) -> bool:

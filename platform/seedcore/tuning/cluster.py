@@ -16,7 +16,7 @@ from seedcore.logs import quiet_noise
 from seedcore.observability import telemetry_off
 
 _LOCK = threading.Lock()
-_STATE: dict = {"dashboard_url": None, "one_sweep": False, "ending": None}
+_STATE: dict = {"dashboard_url": None, "gcs_address": None, "one_sweep": False, "ending": None}
 
 # Fewer moving parts per trial: our MLflow callback is the logger; Tune's own file loggers and
 # its SIGINT handler stay off (Ctrl-C reaches our code, which closes the runs).
@@ -57,7 +57,13 @@ def ensure_ray(settings: Settings) -> bool:
                                configure_logging=True)
         url = getattr(context, "dashboard_url", None)
         _STATE["dashboard_url"] = f"http://{url}" if url and "://" not in url else url or None
+        _STATE["gcs_address"] = (getattr(context, "address_info", None) or {}).get("gcs_address")
         return True
+
+
+def gcs_address() -> str | None:
+    """The address `ray status --address` takes for the session this process started or joined."""
+    return _STATE["gcs_address"]
 
 
 def dashboard_url() -> str | None:
@@ -157,4 +163,4 @@ def _shutdown() -> None:
     with _LOCK:
         if ray.is_initialized():
             ray.shutdown()
-        _STATE["dashboard_url"] = None
+        _STATE["dashboard_url"] = _STATE["gcs_address"] = None

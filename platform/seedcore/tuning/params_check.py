@@ -112,7 +112,8 @@ def _culprit(params: Mapping[str, Any], config: Mapping[str, Any], matrix: xgb.D
 
 
 def check_request_params(settings, request, space: Mapping[str, Any], field: str) -> list[str]:
-    """A request's data, judged from its file's header, then its parameters against those features.
+    """A request's data, checked as a job would load it (header first, then the values in bounded chunks),
+    then its parameters against those features.
 
     Returns the feature names. Everything here is a 400 raised before any job or run exists.
     """

@@ -1,7 +1,8 @@
 """A sweep's plan: the request checked and resolved (space, tune config, objectives, selection).
 
 Everything here can be checked before Ray starts and without MLflow: a caller's mistake is a 400 naming the
-field, found in the time it takes to read the data's header and train one round per corner of the space.
+field, found in the time it takes to check the data (its header, then its values in chunks) and train one
+round per corner of the space.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ class SweepPlan:
 
 
 def tune_settings(settings: Settings, request: SweepRequest) -> TuneSettings:
-    """The request's tune config (preset plus overrides) under the platform's trial and time caps."""
+    """The request's tune config (preset, trimmed to SEEDCORE_PRESET_MAX_TRIALS, plus overrides) under the
+    platform's trial and time caps."""
     return resolve_tune_config(request.config_type, request.custom_tune_config, max_trials=settings.max_trials,
-                               max_time_budget_s=settings.max_time_budget_s)
+                               max_time_budget_s=settings.max_time_budget_s,
+                               preset_max_trials=settings.preset_max_trials)
 
 
 def plan_sweep(settings: Settings, request: SweepRequest) -> SweepPlan:
@@ -39,7 +42,7 @@ def plan_sweep(settings: Settings, request: SweepRequest) -> SweepPlan:
     if not isinstance(request.experiment_name, str) or not request.experiment_name.strip():
         raise ValidationError("experiment_name must be a non-empty string", field="experiment_name")
     space = resolve_space(request.space_type, request.custom_search_space)
-    check_request_params(settings, request, space, "custom_search_space")  # data header + XGBoost dry run
+    check_request_params(settings, request, space, "custom_search_space")  # the data + XGBoost dry run
     config = tune_settings(settings, request)
     check_trial_fits(settings.cpus_per_trial)  # a trial no node can hold would wait out the whole budget
     objectives = resolve_objectives(request.objectives)

@@ -23,7 +23,7 @@ from seedcore.tuning.trainable import BEST_ITERATION, CURVE, train_booster
 def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgboost_training",
                 data_source: str | None = None, label_column: str | None = None,
                 feature_columns: list[str] | None = None, promote: bool = False, force: bool = False,
-                callbacks=()) -> dict:
+                callbacks=(), job_id: str | None = None, trigger: str | None = None) -> dict:
     """Train, log the curve and final metrics, register a version; promote through the gate if asked.
 
     `callbacks` are XGBoost training callbacks (the job runner's cancel and time limit).
@@ -52,7 +52,8 @@ def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgb
     version = registry.register(candidate)
     remember_reference(settings, version.version, dataset)  # drift baseline: the training split
     promotion = (flywheel_for(settings).promote_or_report(version.version, force=force, dataset=dataset,
-                                                          challenger=booster, experiment_name=experiment_name)
+                                                          challenger=booster, experiment_name=experiment_name,
+                                                          job_id=job_id, trigger=trigger)
                  if promote else {"status": "skipped", "reason": "promotion not requested",
                                   "version": int(version.version)})
     return {"status": "success", "experiment_name": experiment_name, "model_version": int(version.version),

@@ -211,13 +211,16 @@ def max_rounds(space: Mapping[str, Any]) -> int:
 
 
 def resolve_tune_config(config_type: str | None, custom: Mapping[str, Any] | None, *, max_trials: int,
-                        max_time_budget_s: float) -> TuneSettings:
-    """A preset by name, overridden field by field by a custom config; capped by the settings."""
+                        max_time_budget_s: float, preset_max_trials: int | None = None) -> TuneSettings:
+    """A preset by name (its trials trimmed to `preset_max_trials`), overridden field by field by a custom
+    config; capped by the settings."""
     name = config_type or "default"
     if name not in TUNE_CONFIGS:
         raise ValidationError(f"unknown config_type {name!r}; choose one of {sorted(TUNE_CONFIGS)}",
                               field="config_type")
     values = TUNE_CONFIGS[name].as_dict()
+    if preset_max_trials is not None:
+        values["num_samples"] = min(values["num_samples"], preset_max_trials)
     if custom is not None:
         if not isinstance(custom, Mapping):
             raise ValidationError("custom_tune_config must be an object", field="custom_tune_config")

@@ -94,7 +94,7 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
             status = "FINISHED"
             registry.client.set_tag(parent, "seedcore.selection", "no trial meets the constraints")
             raise ValidationError(_unmet(plan.selection, extras["points"]), field="select")
-        outcome = _register_and_promote(registry, plan, dataset, best, logger, job_id)
+        outcome = _register_and_promote(registry, plan, dataset, best, logger, job_id, trigger)
         log_sweep_plots(registry.client, parent, logger.trial_summaries())
         status = "FINISHED"
     except BaseException:  # Ctrl-C, or failing while stopping (Ray shut down under it): cancelled
@@ -275,7 +275,7 @@ def _trial_error(error: BaseException) -> str:
 
 
 def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, best,
-                          logger: MLflowTrialLogger, job_id: str | None = None) -> dict:
+                          logger: MLflowTrialLogger, job_id: str | None = None, trigger: str | None = None) -> dict:
     trial_id = best.metrics["trial_id"]
     child_run_id, parent = logger.run_ids[trial_id], logger.parent_run_id
     booster, refit = _final_booster(plan, dataset, best, max(1, registry.settings.cpus_per_trial))
@@ -289,7 +289,7 @@ def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset,
     if plan.request.promote:
         promotion = flywheel_for(registry.settings).promote_or_report(
             version.version, force=plan.request.force, dataset=dataset, challenger=booster,
-            experiment_name=plan.request.experiment_name, job_id=job_id)
+            experiment_name=plan.request.experiment_name, job_id=job_id, trigger=trigger)
     else:
         promotion = {"status": "skipped", "reason": "promotion not requested", "version": int(version.version)}
     ts = int(time.time() * 1000)

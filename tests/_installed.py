@@ -1,0 +1,123 @@
+"""The project as a user installs it: its wheel in a fresh virtualenv, with no extras, dependencies from the
+package index. Built once per test session (`installed` fixture) for every test module that asks for it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALL_TIMEOUT_S = 1800  # a machine with an empty pip cache downloads ~1 GB
+
+
+@dataclass(frozen=True)
+class Installed:
+    venv: Path
+    wheel: Path
+    install_s: float  # `pip install <wheel>` alone
+    size_bytes: int  # the venv on disk after the install
+    modules: frozenset[str]  # every module of the seedcore package in the sources the wheel was built from
+
+    @property
+    def bin(self) -> Path:
+        return self.venv / "bin"
+
+    @property
+    def python(self) -> Path:
+        return self.bin / "python"
+
+    @property
+    def seedcore(self) -> Path:
+        return self.bin / "seedcore"
+
+    def env(self, base: dict | None = None) -> dict:
+        """`base` (default: this environment) as a shell with the venv activated has it."""
+        env = plain_env(base)
+        env["VIRTUAL_ENV"] = str(self.venv)
+        env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', os.defpath)}"
+        return env
+
+
+def plain_env(base: dict | None = None) -> dict:
+    """`base` (default: this environment) without any virtualenv or Python path of the test run's."""
+    return {k: v for k, v in (os.environ if base is None else base).items()
+            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+
+
+def source_copy(path: Path) -> Path:
+    """What a release holds (no build droppings in the shared tree): pyproject, platform/, migrations/."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
+    path.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", path)
+    for name in ("platform", "migrations"):
+        shutil.copytree(ROOT / name, path / name, symlinks=True, ignore=ignore)
+    return path
+
+
+def package_modules(top: Path) -> frozenset[str]:
+    """Every module of the seedcore package under `top` (packages are the directories with an __init__.py;
+    _migrations is a link to the top-level migrations/)."""
+    modules = set()
+    for folder, dirs, files in os.walk(top, followlinks=True):
+        if "__init__.py" not in files:
+            dirs[:] = []
+            continue
+        package = ".".join(("seedcore", *Path(folder).relative_to(top).parts))
+        modules.add(package)
+        modules.update(f"{package}.{name[:-3]}" for name in files if name.endswith(".py") and name != "__init__.py")
+    return frozenset(modules)
+
+
+def _run(command: list, log: Path, timeout: float, **kwargs) -> None:
+    with open(log, "a") as out:
+        out.write(f"$ {' '.join(map(str, command))}\n")
+        out.flush()
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, **kwargs)
+    assert done.returncode == 0, f"{command[:4]} failed:\n{log.read_text(errors='replace')[-4000:]}"
+
+
+def _size(path: Path) -> int:
+    return sum(entry.stat(follow_symlinks=False).st_size for entry in path.rglob("*"))
+
+
+def build(base: Path) -> Installed:
+    """Build the wheel from a copy of the sources, then install it into a new venv of its own."""
+    log = base / "install.log"
+    source = source_copy(base / "source")
+    env = plain_env()
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", base / "dist", source], log, 600, env=env,
+         cwd=base)
+    modules = package_modules(source / "platform" / "seedcore")
+    shutil.rmtree(source)  # the installed package must not lean on the tree it came from
+    (wheel,) = (base / "dist").glob("seedcore_flywheel-*.whl")
+    venv = base / "venv"
+    _run([sys.executable, "-m", "venv", venv], log, 300, env=env, cwd=base)  # no system or borrowed packages
+    started = time.monotonic()
+    # --no-compile: the same files, without byte-compiling every dependency ahead (more than half the time);
+    # Python compiles what it imports on first use.
+    _run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check",
+          wheel], log, INSTALL_TIMEOUT_S, env=env, cwd=base)
+    install_s = time.monotonic() - started
+    return Installed(venv, wheel, round(install_s, 1), _size(venv), modules)
+
+
+_BUILT: dict[str, Installed] = {}  # a fixture imported into two modules is two fixtures: build only once
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory) -> Installed:
+    """The session's installed project (its venv is removed at the end of the session: ~1.2 GB)."""
+    if "it" not in _BUILT:
+        _BUILT["it"] = build(tmp_path_factory.mktemp("installed"))
+        print(f"\ninstalled {_BUILT['it'].wheel.name}: pip install {_BUILT['it'].install_s} s, "
+              f"venv {_BUILT['it'].size_bytes / 2**20:.0f} MiB")
+    yield _BUILT["it"]
+    if "it" in _BUILT:
+        shutil.rmtree(_BUILT.pop("it").venv, ignore_errors=True)
