@@ -96,7 +96,7 @@ def _base_env() -> dict:
 
 
 def start_ours(settings: Settings, workers: int, log_dir: Path) -> Server:
-    """`seedcore serve --workers N` (gunicorn, gthread) over the bench's store and data dir."""
+    """`seedcore serve --workers N` (gunicorn's asyncio worker, our front) over the bench's store and data dir."""
     port = free_port()
     env = {**_base_env(), "SEEDCORE_DATA_DIR": str(settings.data_dir), "SEEDCORE_MLRUNS_DIR": str(settings.mlruns_dir),
            "SEEDCORE_TRACKING_URI": settings.tracking_uri, "SEEDCORE_HOST": "127.0.0.1", "SEEDCORE_PORT": str(port)}

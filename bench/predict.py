@@ -94,9 +94,10 @@ def _section(stats, floor, agreement, workers, seconds, repeats) -> Section:
     def med(name, clients, key):
         return median(s[key] for s in stats[(name, clients)])
 
-    setup = (f"{workers} worker process(es) each (`seedcore serve --workers {workers}`: gunicorn gthread, 8 threads a "
-             f"worker; `mlflow models serve -w {workers} --env-manager local`: uvicorn), one promoted version "
-             "(200 trees, depth 6, 10 features) loaded from the same MLflow registry. Ours gets "
+    setup = (f"{workers} worker process(es) each (`seedcore serve --workers {workers}`: gunicorn's asyncio worker "
+             f"reading each request whole, then one of 8 threads a worker; `mlflow models serve -w {workers} "
+             "--env-manager local`: uvicorn), one promoted version (200 trees, depth 6, 10 features) loaded from the "
+             "same MLflow registry. Ours gets "
              "`{\"features\": [10 floats]}`, MLflow `{\"dataframe_split\": {\"columns\": [...], \"data\": [[10 floats]]}}`"
              f"; both answers checked equal first (|Δ| = {agreement:.1g}). Client: a separate spawned process, "
              f"`http.client` with keep-alive; {seconds:g} s windows after a warm-up, alternating servers; all servers run "

@@ -1,9 +1,10 @@
 """Storage fixtures shared by the SQL tests: one `db_url` parametrized over SQLite and PostgreSQL.
 
 Import the fixtures into a test module (`from _pg import db_url, db`), or `sql_backend` to run the
-module's app/client tests (conftest's `settings` family) on both (`ON_BOTH_BACKENDS` for one test). PostgreSQL comes from
-SEEDCORE_TEST_POSTGRES_URL; each test gets its own freshly created database, dropped afterwards: an
-empty one, or a copy of a template migrated once per session (`CREATE DATABASE .. TEMPLATE`).
+module's app/client tests (conftest's `settings` family) on both (`ON_BOTH_BACKENDS`: one test).
+PostgreSQL comes from SEEDCORE_TEST_POSTGRES_URL; each test gets its own freshly created database,
+dropped afterwards: an empty one, or a copy of a template migrated once per session
+(`CREATE DATABASE .. TEMPLATE`).
 """
 
 from __future__ import annotations

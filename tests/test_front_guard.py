@@ -15,7 +15,7 @@ import pytest
 
 from _reliability import live_server, tiny_settings
 from _serving import GUIDE_ROW, add_version, wait_for
-from seedcore.api._guard import host_allowed
+from seedcore.api._hosts import host_allowed
 from seedcore.config import Settings
 from seedcore.registry import Registry
 
@@ -103,6 +103,17 @@ def test_a_star_allows_every_host(serve):
 ])
 def test_the_default_allowed_hosts(bind, host, allowed):
     assert host_allowed(host, Settings(host=bind, port=8000), "8000") is allowed
+
+
+@pytest.mark.parametrize("listed, host, allowed", [
+    ("[::1]:8000", "[::1]:8000", True),
+    ("[::1]:8000", "[::2]:8000", False),  # brackets are the address's, not a pattern's character class
+    ("[::1]", "[::1]:9", True),
+    ("*.example", "a.b.example:1", True),
+    ("*.example", "example.org:1", False),
+])
+def test_listed_hosts(listed, host, allowed):
+    assert host_allowed(host, Settings(allowed_hosts=listed), "8000") is allowed
 
 
 # -- the predict token ----------------------------------------------------------------------------

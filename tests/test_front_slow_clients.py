@@ -24,7 +24,7 @@ from seedcore.config import Settings
 from seedcore.db.database import upgrade
 from seedcore.registry import Registry
 
-HEADER_TIMEOUT_S, BODY_TIMEOUT_S = 3.0, 3.0
+HEADER_TIMEOUT_S, BODY_TIMEOUT_S = 5.0, 5.0
 ATTACK_ROWS = 380_000  # the tester's predict: 8.4 MB of JSON
 STOP_WITHIN_S = 10.0
 
@@ -150,13 +150,14 @@ def test_slow_clients_hold_no_thread_and_end_in_408(server):
     idle = [_connect(server) for _ in range(4)]
     with _Trickle(heads, b"a"), _Trickle(bodies, b" "):
         health, predict = [], []
-        while time.monotonic() - opened < HEADER_TIMEOUT_S - 0.8:  # all 28 held meanwhile
+        while time.monotonic() - opened < HEADER_TIMEOUT_S - 1.0:  # all 28 held meanwhile
             health.append(_timed(lambda: _health(server)))
             predict.append(_timed(lambda: _predict(server)))
         assert len(health) >= 3
         print(f"while held: /health max {max(health) * 1000:.0f} ms, predict median "
               f"{statistics.median(predict) * 1000:.1f} ms over {len(health)} each")
-        assert max(health) < 1.5 and max(predict) < 1.5, (health, predict)  # (a stall would be many seconds)
+        # the threads held, these would wait for the deadline: 4 s and more
+        assert max(health) < 2.0 and max(predict) < 2.0, (health, predict)
 
         for sock in heads:
             status, body, headers = _response(sock)

@@ -38,14 +38,18 @@ SIZE_SPACE = {"max_depth": {"type": "choice", "values": [1, 6]}, "eta": {"type":
 SIZE_CAP = 30_000  # 20 stumps take about 18 kB, 20 depth-6 trees about 60 kB
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory, mlflow_template, ray_session) -> Settings:
-    root = tmp_path_factory.mktemp("search")
+def new_store(tmp_path_factory, mlflow_template, name: str) -> Settings:
+    root = tmp_path_factory.mktemp(name)
     (root / "mlruns").mkdir()
     shutil.copy(mlflow_template, root / "mlruns" / "mlflow.db")
     settings = Settings(data_dir=root / "data", mlruns_dir=root / "mlruns")
     settings.ensure_dirs()
     return settings
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, mlflow_template, ray_session) -> Settings:
+    return new_store(tmp_path_factory, mlflow_template, "search")
 
 
 def sweep(settings: Settings, name: str, **request) -> SimpleNamespace:
@@ -93,8 +97,15 @@ def test_tpe_sweep_runs_exactly_the_configs_of_a_seeded_tpe_sampler(first):
 
 
 @pytest.fixture(scope="module")
-def qmc(store):
-    return sweep(store, "search_qmc", refit=False, custom_tune_config={"num_samples": 4, "search_alg": "qmc", "seed": 7})
+def other_store(tmp_path_factory, mlflow_template, ray_session) -> Settings:
+    """A store apart from `store`, whose sweeps are the history the warm-start sweeps read."""
+    return new_store(tmp_path_factory, mlflow_template, "search-apart")
+
+
+@pytest.fixture(scope="module")
+def qmc(other_store):
+    return sweep(other_store, "search_qmc", refit=False,
+                 custom_tune_config={"num_samples": 4, "search_alg": "qmc", "seed": 7})
 
 
 def test_qmc_sweep_runs_exactly_the_configs_of_a_seeded_qmc_sampler(qmc):
@@ -230,20 +241,10 @@ def test_constraints_no_trial_meets_register_nothing(store):
 PRESET_TRIALS = 2  # the request's tune config caps the preset's budget (num_samples), nothing else changes
 
 
-@pytest.fixture(scope="module")
-def presets_store(tmp_path_factory, mlflow_template, ray_session) -> Settings:
-    root = tmp_path_factory.mktemp("presets")
-    (root / "mlruns").mkdir()
-    shutil.copy(mlflow_template, root / "mlruns" / "mlflow.db")
-    settings = Settings(data_dir=root / "data", mlruns_dir=root / "mlruns")
-    settings.ensure_dirs()
-    return settings
-
-
 @pytest.fixture(scope="module", params=sorted(SPACES))
-def preset(request, presets_store):
+def preset(request, other_store):
     name = request.param
-    swept = sweep(presets_store, f"preset_{name}", space_type=name, config_type=name,
+    swept = sweep(other_store, f"preset_{name}", space_type=name, config_type=name,
                   custom_tune_config={"num_samples": PRESET_TRIALS})
     swept.name = name
     return swept

@@ -144,7 +144,8 @@ def _require_writable_database(settings: Settings, migrated: bool) -> None:
     its -wal/-shm, or its directory) that is read-only, or a lost one's WAL left behind; after, a write probe
     (a read-only PostgreSQL too). The server would answer nothing but 503 (DatabaseUnavailableError: exit
     code OUR_FAULT, the reason on stderr)."""
-    from seedcore.db.database import Database, DatabaseUnavailableError
+    from seedcore.db.database import Database
+    from seedcore.errors import DatabaseUnavailableError
 
     db = Database(settings.database_url)
     try:

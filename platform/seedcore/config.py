@@ -101,8 +101,8 @@ class Settings(BaseSettings):
                                             description="how long a promotion waits for another one to finish "
                                                         "(409 after)")
     store_check_timeout_s: float = Field(default=2.0, gt=0, le=60,
-                                         description="time `/health` gives each store (MLflow, our database) "
-                                                     "to answer")
+                                         description="time `/health`, and the write probe before a "
+                                                     "write, give each store (MLflow, our database) to answer")
     max_json_depth: int = Field(default=32, ge=2, le=200, description="deepest nesting of any JSON we accept "
                                 "(request bodies, stored JSON); deeper is a 400")
     predlog_sample_rate: float = Field(default=1.0, ge=0, le=1,

@@ -113,3 +113,9 @@ class SchemaOutdatedError(SeedcoreError):
     """Our SQL schema is behind the code; `seedcore db upgrade` fixes it."""
 
     status_code = 500
+
+
+class DatabaseUnavailableError(SeedcoreError):
+    """Our database cannot be used now (lost, replaced or read-only): a 503, and nothing was changed."""
+
+    status_code = 503

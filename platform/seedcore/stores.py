@@ -21,17 +21,17 @@ from typing import Callable
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
 from seedcore.config import Settings
-from seedcore.db.database import DatabaseUnavailableError, normalize_url, probe_write, sqlite_write_problem
-from seedcore.errors import RegistryUnavailableError, SeedcoreError
+from seedcore.db.database import normalize_url, probe_write, sqlite_write_problem
+from seedcore.errors import DatabaseUnavailableError, RegistryUnavailableError, SeedcoreError
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
 MLFLOW_VERSION_TABLE = "alembic_version"  # MLflow's Alembic revision table: the row its write probe touches
 PROBE_TTL_S = 1.0  # require_writable probes each store at most this often; the file checks run every time
-_IN_FLIGHT: dict[str, threading.Thread] = {}
+_IN_FLIGHT: dict[str, tuple[threading.Thread, list]] = {}  # key -> (the running check, its outcome)
 _PROBED: dict[str, tuple[float, str | None]] = {}  # key -> (monotonic time, problem) of the last write probe
 _LOCK = threading.Lock()
 # MLflow SQLite files this process has used, with their (device, inode): one that disappears or is
@@ -147,8 +147,11 @@ def probe_mlflow_write(settings: Settings) -> None:
         path = sqlite_file(uri)
         if path is not None and not path.exists():
             continue
-        with _mlflow_engine(uri).connect() as connection:
-            probe_write(connection, MLFLOW_VERSION_TABLE)
+        try:
+            with _mlflow_engine(uri).connect() as connection:
+                probe_write(connection, MLFLOW_VERSION_TABLE)
+        except DBAPIError as exc:
+            raise RegistryUnavailableError(f"MLflow store cannot take a write: {first_line(str(exc.orig))}") from exc
 
 
 @lru_cache(maxsize=8)
@@ -179,31 +182,33 @@ def _probed(key: str, probe: Callable[[], None], timeout: float, what: str) -> s
 def call_with_timeout(call: Callable[[], None], timeout: float, what: str, key: str) -> str | None:
     """Run `call` in a daemon thread; its error (first line) or a timeout note, or None when it answered.
 
-    At most one call per `key` is in flight: while an earlier one hangs, the answer says so at once.
+    At most one call per `key` is in flight: a caller arriving while one runs waits for that one's answer
+    (within its own `timeout`) instead of starting another, so a hung store never piles up threads and a
+    burst of writes shares one probe.
     """
     with _LOCK:
         previous = _IN_FLIGHT.get(key)
-        if previous is not None and previous.is_alive():  # a hung store: never pile up waiting threads
-            return f"{what} has not answered an earlier check yet"
-    outcome: list[str | None] = []
-
-    def run():
-        try:
-            call()
-            outcome.append(None)
-        except SeedcoreError as exc:
-            outcome.append(first_line(exc.message))
-        except Exception as exc:  # noqa: BLE001 - any failure of the store is what we report
-            outcome.append(f"{type(exc).__name__}: {first_line(getattr(exc, 'message', None) or str(exc))}")
-
-    worker = threading.Thread(target=run, name=f"seedcore-check-{what}", daemon=True)
-    with _LOCK:
-        _IN_FLIGHT[key] = worker
-    worker.start()
+        if previous is None or not previous[0].is_alive():
+            outcome: list[str | None] = []
+            previous = (threading.Thread(target=_answer, args=(call, outcome), name=f"seedcore-check-{what}",
+                                         daemon=True), outcome)
+            _IN_FLIGHT[key] = previous
+            previous[0].start()
+    worker, outcome = previous
     worker.join(timeout)
     if not outcome:
         return f"{what} did not answer within {timeout:g} s"
     return outcome[0]
+
+
+def _answer(call: Callable[[], None], outcome: list) -> None:
+    try:
+        call()
+        outcome.append(None)
+    except SeedcoreError as exc:
+        outcome.append(first_line(exc.message))
+    except Exception as exc:  # noqa: BLE001 - any failure of the store is what we report
+        outcome.append(f"{type(exc).__name__}: {first_line(getattr(exc, 'message', None) or str(exc))}")
 
 
 def _ask_mlflow(settings: Settings) -> None:

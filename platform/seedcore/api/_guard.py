@@ -21,17 +21,15 @@ One place for all routes, so a new endpoint gets the same care without asking fo
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import threading
-from fnmatch import fnmatchcase
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 from flask import Flask, Request, current_app, g, jsonify, request
 from flask_openapi3.utils import parse_rule
 
 from seedcore._json import raw_json_depth
+from seedcore.api._hosts import host_allowed
 from seedcore.api._http import (ALWAYS_HEAVY, BUSY_RETRY_AFTER_S, DATABASE_ONLY_WRITES, LIGHT_BODY_BYTES,
                                 PREDICTION_ENDPOINTS, ROW_FIELDS, STORELESS_WRITES)
 from seedcore.config import Settings
@@ -45,7 +43,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 JSON_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"})
 _INT64 = 2**63
 _HEAVY = "seedcore_heavy"  # app.extensions: the semaphore of heavy-request slots
-_WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 
 
 class JsonRequest(Request):
@@ -153,7 +150,7 @@ def _check_token() -> None:
 
 # -- Host: the names this server answers to ------------------------------------------------------
 def _check_host() -> None:
-    """403 for a `Host` header outside SEEDCORE_ALLOWED_HOSTS (default: the bound address; see host_allowed)."""
+    """403 for a `Host` header outside SEEDCORE_ALLOWED_HOSTS (default: the bound address; `_hosts`)."""
     host = request.environ.get("HTTP_HOST")
     if host is None:  # HTTP/1.0 without one: no name was used, nothing to rebind
         return
@@ -161,47 +158,6 @@ def _check_host() -> None:
     if not host_allowed(host, settings, request.environ.get("SERVER_PORT", ""), request.scheme):
         raise PermissionDeniedError(f"Host {_printable(host[:200])!r} is not one this server answers to; "
                                     "SEEDCORE_ALLOWED_HOSTS names the hosts it accepts", field="Host")
-
-
-def host_allowed(host: str, settings: Settings, server_port: str, scheme: str = "http") -> bool:
-    """Whether a request's `Host` is allowed. Explicit SEEDCORE_ALLOWED_HOSTS entries match `name` (any port)
-    or `name:port`, with `*` wildcards. The default: the bound host and `localhost` (plus 127.0.0.1 and
-    [::1] on a loopback bind, any IP address on a wildcard bind), at the port the request came in on."""
-    try:
-        parts = urlsplit(f"//{host.strip()}")
-        name, port = (parts.hostname or "").rstrip("."), parts.port
-    except ValueError:
-        return False
-    if not name:
-        return False
-    port = port if port is not None else (443 if scheme == "https" else 80)
-    shown = f"[{name}]" if ":" in name else name
-    if settings.allowed_hosts:
-        patterns = _patterns(settings.allowed_hosts)
-        return "*" in patterns or any(fnmatchcase(f"{shown}:{port}" if ":" in p.rsplit("]", 1)[-1] else shown, p)
-                                      for p in patterns)
-    if str(port) != server_port:
-        return False
-    bound = settings.host.strip("[]").lower()
-    if bound in _WILDCARD_BINDS:
-        return name == "localhost" or _is_ip(name)
-    names = {bound, "localhost"}
-    if bound == "localhost" or (_is_ip(bound) and ipaddress.ip_address(bound).is_loopback):
-        names |= {"127.0.0.1", "::1"}
-    return name in names
-
-
-@lru_cache(maxsize=8)
-def _patterns(allowed: str) -> frozenset[str]:
-    return frozenset(entry.strip().lower() for entry in allowed.split(",") if entry.strip())
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 # -- size and load of the prediction endpoints ---------------------------------------------------

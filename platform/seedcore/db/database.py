@@ -19,7 +19,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from seedcore.errors import ConflictError, SchemaOutdatedError, SeedcoreError, ValidationError
+from seedcore.errors import ConflictError, DatabaseUnavailableError, SchemaOutdatedError, SeedcoreError, ValidationError
 
 # The top-level migrations/ directory, shipped inside the package as seedcore._migrations (a symlink in the
 # source tree, real files in an installed wheel), so a non-editable install can migrate too.
@@ -36,10 +36,6 @@ SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 _KEPT_OPEN: list[Engine] = []
 
 
-class DatabaseUnavailableError(SeedcoreError):
-    """Our database cannot be used now (lost, replaced or read-only): a 503, and nothing was changed."""
-
-    status_code = 503
 
 
 def normalize_url(url: str | URL) -> URL:
