@@ -316,3 +316,21 @@ def test_plan_within_the_caps(settings):
     assert plan.tune == GUIDE_TUNE_CONFIGS["conservative"]
     assert plan.max_t == 20
     assert specs(plan.space) == {**FIXED_PARAMS, **GUIDE_SPACES["conservative"]}
+
+
+@pytest.mark.parametrize("config_type", ["default", "aggressive"])
+def test_preset_max_trials_trims_a_preset_but_not_a_callers_num_samples(settings, config_type):
+    trimmed = plan_sweep(settings.replace(preset_max_trials=3), SweepRequest(config_type=config_type))
+    assert trimmed.tune.num_samples == 3
+    assert trimmed.tune.time_budget_s == TUNE_CONFIGS[config_type].time_budget_s  # only the trial count moves
+    asked = plan_sweep(settings.replace(preset_max_trials=3),
+                       SweepRequest(config_type=config_type, custom_tune_config={"num_samples": 7}))
+    assert asked.tune.num_samples == 7  # the caller's own number is not trimmed
+
+
+def test_a_trimmed_preset_is_still_held_to_the_trial_cap(settings):
+    with pytest.raises(BudgetError) as err:  # trimmed to 60, still over SEEDCORE_MAX_TRIALS=50
+        plan_sweep(settings.replace(preset_max_trials=60, max_trials=50), SweepRequest(config_type="aggressive"))
+    assert err.value.field == "config_type"
+    within = plan_sweep(settings.replace(preset_max_trials=40, max_trials=50), SweepRequest(config_type="aggressive"))
+    assert within.tune.num_samples == 40
