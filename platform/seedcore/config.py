@@ -14,6 +14,8 @@ import pydantic
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from seedcore.names import MAX_REQUEST_ROWS
+
 ENV_PREFIX = "SEEDCORE_"
 
 
@@ -62,7 +64,7 @@ class Settings(BaseSettings):
                                    description="cap on the body of `/xgboost/predict`, `/xgboost/feedback` and "
                                                "`/xgboost/batch_predict` (413 beyond, refused from its "
                                                "Content-Length before it is read)")
-    max_predict_rows: int = Field(default=10_000, ge=1, le=10_000_000,
+    max_predict_rows: int = Field(default=MAX_REQUEST_ROWS, ge=1, le=MAX_REQUEST_ROWS,
                                   description="rows one predict or feedback request may carry (`instances`, "
                                               "`prediction_ids`, `labels`; 413 beyond)")
     max_heavy_requests: int = Field(default=2, ge=1, le=256,

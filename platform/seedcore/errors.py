@@ -119,3 +119,9 @@ class DatabaseUnavailableError(SeedcoreError):
     """Our database cannot be used now (lost, replaced or read-only): a 503, and nothing was changed."""
 
     status_code = 503
+
+
+class RequestTimeoutError(SeedcoreError):
+    """A client took longer than SEEDCORE_READ_HEADER_TIMEOUT_S / SEEDCORE_READ_BODY_TIMEOUT_S to send its request."""
+
+    status_code = 408

@@ -22,15 +22,11 @@ from gunicorn.workers.gasgi import ASGIWorker
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from seedcore.errors import PayloadTooLargeError, SeedcoreError
+from seedcore.errors import PayloadTooLargeError, RequestTimeoutError, SeedcoreError
 
 LINGER_S = 2.0  # after refusing a body, read (and drop) what the client still sends, so it sees the answer
 CONNECTION = "seedcore.connection"  # scope["extensions"]: the FrontProtocol a request came on
 _JSON = [(b"content-type", b"application/json")]
-
-
-class RequestTimeoutError(SeedcoreError):
-    status_code = 408
 
 
 class Front:

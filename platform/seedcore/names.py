@@ -22,6 +22,10 @@ TAG_SWEEP = "seedcore.sweep"
 TAG_JOB_ID = "seedcore.job_id"
 TAG_TRIGGER = "seedcore.trigger"  # what started the sweep: manual, api, schedule:<id>, monitor:<id>
 
+# The most rows one predict or feedback request may carry (the OpenAPI bound); SEEDCORE_MAX_PREDICT_ROWS may
+# lower it (413 beyond). More rows: batch_predict over a file.
+MAX_REQUEST_ROWS = 10_000
+
 # HTTP header by which `seedcore tune` tells a server it queued a sweep for a person (trigger `manual`)
 TRIGGER_HEADER = "X-Seedcore-Trigger"
 TAG_FINGERPRINT = "seedcore.dataset_fingerprint"

@@ -22,6 +22,11 @@ Preset = Literal["conservative", "default", "aggressive"]
 EXPERIMENT_NAME_MAX = 256  # MLflow's own name column is VARCHAR(256), as are ours
 # Characters that corrupt logs, paths and terminals: control characters, lone surrogates, line separators.
 _UNPRINTABLE = ("Cc", "Cs", "Zl", "Zp")
+# What the document says of text the validators refuse when blank (they keep their own messages).
+NOT_BLANK = r"\S"
+# experiment_name_problem as the document's pattern: not blank, no control character or line separator, no
+# `..` segment (a lone surrogate cannot be sent as UTF-8 at all).
+EXPERIMENT_NAME_PATTERN = r"^(?!\s*$)(?!.*(?:^|[/\\])\.\.(?:[/\\]|$))[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 
 
 def experiment_name_problem(name: str) -> str | None:
@@ -49,7 +54,7 @@ def _experiment_name(name: str) -> str:
 
 ExperimentName = Annotated[str, Field(min_length=1, max_length=EXPERIMENT_NAME_MAX,
                                       description="MLflow experiment name (no control characters, no '..' "
-                                                  "segment)"),
+                                                  "segment)", json_schema_extra={"pattern": EXPERIMENT_NAME_PATTERN}),
                            AfterValidator(_experiment_name)]
 
 
@@ -104,10 +109,13 @@ def patch_model(body: type[BaseModel], name: str, doc: str) -> type[StrictBody]:
 
 
 class DataFields(StrictBody):
+    # every field has a default, so the body may be left out (it reads as {})
+    model_config = ConfigDict(openapi_extra={"required": False})
+
     data_source: str | None = Field(default=None, description="CSV or Parquet path inside the data dir; "
                                                               "omit for the built-in dataset")
     label_column: str | None = Field(default=None, min_length=1)
-    feature_columns: list[str] | None = Field(default=None, min_length=1)
+    feature_columns: list[str] | None = Field(default=None, min_length=1, json_schema_extra={"uniqueItems": True})
 
 
 Metric = Literal["auc", "logloss", "model_bytes", "predict_us", "training_time"]
@@ -159,7 +167,8 @@ class TrainRequest(DataFields):
     """Train one model with fixed hyperparameters (plus num_boost_round, early_stopping_rounds)."""
 
     params: dict[str, Any] = Field(default_factory=lambda: {"eta": 0.1, "max_depth": 6, "num_boost_round": 100},
-                                   description="XGBoost parameters, constants only")
+                                   description="XGBoost parameters, constants only",
+                                   json_schema_extra={"minProperties": 1})
     experiment_name: ExperimentName = "xgboost_training"
     promote: bool = False
     force: bool = False

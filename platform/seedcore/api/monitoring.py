@@ -92,6 +92,8 @@ def _scored_feedback(body: FeedbackRequest) -> dict:
     from seedcore.api.serving import model_holder, request_matrix
     from seedcore.monitoring.feedback import MAX_FEEDBACK_ROWS, check_labels, record_scored
 
+    if not isinstance(body.instances, list) or not body.instances:  # e.g. `false`, before counting its rows
+        raise ValidationError("must be a non-empty list of rows", field="instances")
     if len(body.instances) > MAX_FEEDBACK_ROWS:
         raise ValidationError(f"at most {MAX_FEEDBACK_ROWS} per request", field="instances")
     check_labels(body.labels, len(body.instances), "instances")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -11,11 +11,21 @@ from seedcore.api._http import MAX_INT
 from seedcore.errors import ValidationError
 from seedcore.memory.store import DEFAULT_LIMIT, MAX_LIMIT, parse_time
 from seedcore.memory.tables import SALIENCE_RANGE, TEXT_LIMITS
+from seedcore.requests import NOT_BLANK
 
+# Epoch seconds a datetime can hold (years 1 to 9999); beyond them the value is refused.
+_EPOCH_RANGE = {"minimum": datetime.min.replace(tzinfo=timezone.utc).timestamp(),
+                "maximum": int(datetime.max.replace(tzinfo=timezone.utc).timestamp())}
 _TIME_SCHEMA = {
-    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number", **_EPOCH_RANGE}],
     "description": "ISO 8601 (naive means UTC) or epoch seconds",
 }
+_VERSION_DIGITS = TEXT_LIMITS["model_version"]
+# A number is stored as its text, so it is held to the text's length.
+_VERSION_SCHEMA = {"anyOf": [
+    {"type": "string", "minLength": 1, "maxLength": _VERSION_DIGITS, "pattern": NOT_BLANK},
+    {"type": "integer", "minimum": -(10 ** (_VERSION_DIGITS - 1) - 1), "maximum": 10 ** _VERSION_DIGITS - 1},
+    {"type": "null"}], "default": None, "description": "registry version (a number is accepted too)"}
 
 
 def _to_datetime(value: Any) -> Any:
@@ -51,14 +61,15 @@ class IncidentCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    event_type: str = Field(min_length=1, max_length=TEXT_LIMITS["event_type"], examples=["model_tuning_completed"])
-    outcome: str = Field(min_length=1, max_length=TEXT_LIMITS["outcome"], examples=["success"])
+    event_type: str = Field(min_length=1, max_length=TEXT_LIMITS["event_type"], examples=["model_tuning_completed"],
+                            json_schema_extra={"pattern": NOT_BLANK})
+    outcome: str = Field(min_length=1, max_length=TEXT_LIMITS["outcome"], examples=["success"],
+                         json_schema_extra={"pattern": NOT_BLANK})
     salience: Salience
-    experiment_name: str | None = Field(default=None, min_length=1, max_length=TEXT_LIMITS["experiment_name"])
-    model_version: Annotated[str | None, BeforeValidator(_version_as_text)] = Field(
-        default=None, min_length=1, max_length=TEXT_LIMITS["model_version"],
-        description="registry version (a number is accepted too)"
-    )
+    experiment_name: str | None = Field(default=None, min_length=1, max_length=TEXT_LIMITS["experiment_name"],
+                                        json_schema_extra={"pattern": NOT_BLANK})
+    model_version: Annotated[str | None, BeforeValidator(_version_as_text), WithJsonSchema(_VERSION_SCHEMA)] = Field(
+        default=None, min_length=1, max_length=TEXT_LIMITS["model_version"])
     payload: dict[str, Any] = Field(default_factory=dict, description="free-form details: metrics, params, paths "
                                     "(capped by SEEDCORE_MAX_JSON_DEPTH and SEEDCORE_MAX_INCIDENT_PAYLOAD_BYTES)")
 
@@ -69,7 +80,8 @@ class IncidentQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     min_salience: Salience | None = None
-    event_type: str | None = Field(default=None, min_length=1, max_length=TEXT_LIMITS["event_type"])
+    event_type: str | None = Field(default=None, min_length=1, max_length=TEXT_LIMITS["event_type"],
+                                   json_schema_extra={"pattern": NOT_BLANK})
     since: TimeBound = None
     until: TimeBound = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)

@@ -22,8 +22,9 @@ from seedcore.db.tables_flywheel import PredictionRecord
 from seedcore.errors import ValidationError
 from seedcore.metrics import log_loss, roc_auc
 from seedcore.monitoring.predlog import new_prediction_id, prediction_id_time
+from seedcore.names import MAX_REQUEST_ROWS
 
-MAX_FEEDBACK_ROWS = 10_000
+MAX_FEEDBACK_ROWS = MAX_REQUEST_ROWS
 MAX_ID_CHARS = 64
 ACCEPTED, UNKNOWN, EXPIRED = "accepted", "unknown", "expired"
 FEEDBACK_DIR = "feedback"
