@@ -99,19 +99,23 @@ def _ours_beside_server(ws: Workspace, csv: Path, trials: int, repeats: int, set
             took, _ = _timed(_tune_command(csv, trials, r), env=env)
             seconds.append(took)
             log(f"{NAME}: repeat {r}: ours CLI beside a running server {took:.1f} s")
-        if _handed(directory) != repeats:
+        if _handed(directory, server.process.pid) != repeats:
             raise RuntimeError("the CLI did not hand its sweeps to the running server")
         return seconds
     finally:
         server.stop()
 
 
-def _handed(directory: Path) -> int:
-    """How many sweeps the server ran for a REST caller (the CLI's own sweeps are trigger `manual`)."""
+def _handed(directory: Path, server_pid: int) -> int:
+    """How many sweeps the server's own processes ran (a CLI that ran its sweep itself owns its job)."""
     import sqlite3
 
+    import psutil
+
+    server = {server_pid, *(p.pid for p in psutil.Process(server_pid).children(recursive=True))}
     with sqlite3.connect(directory / "data" / "seedcore.db") as db:
-        return db.execute("select count(*) from tuning_jobs where trigger = 'api' and state = 'succeeded'").fetchone()[0]
+        owners = db.execute("select owner_pid from tuning_jobs where state = 'succeeded'").fetchall()
+    return sum(1 for (pid,) in owners if pid in server)
 
 
 def _nested(ws: Workspace, csv: Path, trials: int, seed: int) -> float:

@@ -96,3 +96,20 @@ def test_relay_storage_from_another_node_writes_and_reads_the_drivers_disk(ray_s
     assert remote.open_input_stream(f"{root}/exp/checkpoint_000000/model.ubj").read() == b"\x01" * 5000
     with pytest.raises(Exception, match="not a relayed filesystem operation"):
         handler._do("call", "__class__")  # only filesystem operations travel, never arbitrary attributes
+
+
+def test_a_local_ray_listens_on_loopback_only(ray_session):
+    """The session's local Ray (GCS, raylet, workers, agents) accepts connections on 127.0.0.1 only."""
+    import psutil
+
+    from seedcore.tuning.cluster import gcs_address
+
+    assert gcs_address().startswith("127.0.0.1:"), gcs_address()
+    ray_processes = {p.pid for p in psutil.Process().children(recursive=True)}  # this session's, not others'
+    assert len(ray_processes) >= 3, ray_processes  # GCS, raylet, workers ...
+    listening = [c.laddr for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN
+                 and c.pid in ray_processes and c.laddr.port == int(gcs_address().rsplit(":", 1)[1])]
+    assert listening, "the GCS port is not listening"
+    everyone = [c.laddr for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN
+                and c.pid in ray_processes and c.laddr.ip in ("0.0.0.0", "::")]
+    assert everyone == [], everyone

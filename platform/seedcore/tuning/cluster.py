@@ -51,6 +51,7 @@ def ensure_ray(settings: Settings) -> bool:
         if settings.ray_address:
             context = ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
         else:
+            _loopback_only()
             port = settings.ray_dashboard_port
             context = ray.init(num_cpus=os.cpu_count(), include_dashboard=port != 0, dashboard_host="127.0.0.1",
                                dashboard_port=port or None, logging_level=logging.WARNING, log_to_driver=False,
@@ -59,6 +60,21 @@ def ensure_ray(settings: Settings) -> bool:
         _STATE["dashboard_url"] = f"http://{url}" if url and "://" not in url else url or None
         _STATE["gcs_address"] = (getattr(context, "address_info", None) or {}).get("gcs_address")
         return True
+
+
+# A local Ray is one machine's: its GCS, raylet and worker ports listen on loopback only, never on every
+# interface. Ray binds to its node address and turns 127.0.0.1 into the machine's outward address unless
+# multi-node clustering is off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, Ray's own switch, read by the processes
+# it starts and, at call time, by this one).
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _loopback_only() -> None:
+    import ray._private.ray_constants as ray_constants
+
+    for key, value in LOOPBACK_ENV.items():
+        os.environ.setdefault(key, value)
+    ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false", "False")
 
 
 def gcs_address() -> str | None:
