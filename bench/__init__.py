@@ -2,7 +2,8 @@
 
 `python -m bench` runs every benchmark and writes bench/RESULTS.md; `python -m bench NAME ...` runs
 some (sweep, scaling, quality, warmstart, cold, predict, batch, predlog, feedback, promotion_crash, front); `--small`
-runs each in seconds (what the tests run).
+runs each in seconds (what the tests run). `python -m bench fuzz --requests N` fuzzes the REST API with
+Schemathesis (every phase and check) and reports its 5xx answers and failed checks.
 """
 
 from bench.cli import BENCHMARKS, main, run_benchmarks

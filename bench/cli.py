@@ -1,4 +1,6 @@
-"""`python -m bench [NAME ...] [--small] [--repeats N] [--out PATH]`: run benchmarks, print and write the tables."""
+"""`python -m bench [NAME ...] [--small] [--repeats N] [--out PATH]`: run benchmarks, print and write the tables.
+
+`python -m bench fuzz [--requests N] ...` (a run of its own, not a comparison: see bench/fuzz.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ BENCHMARKS = {"sweep": "bench.sweep", "scaling": "bench.scaling", "quality": "be
               "predlog": "bench.predlog", "feedback": "bench.feedback", "promotion_crash": "bench.promotion_crash",
               "front": "bench.front"}
 ALIASES = {"overhead": "sweep"}
+# Runs that compare with no peer and write no table: `python -m bench NAME ARGS...` is the module's main(ARGS).
+RUNS = {"fuzz": "bench.fuzz"}
 NEEDS_RAY = {"sweep", "scaling", "quality", "warmstart"}
 ISSUE_ORDER = ("sweep", "scaling", "predict", "batch", "quality", "cold", "warmstart", "predlog", "feedback",
                "promotion_crash", "front")  # how RESULTS.md lists them
@@ -97,7 +101,8 @@ def _ray_is_up() -> bool:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)} ('overhead' = sweep)")
+                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)} ('overhead' = sweep); "
+                             f"or, alone and with its own options, one of: {', '.join(RUNS)}")
     parser.add_argument("--small", action="store_true", help="tiny sizes, seconds each (what the tests run)")
     parser.add_argument("--repeats", type=int, help="repeats per measurement (default: per benchmark)")
     parser.add_argument("--out", type=Path,
@@ -113,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in RUNS:
+        return importlib.import_module(RUNS[argv[0]]).main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS and n not in ALIASES]

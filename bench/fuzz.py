@@ -48,6 +48,7 @@ _DATA = ("data_source", "label_column", "feature_columns")  # a file in the data
 _SWEEP = (*_DATA, "custom_search_space", "custom_tune_config", "select", "objectives")  # XGBoost's ranges, caps
 UNSTATED_RULES = {
     ("GET", "/mfb/incidents"): ("since",),  # since <= until
+    ("POST", "/mfb/incidents"): ("payload",),  # any JSON, within the guard's depth and 64-bit integers
     ("POST", "/xgboost/predict"): ("body", "features", "instances"),  # one of the two; the model's features
     ("POST", "/xgboost/batch_predict"): ("data_source", "feature_columns"),
     ("POST", "/xgboost/evaluate"): _DATA,

@@ -95,6 +95,11 @@ def _is_int(kind: Any) -> bool:
     return kind is int
 
 
+class _PatchBody(StrictBody):
+    # no body changes nothing, as {} does
+    model_config = ConfigDict(openapi_extra={"required": False})
+
+
 def patch_model(body: type[BaseModel], name: str, doc: str) -> type[StrictBody]:
     """A PATCH body for `body`: every field optional (omitted = unchanged) with the type and bounds it has in
     `body`, so the document allows exactly the values the merged, re-validated body accepts."""
@@ -104,7 +109,7 @@ def patch_model(body: type[BaseModel], name: str, doc: str) -> type[StrictBody]:
         return kind, Field(default=None, description=info.description,
                            json_schema_extra=lambda schema: schema.pop("default", None))
 
-    return create_model(name, __base__=StrictBody, __doc__=doc, __module__=body.__module__,
+    return create_model(name, __base__=_PatchBody, __doc__=doc, __module__=body.__module__,
                         **{key: field(info) for key, info in body.model_fields.items()})
 
 

@@ -40,8 +40,8 @@ from seedcore.stores import first_line
 log = logging.getLogger(__name__)
 
 DESCRIPTION = ("XGBoost sweeps on Ray Tune, MLflow registry promotion, serving and flashbulb memory. "
-               'Every error is `{"status": "error", "error", "field"}`. No string or key anywhere (body, query, '
-               "path) may hold a NUL character or a lone surrogate: such a request is a 400.")
+               'Every error is `{"status": "error", "error", "field"}`. A NUL character or a lone surrogate in any '
+               "string or key (body, query, path) and an integer beyond 64 bits in a body are refused (400).")
 
 
 def create_app(settings: Settings | None = None, *, role: str = "all") -> OpenAPI:

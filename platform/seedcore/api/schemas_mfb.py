@@ -15,16 +15,14 @@ from seedcore.requests import NOT_BLANK
 
 # Epoch seconds a datetime can hold (years 1 to 9999); beyond them the value is refused.
 _EPOCH_RANGE = {"minimum": datetime.min.replace(tzinfo=timezone.utc).timestamp(),
-                "maximum": int(datetime.max.replace(tzinfo=timezone.utc).timestamp())}
+                "maximum": datetime.max.replace(microsecond=0, tzinfo=timezone.utc).timestamp()}
 _TIME_SCHEMA = {
     "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number", **_EPOCH_RANGE}],
     "description": "ISO 8601 (naive means UTC) or epoch seconds",
 }
-_VERSION_DIGITS = TEXT_LIMITS["model_version"]
-# A number is stored as its text, so it is held to the text's length.
 _VERSION_SCHEMA = {"anyOf": [
-    {"type": "string", "minLength": 1, "maxLength": _VERSION_DIGITS, "pattern": NOT_BLANK},
-    {"type": "integer", "minimum": -(10 ** (_VERSION_DIGITS - 1) - 1), "maximum": 10 ** _VERSION_DIGITS - 1},
+    {"type": "string", "minLength": 1, "maxLength": TEXT_LIMITS["model_version"], "pattern": NOT_BLANK},
+    {"type": "integer", "minimum": 1, "maximum": MAX_INT},
     {"type": "null"}], "default": None, "description": "registry version (a number is accepted too)"}
 
 
@@ -45,8 +43,12 @@ def _to_datetime(value: Any) -> Any:
 
 
 def _version_as_text(value: Any) -> Any:
-    """Registry versions are numbers; accept 3 as well as "3"."""
+    """Registry versions are numbers; accept 3 as well as "3" (a number must be one: 1 to MAX_INT)."""
+    if type(value) is float and value.is_integer():  # JSON has one kind of number: 3.0 is the integer 3
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_INT:
+            raise ValueError(f"a version number is from 1 to {MAX_INT}")
         return str(value)
     return value
 

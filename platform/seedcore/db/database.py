@@ -69,12 +69,25 @@ def sqlite_write_problem(path: Path) -> str | None:
     one of its SQLITE_SIDECARS cannot be written (a read-only mount, `chattr +i`, its permissions), or the
     directory cannot while SQLite still has to create its WAL files or journal there. None when it can."""
     for candidate in (path, *(Path(f"{path}{suffix}") for suffix in SQLITE_SIDECARS)):
-        if not os.access(candidate, os.W_OK) and candidate.exists():
+        if _refuses_writes(candidate):
             return f"{candidate.name} cannot be written (a read-only mount, `chattr +i` or its permissions)"
     wal_ready = all(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
     if not wal_ready and not os.access(path.parent, os.W_OK | os.X_OK):
         return "its directory cannot be written, and SQLite keeps its journal there"
     return None
+
+
+def _refuses_writes(candidate: Path) -> bool:
+    """access(2) refuses a write to `candidate`, the same file before and after: a rollback journal that
+    another connection creates or deletes meanwhile (access fails as it is missing) is no refusal."""
+    try:
+        before = os.stat(candidate)
+        if os.access(candidate, os.W_OK):
+            return False
+        after = os.stat(candidate)
+    except FileNotFoundError:
+        return False
+    return (before.st_dev, before.st_ino, before.st_ctime_ns) == (after.st_dev, after.st_ino, after.st_ctime_ns)
 
 
 def probe_write(connection, table: str) -> None:
