@@ -17,6 +17,7 @@ from pathlib import Path
 
 from seedcore.config import Settings
 from seedcore.errors import SeedcoreError
+from seedcore.tuning.cluster import LOOPBACK_ENV
 
 # The `ray` subcommands we point at the platform's session (each takes the GCS address as --address).
 RAY_COMMANDS = {"status": "Ray's `ray status` (nodes, resources, demands) for the platform's Ray"}
@@ -60,9 +61,12 @@ def _ray_executable() -> str:
 
 
 def _ray_command(settings: Settings, args) -> int:
-    command = [_ray_executable(), args.ray_command, *args.ray_args, "--address", platform_ray_address(settings)]
+    address = platform_ray_address(settings)
+    command = [_ray_executable(), args.ray_command, *args.ray_args, "--address", address]
     # A local Ray (2.59+) authenticates with a token it saved under ~/.ray; Ray's CLI only sends it in token mode.
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE") or "token"}
+    if address.startswith("127."):  # our local Ray listens on loopback: Ray's CLI must not swap in the outward address
+        env.update(LOOPBACK_ENV)
     return subprocess.run(command, env=env).returncode
 
 
