@@ -64,17 +64,16 @@ def ensure_ray(settings: Settings) -> bool:
 
 # A local Ray is one machine's: its GCS, raylet and worker ports listen on loopback only, never on every
 # interface. Ray binds to its node address and turns 127.0.0.1 into the machine's outward address unless
-# multi-node clustering is off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, Ray's own switch, read by the processes
-# it starts and, at call time, by this one).
+# multi-node clustering is off: Ray's own switch, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which Ray reads at call
+# time from its constants. Set there for this process only (not in os.environ, which `ray start` in a child
+# process would inherit); a separate Ray CLI pointed at our session needs LOOPBACK_ENV (`seedcore ray status`).
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def _loopback_only() -> None:
     import ray._private.ray_constants as ray_constants
 
-    for key, value in LOOPBACK_ENV.items():
-        os.environ.setdefault(key, value)
-    ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false", "False")
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def gcs_address() -> str | None:
