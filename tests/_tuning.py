@@ -112,3 +112,14 @@ def wait_job(client, job_id: str, timeout: float = 300) -> dict:
         return status if status["state"] in FINISHED else None
 
     return wait_for(finished, timeout, f"job {job_id} to finish")
+
+
+def wait_followups(read: Callable[[], dict], timeout: float = 120) -> dict:
+    """The job `read()` returns (a row or its REST status) once its result lists follow-ups (pictures,
+    description, drift reference) and none of them is pending any more."""
+    def ended():
+        job = read()
+        states = (job.get("result") or {}).get("followups") or {}
+        return job if states and "pending" not in states.values() else None
+
+    return wait_for(ended, timeout, "the job's follow-ups to end")

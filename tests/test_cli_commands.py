@@ -126,25 +126,28 @@ def test_a_sweep_whose_ray_never_started_ends_its_job(migrated_settings, why, st
 
 # A fresh process: the Ray session it starts is its own to shut down (the test run shares one otherwise).
 _ONE_SWEEP_SESSION = textwrap.dedent("""
-    import json, sys
+    import json, sys, time
     import ray
     from seedcore.config import Settings
-    from seedcore.tuning import cluster, sweep
+    from seedcore.tuning import cluster, sweep, winner
 
     settings = Settings(data_dir=sys.argv[1], mlruns_dir=sys.argv[2])
     settings.ensure_dirs()
     assert cluster.ensure_ray(settings)
     cluster.end_after_trials()  # what `seedcore tune` does with a Ray it started
     seen = {}
-    final_booster = sweep._final_booster
+    final_booster = winner.final_booster
 
     def after_the_trials(*args, **kwargs):  # the winner's model is read and registered once Ray has ended
+        deadline = time.monotonic() + 120  # the sweep goes on while Tune ends; then Ray's shutdown starts itself
+        while cluster._STATE["ending"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         seen["ending_started"] = cluster._STATE["ending"] is not None
         cluster._STATE["ending"].join()
         seen["ray_up"] = ray.is_initialized()
         return final_booster(*args, **kwargs)
 
-    sweep._final_booster = after_the_trials
+    winner.final_booster = after_the_trials
     result = sweep.run_sweep(settings, space_type="conservative", config_type="conservative", refit=False,
                              promote=False, custom_tune_config={"num_samples": 2})
     cluster.shutdown_ray()
@@ -154,8 +157,9 @@ _ONE_SWEEP_SESSION = textwrap.dedent("""
 
 
 def test_a_ray_started_for_one_sweep_ends_with_its_trials(settings):
-    """The command line's own Ray shuts down (in the background) as soon as the trials end: the winner's
-    checkpoint is read and registered without it, and shutdown_ray then has nothing left to wait for."""
+    """The command line's own Ray shuts down (in the background) once Tune has ended after the trials, which
+    the sweep does not wait for: the winner's checkpoint is read and registered without Ray, and
+    shutdown_ray then has nothing left to wait for."""
     done = subprocess.run([sys.executable, "-c", _ONE_SWEEP_SESSION, str(settings.data_dir), str(settings.mlruns_dir)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,5 +1,6 @@
 """What a person sees of a sweep in MLflow's UI: experiments open on runs, readable trial names, final
-metrics as single values, a failed trial's own error, and the pictures on the sweep's parent run."""
+metrics as single values, a failed trial's own error, and the pictures on the sweep's parent run (drawn after
+the answer)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ray import tune
 
 from seedcore import names, plots
 from seedcore.registry import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Registry, ensure_experiment
-from seedcore.tuning import run_sweep
+from seedcore.tuning import followups, run_sweep
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 
 SPACE = {"eta": {"type": "uniform", "lower": 0.05, "upper": 0.3}, "max_depth": 3, "num_boost_round": 6}
@@ -39,7 +40,9 @@ def test_a_sweep_reads_well_in_the_mlflow_ui(migrated_settings, ray_session):
             history = client.get_metric_history(run.info.run_id, key)
             assert [m.step for m in history] == [0]  # a single value, drawn as a bar, not a one-dot line
         assert len(client.get_metric_history(run.info.run_id, names.AUC)) == 6  # the curve, one point a round
-    pictures = {f.path for f in client.list_artifacts(result["mlflow"]["parent_run_id"], plots.PLOTS_DIR)}
+    assert result["followups"]["plots"] == "pending"  # drawn after the answer
+    assert followups.wait(parent, 120)["plots"] == "done"
+    pictures = {f.path for f in client.list_artifacts(parent, plots.PLOTS_DIR)}
     assert pictures == {f"{plots.PLOTS_DIR}/{name}" for name in plots.SWEEP_PLOTS}
 
 

@@ -1,5 +1,6 @@
 """A registered version carries its pictures (ROC, precision-recall, calibration, gain importance) and a
-description in words that follows the champion gate's decision."""
+description in words that follows the champion gate's decision. Both are follow-ups: they come after the
+answer of the training that registered the version."""
 
 from __future__ import annotations
 
@@ -8,13 +9,23 @@ import mlflow
 from _serving import add_version
 from seedcore import plots
 from seedcore.registry import Registry
+from seedcore.tuning import followups
+from seedcore.tuning.single import train_model
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_version_carries_its_pictures(settings, tmp_path):
+def _trained(settings, **params) -> int:
+    """A version registered by a real training run, once its follow-ups ended (all done)."""
+    result = train_model(settings, {"eta": 0.3, "num_boost_round": 5, **params})
+    assert followups.wait(result["mlflow"]["run_id"], 120) == dict.fromkeys(followups.STEPS, followups.DONE)
+    return result["model_version"]
+
+
+def test_a_version_carries_its_pictures(migrated_settings, tmp_path):
+    settings = migrated_settings
     registry = Registry(settings)
-    version, _ = add_version(settings, registry, seed=4, promote=False)
+    version = _trained(settings, max_depth=2)
     mv = registry.client.get_model_version(settings.model_name, str(version))
     model_id = mv.source.removeprefix("models:/")  # the version's logged model
     listed = {f.path for f in registry.client.list_logged_model_artifacts(model_id, plots.PLOTS_DIR)}
@@ -26,7 +37,8 @@ def test_a_version_carries_its_pictures(settings, tmp_path):
             assert f.read(8) == PNG
 
 
-def test_the_description_says_what_the_version_is_and_what_the_gate_decided(settings):
+def test_the_description_says_what_the_version_is_and_what_the_gate_decided(migrated_settings):
+    settings = migrated_settings
     registry = Registry(settings)
     first, _ = add_version(settings, registry, seed=5, depth=3)  # promoted: no champion to beat
     described = registry.client.get_model_version(settings.model_name, str(first)).description
@@ -34,9 +46,9 @@ def test_the_description_says_what_the_version_is_and_what_the_gate_decided(sett
     assert "max_depth=3" in described and "experiment `serving-tests`" in described
     assert "Champion gate: promoted to production — forced." in described
 
-    second, _ = add_version(settings, registry, seed=6, depth=1, rounds=1, promote=False)
-    assert "Champion gate: not decided yet." in registry.client.get_model_version(
-        settings.model_name, str(second)).description
+    second = _trained(settings, max_depth=1, num_boost_round=1)  # not promoted: the follow-up describes it
+    described = registry.client.get_model_version(settings.model_name, str(second)).description
+    assert "Champion gate: not decided yet." in described and "experiment `xgboost_training`" in described
     record = registry.promote(second)
     assert record["status"] == "rejected"
     described = registry.client.get_model_version(settings.model_name, str(second)).description

@@ -1,5 +1,5 @@
-"""Drift: PSI near zero for the training distribution, large for a shifted feature; references stored at
-registration (train) and computed once for versions registered without one."""
+"""Drift: PSI near zero for the training distribution, large for a shifted feature; references stored after
+registration (a training's follow-up) and computed once for versions registered without one."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from seedcore.db.database import Database
 from seedcore.monitoring.drift import drift_report, load_reference, reference_bins
 from seedcore.monitoring.live import version_reference
 from seedcore.registry import Registry
+from seedcore.tuning import followups
 
 
 def test_psi_is_small_on_the_same_distribution_and_large_on_a_shift(settings):
@@ -32,6 +33,7 @@ def test_references_are_stored_at_training_and_computed_once_otherwise(migrated_
     db = Database(settings.database_url)
     try:
         trained = train_model(settings, {"eta": 0.3, "max_depth": 2, "num_boost_round": 5})
+        assert followups.wait(trained["mlflow"]["run_id"], 120)["drift_reference"] == "done"  # after the answer
         assert load_reference(db, settings.model_name, trained["model_version"]) is not None
         version, _ = add_version(settings, Registry(settings))  # registered without the hook
         assert load_reference(db, settings.model_name, version) is None

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from _serving import add_version
-from _tuning import mlflow_client, wait_job
+from _tuning import job_status, mlflow_client, wait_followups, wait_job
 from seedcore.api import create_app
 from seedcore.db.database import Database
 from seedcore.monitoring.drift import load_reference
@@ -66,8 +66,10 @@ def test_drift_fires_a_monitor_once_and_the_retuned_model_recovers(flywheel_app)
     assert second > first
     parent = mlflow_client(settings).get_run(result["mlflow"]["parent_run_id"])
     assert parent.data.tags["seedcore.trigger"] == f"monitor:{monitor_id}"
+    followups = wait_followups(lambda: job_status(client, job["job_id"]))["result"]["followups"]
+    assert followups["drift_reference"] == "done", followups
     db = Database(settings.database_url)
-    assert load_reference(db, settings.model_name, second) is not None  # drift baseline stored at registration
+    assert load_reference(db, settings.model_name, second) is not None  # drift baseline stored after the answer
     db.dispose()
 
     recovered = _serve_and_label(client, *drifted_rows(300, seed=123))

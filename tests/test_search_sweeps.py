@@ -27,7 +27,7 @@ from seedcore.registry import Registry
 from seedcore.tuning import run_sweep
 from seedcore.tuning.search import TPE_STARTUP_TRIALS
 from seedcore.tuning.spaces import NUM_BOOST_ROUND, SPACES, TUNE_CONFIGS, describe_space, resolve_space
-from seedcore.tuning.sweep import TRAIN_ROWS
+from seedcore.tuning.winner import TRAIN_ROWS
 from seedcore.tuning.warmstart import TAG_SOURCE
 
 BASE = {"space_type": "conservative", "config_type": "conservative", "promote": False}

@@ -42,28 +42,30 @@ def load_request(job: dict) -> TuneRequest | TrainRequest:
 
 
 def execute(settings: Settings, job: dict, cancel: threading.Event, progress: Callable[[dict], None],
-            cancel_requested: Callable[[], bool]) -> dict:
-    """Run a claimed job to its result; SweepCancelledError when cancelled, our errors otherwise."""
+            cancel_requested: Callable[[], bool], hold_followups: Callable[[Any], None] | None = None) -> dict:
+    """Run a claimed job to its result; SweepCancelledError when cancelled, our errors otherwise. Its
+    follow-ups (seedcore.tuning.followups) go to `hold_followups` when given, else start at once."""
     request = load_request(job)
     if job["kind"] == KIND_TRAIN:
-        result = _train(settings, request, cancel, cancel_requested, job["id"], job.get("trigger"))
+        result = _train(settings, request, cancel, cancel_requested, job["id"], job.get("trigger"), hold_followups)
         progress({"trials_done": 1, "trials_total": 1, "best_auc": result["validation"]["auc"]})
         return result
     from seedcore.tuning.sweep import run_sweep
 
     return run_sweep(settings, request, progress=progress, cancel_event=cancel, job_id=job["id"],
-                     trigger=job.get("trigger"))
+                     trigger=job.get("trigger"), hold_followups=hold_followups)
 
 
 def _train(settings: Settings, request: TrainRequest, cancel: threading.Event,
-           cancel_requested: Callable[[], bool], job_id: str, trigger: str | None) -> dict:
+           cancel_requested: Callable[[], bool], job_id: str, trigger: str | None,
+           hold_followups: Callable[[Any], None] | None) -> dict:
     from seedcore.tuning.single import train_model
 
     limit = _TrainingLimit(cancel, settings.max_time_budget_s, cancel_requested)
     return train_model(settings, request.params, experiment_name=request.experiment_name,
                        data_source=request.data_source, label_column=request.label_column,
                        feature_columns=request.feature_columns, promote=request.promote, force=request.force,
-                       callbacks=[limit.callback()], job_id=job_id, trigger=trigger)
+                       callbacks=[limit.callback()], job_id=job_id, trigger=trigger, hold_followups=hold_followups)
 
 
 class _TrainingLimit:

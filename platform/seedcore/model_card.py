@@ -32,10 +32,15 @@ def version_description(tags: dict, decision: dict | None = None) -> str:
     return "\n\n".join(lines)
 
 
+def describe(client, name: str, version, tags: dict, decision: dict | None = None) -> None:
+    """Set the version's description; raises what the registry raises."""
+    client.update_model_version(name, str(version), description=version_description(tags, decision))
+
+
 def write_description(client, name: str, version, tags: dict, decision: dict | None = None) -> None:
-    """Set the version's description; a registry hiccup here is logged, never raised (it is a nicety)."""
+    """`describe`, with a registry hiccup logged, never raised (a promotion must not fail for a nicety)."""
     try:
-        client.update_model_version(name, str(version), description=version_description(tags, decision))
+        describe(client, name, version, tags, decision)
     except Exception:
         log.warning("could not describe %s version %s", name, version, exc_info=True)
 

@@ -1,13 +1,16 @@
 """Pictures MLflow shows beside a model and a sweep: ROC, precision-recall, calibration, feature importance;
 a sweep's optimisation history and parameter importances. Drawn with matplotlib's Agg canvas (no pyplot:
-no global state, safe in threads), logged as PNG artifacts. A picture that cannot be drawn never fails
-the registration or the sweep it belongs to; it is logged as a warning and left out.
+no global state, safe in threads), logged as PNG artifacts after a sweep's or a training's answer (a
+follow-up: seedcore.tuning.followups). A picture that cannot be drawn never fails the registration or the
+sweep it belongs to; it is logged as a warning and left out, and its follow-up is marked failed.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -30,6 +33,12 @@ def warm() -> None:
     """Import matplotlib's drawing parts ahead of the first picture (most of that picture's cost)."""
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
+
+
+@functools.cache
+def warm_in_background() -> None:
+    """`warm` in a thread of its own, once per process."""
+    threading.Thread(target=warm, name="seedcore-plots-warmup", daemon=True).start()
 
 
 def _figure(title: str, xlabel: str, ylabel: str, left: float = 0.14):

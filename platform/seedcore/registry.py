@@ -1,44 +1,37 @@
-"""The MLflow Model Registry side: log and register winners, the champion gate, promotion."""
+"""The MLflow Model Registry side: register winners (logged by seedcore.model_logging), the champion gate,
+promotion."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
-import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
 import mlflow
-import numpy as np
 import pandas as pd
 import xgboost as xgb
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
 from sqlalchemy.exc import SQLAlchemyError
 
-from seedcore import blessed, logs, model_card, names, plots
+from seedcore import blessed, logs, model_card, names
 from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import ConflictError, NotFoundError, RegistryUnavailableError, ValidationError
 from seedcore.metrics import evaluate
+from seedcore.model_logging import Candidate, holdout_scores, log_candidate
 from seedcore.promotion_journal import (JOURNAL_ROLLED_BACK, JOURNAL_ROLLED_FORWARD, STEP_ALIAS, STEP_ARCHIVED,
                                         STEP_BLESSED, STEP_DESCRIBED, STEP_PREPARED, STEP_STAGE, STEP_TAGGED,
                                         JournalEntry)
 from seedcore.stores import first_line, mlflow_file_problem
 
 log = logging.getLogger(__name__)
-
-# A logged model's requirements, pinned to what runs here (distribution name: its module). MLflow's own
-# inference spawns a subprocess and costs seconds.
-_PINNED = {"mlflow": mlflow, "xgboost": xgb, "pandas": pd, "numpy": np}
-_PIP_REQUIREMENTS = [f"{name}=={module.__version__}" for name, module in _PINNED.items()]
 
 # Tags on each registered version; model_info and the champion gate read them back.
 T_HOLDOUT_AUC, T_HOLDOUT_LOGLOSS = "holdout_auc", "holdout_logloss"
@@ -48,20 +41,6 @@ T_DATA_SOURCE, T_LABEL, T_FEATURES, T_FINGERPRINT = "data_source", "label_column
 T_PARAMS, T_TRAINED_AT, T_PROMOTED_AT = "params", "trained_at", "promoted_at"
 # MLflow's UI opens an experiment of this kind on its runs (not on the GenAI traces page).
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
-
-
-@dataclass
-class Candidate:
-    """A trained model on its way into the registry."""
-
-    booster: xgb.Booster
-    params: dict
-    dataset: Dataset
-    validation: dict
-    run_id: str
-    experiment_name: str
-    trial_id: str = ""
-    holdout: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,26 +65,6 @@ class ChampionGate:
                                       f"by more than min_delta {self.min_delta}")
         return GateDecision(False, f"holdout AUC {challenger_auc:.6f} does not beat champion {champion_auc:.6f} "
                                    f"by more than min_delta {self.min_delta}")
-
-
-@functools.cache
-def warm_model_logging() -> None:
-    """Import matplotlib's drawing parts in the background, once per process, before the first model's plots."""
-    threading.Thread(target=plots.warm, name="seedcore-plots-warmup", daemon=True).start()
-
-
-def _map_pinned_packages() -> None:
-    """Give MLflow the module-to-package map of our pinned requirements.
-
-    log_model checks each pinned requirement against the installed version, and before that maps every
-    module of every installed distribution to its package (2-3 s of CPU in this environment, taken from
-    the trials). Our requirements are named by distribution and each is its own module, so their entries
-    are the whole map that check needs. Models are logged only with _PIP_REQUIREMENTS in our processes.
-    """
-    from mlflow.utils import requirements_utils
-
-    if requirements_utils._MODULES_TO_PACKAGES is None:
-        requirements_utils._MODULES_TO_PACKAGES = {module.__name__: [name] for name, module in _PINNED.items()}
 
 
 def configure_mlflow(settings: Settings) -> MlflowClient:
@@ -237,35 +196,23 @@ class Registry:
 
     # -- writing -------------------------------------------------------------------------------
     def register(self, candidate: Candidate):
-        """Log the booster once into its source run and register it as a new version."""
+        """Log the booster once into its source run and register it as a new version.
+
+        Only what answering needs: the version's pictures and description come after (seedcore.tuning.followups).
+        """
         ds = candidate.dataset
-        if not candidate.holdout:
-            candidate.holdout = evaluate(candidate.booster, ds.x_holdout, ds.y_holdout)
-        # Declared as double, what `pd.read_csv` gives users; XGBoost turns it into float32 itself.
-        example = pd.DataFrame(ds.x_holdout[:5].astype(np.float64), columns=list(ds.feature_names))
-        signature = infer_signature(example, candidate.booster.inplace_predict(ds.x_holdout[:5]))
-        # MLflow refuses to resume a run outside the process's active experiment (any code may have set it).
-        mlflow.set_experiment(experiment_id=self.client.get_run(candidate.run_id).info.experiment_id)
-        _map_pinned_packages()
-        with mlflow.start_run(run_id=candidate.run_id):
-            info = mlflow.xgboost.log_model(candidate.booster, name=names.MLFLOW_MODEL_ARTIFACT,
-                                            signature=signature, input_example=example, model_format="ubj",
-                                            pip_requirements=_PIP_REQUIREMENTS)
-            mlflow.log_metrics({f"holdout_{k}": v for k, v in candidate.holdout.items()})
+        info = log_candidate(self.client, candidate)
         tags = {
             T_HOLDOUT_AUC: candidate.holdout[names.AUC], T_HOLDOUT_LOGLOSS: candidate.holdout[names.LOGLOSS],
             T_VALID_AUC: candidate.validation[names.AUC], T_VALID_LOGLOSS: candidate.validation[names.LOGLOSS],
             T_SOURCE_RUN: candidate.run_id, T_TRIAL: candidate.trial_id, T_EXPERIMENT: candidate.experiment_name,
             T_DATA_SOURCE: ds.source, T_LABEL: ds.label_column, T_FEATURES: json.dumps(list(ds.feature_names)),
             T_FINGERPRINT: ds.fingerprint, T_PARAMS: json.dumps(candidate.params, sort_keys=True, default=str),
-            T_TRAINED_AT: _iso(time.time()),
+            T_TRAINED_AT: _iso(time.time()), **candidate.tags,
         }
-        plots.log_model_plots(self.client, info.model_id, candidate.booster, ds.x_holdout, ds.y_holdout)
-        tags = {k: str(v) for k, v in tags.items()}
-        mv = mlflow.register_model(info.model_uri, self.name, tags=tags)
-        model_card.write_description(self.client, self.name, mv.version, tags)
+        mv = mlflow.register_model(info.model_uri, self.name, tags={k: str(v) for k, v in tags.items()})
         logs.model_registered(self.name, mv.version, candidate.run_id, candidate.holdout[names.AUC])
-        return self.client.get_model_version(self.name, mv.version)
+        return mv  # as created, tags included
 
     def promote(self, version: int | str, *, force: bool = False, dataset: Dataset | None = None,
                 challenger: xgb.Booster | None = None, allow_schema_change: bool = False,
@@ -292,7 +239,7 @@ class Registry:
                                 field="allow_schema_change")
         challenger = challenger or self.load_booster(mv)
         dataset = dataset or self.dataset_of(mv)
-        challenger_scores = evaluate(challenger, dataset.x_holdout, dataset.y_holdout)
+        challenger_scores = holdout_scores(challenger, dataset)
         champion_scores = self._champion_scores(champion_mv, dataset, exclude=mv.version)
         record = {
             "version": int(mv.version),

@@ -2,7 +2,9 @@
 
 Every step of the loop (claim, build the request, run, record) is guarded: an error is logged, kept for
 `status()` (and `/health`), and the step retried with backoff. Waiters follow the job's row in SQL with a
-deadline, so a waiter never depends on this process's threads being alive.
+deadline, so a waiter never depends on this process's threads being alive. A job's follow-ups (pictures,
+description, drift reference: seedcore.tuning.followups) start once its answer is recorded, each one's
+state written into its row; those a dead process left pending are finished when a runner starts.
 """
 
 from __future__ import annotations
@@ -72,13 +74,19 @@ class JobRunner:
         self._lock = threading.Lock()
         self._sync_slots = threading.BoundedSemaphore(settings.max_sync_waits)
         self._last_error: tuple[str, str] | None = None
+        self._followups: list = []  # seedcore.tuning.followups.FollowUps started here
+        self._resumer: threading.Thread | None = None
         me = ProcessIdentity.current()
         self.identity = (me.pid, me.host, me.start)  # what a job this runner claims records as its owner
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> "JobRunner":
-        """Close jobs a dead process left running, then start the worker threads."""
+        """Close jobs a dead process left running, then start the worker threads (and, in one of its own, finish
+        the follow-ups dead processes left pending)."""
         self._guarded("recover", self.recover_interrupted)
+        self._resumer = threading.Thread(target=self._guarded, name="seedcore-followups-resume", daemon=True,
+                                         args=("finish pending follow-ups", self.resume_followups))
+        self._resumer.start()
         for i in range(self.settings.max_concurrent_sweeps):
             thread = threading.Thread(target=self._work, name=f"seedcore-runner-{i}", daemon=True)
             thread.start()
@@ -87,7 +95,8 @@ class JobRunner:
 
     def stop(self, timeout: float | None = None) -> None:
         """Cancel running jobs and wait up to `timeout` s (default: the stop_timeout_s setting) for them to
-        end cleanly; a job still running then is marked cancelled and its MLflow runs KILLED."""
+        end cleanly; a job still running then is marked cancelled and its MLflow runs KILLED. Follow-ups get
+        the same deadline; one still pending then stays so in its job's row, for the next start to finish."""
         deadline = time.monotonic() + (self.settings.stop_timeout_s if timeout is None else timeout)
         self._stop.set()
         with self._lock:
@@ -97,6 +106,12 @@ class JobRunner:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._abandon_running()
+        with self._lock:
+            followups = list(self._followups)
+        for running in followups:
+            running.wait(max(0.0, deadline - time.monotonic()))
+        if self._resumer is not None:
+            self._resumer.join(max(0.0, deadline - time.monotonic()))
 
     def recover_interrupted(self) -> list[str]:
         """Jobs whose runner died (by pid, host and start time: a recycled pid is not the runner): mark them
@@ -110,6 +125,12 @@ class JobRunner:
             log.warning("job %s was interrupted; marked failed, %d MLflow runs closed", job["id"], closed)
             recovered.append(job["id"])
         return recovered
+
+    def resume_followups(self) -> list[str]:
+        """Finish the follow-ups that dead processes left pending in their jobs; the ids of those jobs."""
+        from seedcore.tuning.followups import resume
+
+        return resume(self.settings, self.jobs.db)
 
     def status(self) -> dict:
         """{alive, threads, current_job, last_error, last_error_at} for /health."""
@@ -250,12 +271,13 @@ class JobRunner:
 
         job_id = job["id"]
         cancel = threading.Event()
+        held: list = []  # the job's follow-ups: they start once its answer is recorded
         with self._lock:
             self._cancel_events[job_id] = cancel
         try:
             result = job_kinds.execute(self.settings, job, cancel, self._progress_reporter(job_id, cancel),
                                        lambda: self._guarded("check for cancel", self.jobs.is_cancel_requested,
-                                                             job_id) is True)
+                                                             job_id) is True, held.append)
             outcome: tuple[str, Any] = (JOB_SUCCEEDED, {**result, "job_id": job_id})
         except SweepCancelledError as exc:
             outcome = (JOB_CANCELLED, exc)
@@ -267,6 +289,17 @@ class JobRunner:
             with self._lock:
                 self._cancel_events.pop(job_id, None)
         self._record(job, *outcome)
+        for followups in held:
+            self._start_followups(job_id, followups)
+
+    def _start_followups(self, job_id: str, followups) -> None:
+        """The job's follow-ups in a thread of their own, each one's state written into its row as it ends."""
+        from seedcore.tuning.followups import record_in_job
+
+        with self._lock:
+            self._followups = [f for f in self._followups if not f.ended] + [followups]
+        followups.start(lambda states: self._retry(f"record the follow-ups of job {job_id}", record_in_job,
+                                                   self.jobs.db, job_id, states))
 
     def _record(self, job: dict, state: str, outcome: Any) -> None:
         """Write the job's incident (retried), then its end (retried); then wake whoever waits for it.

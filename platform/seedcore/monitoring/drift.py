@@ -8,8 +8,6 @@ Below 0.1 is usually read as stable, 0.1-0.25 as a moderate shift, above 0.25 as
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 from sqlalchemy import select
 
@@ -18,8 +16,6 @@ from seedcore.db.base import utcnow
 from seedcore.db.database import Database
 from seedcore.db.tables_flywheel import DriftReference
 from seedcore.errors import SeedcoreError
-
-log = logging.getLogger(__name__)
 
 N_BINS = 10
 _EPS = 1e-4  # a bin no row fell into still counts a little, so the logarithm stays finite
@@ -78,15 +74,22 @@ def load_reference(db: Database, model_name: str, version: int) -> dict | None:
                                                                  DriftReference.model_version == int(version)))
 
 
-def remember_reference(settings, version, dataset: Dataset) -> None:
-    """After registering a version: store its reference bins. Never fails the caller (logged instead)."""
-    db = Database(settings.database_url)
+def remember_reference(settings, version, dataset: Dataset, db: Database | None = None) -> dict:
+    """After registering a version: store its reference bins (in `db`, or over a connection of its own) and
+    return them; raises our errors unless another process stored them meanwhile."""
+    own = db is None
+    db = Database(settings.database_url) if own else db
     try:
-        store_reference(db, settings.model_name, int(version), dataset)
-    except SeedcoreError as exc:
-        log.warning("drift reference of version %s not stored: %s", version, exc.message)
+        try:
+            return store_reference(db, settings.model_name, int(version), dataset)
+        except SeedcoreError:
+            stored = load_reference(db, settings.model_name, int(version))
+            if stored is None:
+                raise
+            return stored
     finally:
-        db.dispose()
+        if own:
+            db.dispose()
 
 
 def drift_report(bins: dict | None, feature_names, x: np.ndarray) -> dict | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Callable
 
 from mlflow.entities import Metric, Param
 from ray.tune.search.sample import Domain
@@ -13,8 +14,8 @@ from seedcore.config import Settings
 from seedcore.data import load_dataset
 from seedcore.errors import ValidationError
 from seedcore.flywheel import flywheel_for
-from seedcore.monitoring.drift import remember_reference
 from seedcore.registry import Candidate, Registry, ensure_experiment
+from seedcore.tuning.followups import RESULT_KEY, FollowUps
 from seedcore.tuning.params_check import check_params
 from seedcore.tuning.spaces import resolve_space
 from seedcore.tuning.trainable import BEST_ITERATION, CURVE, train_booster
@@ -23,18 +24,20 @@ from seedcore.tuning.trainable import BEST_ITERATION, CURVE, train_booster
 def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgboost_training",
                 data_source: str | None = None, label_column: str | None = None,
                 feature_columns: list[str] | None = None, promote: bool = False, force: bool = False,
-                callbacks=(), job_id: str | None = None, trigger: str | None = None) -> dict:
+                callbacks=(), job_id: str | None = None, trigger: str | None = None,
+                hold_followups: Callable[[FollowUps], None] | None = None) -> dict:
     """Train, log the curve and final metrics, register a version; promote through the gate if asked.
 
-    `callbacks` are XGBoost training callbacks (the job runner's cancel and time limit).
+    `callbacks` are XGBoost training callbacks (the job runner's cancel and time limit). The follow-ups
+    (pictures, description, drift reference) start as it returns, or go to `hold_followups` as run_sweep's do.
     """
     config = fixed_params(params)
     dataset = load_dataset(settings.data_dir, data_source, label_column, feature_columns)
     check_params(config, dataset.feature_names, "params")  # XGBoost's own judgement, before any run exists
     registry = Registry(settings)
     client = registry.client
-    run = client.create_run(ensure_experiment(client, settings, experiment_name),
-                            run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}",
+    experiment_id = ensure_experiment(client, settings, experiment_name)
+    run = client.create_run(experiment_id, run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}",
                             tags={"seedcore.kind": "train", names.TAG_FINGERPRINT: dataset.fingerprint})
     run_id = run.info.run_id
     status = "FAILED"
@@ -48,19 +51,24 @@ def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgb
         status = "FINISHED"
     finally:
         client.set_terminated(run_id, status)
-    candidate = Candidate(booster, config, dataset, validation, run_id, experiment_name, trial_id="")
+    candidate = Candidate(booster, config, dataset, validation, run_id, experiment_name, experiment_id=experiment_id)
     version = registry.register(candidate)
-    remember_reference(settings, version.version, dataset)  # drift baseline: the training split
     promotion = (flywheel_for(settings).promote_or_report(version.version, force=force, dataset=dataset,
                                                           challenger=booster, experiment_name=experiment_name,
                                                           job_id=job_id, trigger=trigger)
                  if promote else {"status": "skipped", "reason": "promotion not requested",
                                   "version": int(version.version)})
-    return {"status": "success", "experiment_name": experiment_name, "model_version": int(version.version),
-            "validation": validation, "holdout": candidate.holdout, "config": config,
-            "best_iteration": final[BEST_ITERATION], "training_time": round(training_time, 4),
-            "promotion": promotion, "mlflow": {"run_id": run_id, "tracking_uri": settings.tracking_uri},
-            "dataset": dataset.describe()}
+    followups = FollowUps(settings, version.version, run_id, registry=registry, booster=booster, dataset=dataset)
+    result = {"status": "success", "experiment_name": experiment_name, "model_version": int(version.version),
+              "validation": validation, "holdout": candidate.holdout, "config": config,
+              "best_iteration": final[BEST_ITERATION], "training_time": round(training_time, 4),
+              "promotion": promotion, "mlflow": {"run_id": run_id, "tracking_uri": settings.tracking_uri},
+              "dataset": dataset.describe(), RESULT_KEY: followups.describe()}
+    if hold_followups is None:
+        followups.start()
+    else:
+        hold_followups(followups)
+    return result
 
 
 def fixed_params(params: dict) -> dict:

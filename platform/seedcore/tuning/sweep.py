@@ -1,4 +1,5 @@
-"""The sweep runner: validate, load data once, tune on Ray, record in MLflow, register, promote."""
+"""The sweep runner: validate, load data once, tune on Ray, record in MLflow, register, promote; then the
+follow-ups (pictures, description, drift reference) after the answer."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from typing import Callable
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Param
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
@@ -18,29 +19,28 @@ from seedcore import logs, names
 from seedcore.config import Settings
 from seedcore.data import Dataset, load_dataset
 from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
-from seedcore.plots import log_sweep_plots
-from seedcore.flywheel import flywheel_for
-from seedcore.monitoring.drift import remember_reference
+from seedcore.plots import warm_in_background
 from seedcore.requests import SweepRequest
-from seedcore.registry import Candidate, Registry, ensure_experiment, warm_model_logging
+from seedcore.registry import Registry, ensure_experiment
 from seedcore.tuning.cluster import (alive_nodes, check_trial_fits, cluster_cpus, cluster_tags, ensure_ray,
                                     trials_ended, tune_storage)
+from seedcore.tuning.followups import RESULT_KEY, FollowUps
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
-from seedcore.tuning.objectives import PER_ROUND, Selection, measured_metrics, meets, pareto_front, select_point
+from seedcore.tuning.objectives import PER_ROUND, Selection, measured_metrics, pareto_front, select_point
 from seedcore.tuning.records import log_front, log_warm_start, match_point, trial_points
 from seedcore.tuning.plan import SweepPlan, plan_sweep, tune_settings
 from seedcore.tuning.search import TPE, build_searcher
 from seedcore.tuning.warmstart import WarmStart, gather
 from seedcore.tuning.spaces import describe_space
-from seedcore.tuning.trainable import (BEST_ITERATION, TRAINING_TIME, TrialData, asha_rungs,
-                                       load_checkpoint_booster, measure_costs, refit_booster, train_xgb)
+from seedcore.tuning.trainable import TrialData, asha_rungs, train_xgb
+from seedcore.tuning.trials_over import TrialsOver, fit
+from seedcore.tuning.winner import register_and_promote
 
 log = logging.getLogger(__name__)
 # Tune's own result files are off (our callback logs to MLflow); its analysis complains it cannot find them.
 logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 Progress = Callable[[dict], None]
 _REGISTRY_LOCK = threading.Lock()
-TRAIN_ROWS = "train_rows"  # rows the registered model was trained on: a tag of its run and of its version
 
 
 def prepare_sweep(settings: Settings, request: SweepRequest | None = None) -> None:
@@ -52,23 +52,25 @@ def prepare_sweep(settings: Settings, request: SweepRequest | None = None) -> No
     if request is not None:
         ensure_experiment(Registry(settings).client, settings, request.experiment_name)
         alg = tune_settings(settings, request).search_alg
-    warm_model_logging()
+    warm_in_background()
     build_searcher(alg, seed=0, metric=names.AUC, mode="max", max_concurrent=1)  # imports Optuna for tpe, qmc
 
 
 def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progress: Progress | None = None,
               cancel_event: threading.Event | None = None, job_id: str | None = None, trigger: str | None = None,
-              **fields) -> dict:
+              hold_followups: Callable[[FollowUps], None] | None = None, **fields) -> dict:
     """Run one sweep end to end and return the guide's result shape plus ours.
 
     Raises ValidationError/DataError before any trial starts, SweepFailedError when no trial
     finished, SweepCancelledError when cancelled. No MLflow run is left RUNNING in any case.
+    The follow-ups (seedcore.tuning.followups) start as it returns, or go to `hold_followups` to start
+    later (the job runner starts them once the job's answer is recorded).
     """
     request = request or SweepRequest(**fields)
     plan = plan_sweep(settings, request)
     dataset = load_dataset(settings.data_dir, request.data_source, request.label_column, request.feature_columns)
     ensure_ray(settings)
-    warm_model_logging()  # overlaps with the trials
+    warm_in_background()  # the follow-ups' pictures: imports overlap with the trials
     registry = Registry(settings)
     experiment_id = ensure_experiment(registry.client, settings, request.experiment_name)
     first = plan.objectives[0]
@@ -94,8 +96,7 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
             status = "FINISHED"
             registry.client.set_tag(parent, "seedcore.selection", "no trial meets the constraints")
             raise ValidationError(_unmet(plan.selection, extras["points"]), field="select")
-        outcome = _register_and_promote(registry, plan, dataset, best, logger, job_id, trigger)
-        log_sweep_plots(registry.client, parent, logger.trial_summaries())
+        outcome = register_and_promote(registry, plan, dataset, best, logger, experiment_id, job_id, trigger)
         status = "FINISHED"
     except BaseException:  # Ctrl-C, or failing while stopping (Ray shut down under it): cancelled
         if status == "FAILED" and (cancel_event.is_set() or not isinstance(sys.exc_info()[1], Exception)):
@@ -108,7 +109,8 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
         logs.sweep_ended(request.experiment_name, status, logger.counts(), logger.best_auc,
                          time.time() - started, job_id)
     counts = logger.counts()
-    return {
+    followups = outcome["followups"]
+    result = {
         "status": "success",
         "experiment_name": request.experiment_name,
         "best_trial": outcome["best_trial"],
@@ -126,8 +128,14 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
         "select": plan.selection.describe(),
         "refit": outcome["refit"],
         **({"pareto_front": extras["front"]} if len(plan.objectives) > 1 else {}),
+        RESULT_KEY: followups.describe(),
         "duration_s": round(time.time() - started, 3),
     }
+    if hold_followups is None:
+        followups.start()
+    else:
+        hold_followups(followups)
+    return result
 
 
 def _start_parent(registry: Registry, experiment_id: str, plan: SweepPlan, dataset: Dataset, job_id,
@@ -189,6 +197,7 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
     trainable = tune.with_resources(trainable, {"cpu": cpus})
     search = build_searcher(plan.tune.search_alg, seed=plan.tune.seed, metric=first.metric, mode=first.mode,
                             max_concurrent=concurrent, warm=warm)
+    over = TrialsOver(plan.tune.num_samples)
     tuner = tune.Tuner(
         _register_trainable(trainable),
         param_space=plan.space,
@@ -198,14 +207,11 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
                                     # started first; a fresh actor per trial lets each free CPU take one
                                     reuse_actors=len(alive_nodes()) == 1),
         run_config=tune.RunConfig(name=f"{_safe(plan.request.experiment_name)}_{time.strftime('%Y-%m-%d_%H-%M-%S')}",
-                                  **tune_storage(settings, str(settings.ray_results_dir)), callbacks=[logger], verbose=0,
-                                  stop=_CancelStopper(cancel_event),
+                                  **tune_storage(settings, str(settings.ray_results_dir)), callbacks=[logger, over],
+                                  verbose=0, stop=_CancelStopper(cancel_event),
                                   failure_config=tune.FailureConfig(max_failures=0)),
     )
-    try:
-        return tuner.fit()
-    finally:
-        trials_ended()
+    return fit(tuner, over, cancel_event, on_end=trials_ended)  # the answer does not wait for Tune's shutdown
 
 
 class _SeededRunsInFull(ASHAScheduler):
@@ -272,57 +278,6 @@ def _trial_error(error: BaseException) -> str:
     cause = getattr(error, "cause", None) or error
     lines = str(cause).strip().splitlines() or [""]
     return f"{type(cause).__name__}: {lines[0]}"[:300]
-
-
-def _register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, best,
-                          logger: MLflowTrialLogger, job_id: str | None = None, trigger: str | None = None) -> dict:
-    trial_id = best.metrics["trial_id"]
-    child_run_id, parent = logger.run_ids[trial_id], logger.parent_run_id
-    booster, refit = _final_booster(plan, dataset, best, max(1, registry.settings.cpus_per_trial))
-    registry.client.set_tag(child_run_id, TRAIN_ROWS, str(refit["train_rows"]))
-    validation = {names.AUC: float(best.metrics[names.AUC]), names.LOGLOSS: float(best.metrics[names.LOGLOSS])}
-    candidate = Candidate(booster, dict(best.config), dataset, validation, child_run_id,
-                          plan.request.experiment_name, trial_id)
-    version = registry.register(candidate)
-    remember_reference(registry.settings, version.version, dataset)  # drift baseline: the training split
-    registry.client.set_model_version_tag(registry.name, version.version, TRAIN_ROWS, str(refit["train_rows"]))
-    if plan.request.promote:
-        promotion = flywheel_for(registry.settings).promote_or_report(
-            version.version, force=plan.request.force, dataset=dataset, challenger=booster,
-            experiment_name=plan.request.experiment_name, job_id=job_id, trigger=trigger)
-    else:
-        promotion = {"status": "skipped", "reason": "promotion not requested", "version": int(version.version)}
-    ts = int(time.time() * 1000)
-    registry.client.log_batch(parent, metrics=[
-        Metric("best_validation_auc", validation[names.AUC], ts, 0),
-        Metric("best_validation_logloss", validation[names.LOGLOSS], ts, 0),
-        Metric("holdout_auc", candidate.holdout[names.AUC], ts, 0),
-        Metric("holdout_logloss", candidate.holdout[names.LOGLOSS], ts, 0),
-    ], tags=[RunTag("seedcore.best_trial_id", trial_id), RunTag("seedcore.best_run_id", child_run_id),
-             RunTag("seedcore.model_version", str(version.version)),
-             RunTag("seedcore.promotion", promotion["status"])])
-    best_trial = {"trial_id": trial_id, "auc": validation[names.AUC], "logloss": validation[names.LOGLOSS],
-                  "training_time": round(float(best.metrics[TRAINING_TIME]), 4), "config": dict(best.config),
-                  "best_iteration": int(best.metrics[BEST_ITERATION]), "run_id": child_run_id}
-    return {"best_trial": best_trial, "promotion": promotion, "model_version": int(version.version),
-            "holdout": dict(candidate.holdout), "refit": refit}
-
-
-def _final_booster(plan: SweepPlan, dataset: Dataset, best, nthread: int) -> tuple:
-    """The model to register: the winner's config refit on training + validation rows with the rounds
-    it earned (best_iteration + 1), or, with `refit: false`, the trial's own booster."""
-    if not plan.request.refit:
-        return load_checkpoint_booster(best.checkpoint), {"enabled": False, "train_rows": len(dataset.y_train)}
-    rounds = int(best.metrics[BEST_ITERATION]) + 1
-    booster = refit_booster(dict(best.config), dataset, rounds, nthread=nthread)  # as its trial was trained
-    measure = measured_metrics((), plan.selection)
-    costs = {**best.metrics, **measure_costs(booster, dataset.x_valid, measure)}
-    if not meets(costs, plan.selection):  # more rows can grow the trees past a size or latency bound
-        return load_checkpoint_booster(best.checkpoint), {
-            "enabled": False, "train_rows": len(dataset.y_train),
-            "reason": f"the refit model breaks the constraints ({ {m: costs[m] for m in measure} }); "
-                      "registered the trial's own model"}
-    return booster, {"enabled": True, "train_rows": len(dataset.y_train) + len(dataset.y_valid), "rounds": rounds}
 
 
 def close_job_runs(settings: Settings, job_id: str) -> int:

@@ -1,0 +1,72 @@
+"""A sweep's winner: refit (or the trial's own model), registered, promoted through the flywheel when asked,
+its figures on the sweep's parent run. What the answer does not need is handed back as follow-ups."""
+
+from __future__ import annotations
+
+import time
+
+from mlflow.entities import Metric, RunTag
+
+from seedcore import names
+from seedcore.data import Dataset
+from seedcore.flywheel import flywheel_for
+from seedcore.registry import Candidate, Registry
+from seedcore.tuning.followups import FollowUps
+from seedcore.tuning.mlflow_callback import MLflowTrialLogger
+from seedcore.tuning.objectives import measured_metrics, meets
+from seedcore.tuning.plan import SweepPlan
+from seedcore.tuning.trainable import (BEST_ITERATION, TRAINING_TIME, load_checkpoint_booster, measure_costs,
+                                       refit_booster)
+
+TRAIN_ROWS = "train_rows"  # rows the registered model was trained on: a tag of its run and of its version
+
+
+def register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, best, logger: MLflowTrialLogger,
+                         experiment_id: str, job_id: str | None = None, trigger: str | None = None) -> dict:
+    """The answer's parts (best trial, promotion, version, holdout, refit) and its `followups`, not started."""
+    trial_id = best.metrics["trial_id"]
+    child_run_id, parent = logger.run_ids[trial_id], logger.parent_run_id
+    booster, refit = final_booster(plan, dataset, best, max(1, registry.settings.cpus_per_trial))
+    validation = {names.AUC: float(best.metrics[names.AUC]), names.LOGLOSS: float(best.metrics[names.LOGLOSS])}
+    candidate = Candidate(booster, dict(best.config), dataset, validation, child_run_id, plan.request.experiment_name,
+                          trial_id, tags={TRAIN_ROWS: refit["train_rows"]}, experiment_id=experiment_id)
+    version = registry.register(candidate)
+    if plan.request.promote:
+        promotion = flywheel_for(registry.settings).promote_or_report(
+            version.version, force=plan.request.force, dataset=dataset, challenger=booster,
+            experiment_name=plan.request.experiment_name, job_id=job_id, trigger=trigger)
+    else:
+        promotion = {"status": "skipped", "reason": "promotion not requested", "version": int(version.version)}
+    ts = int(time.time() * 1000)
+    registry.client.log_batch(parent, metrics=[
+        Metric("best_validation_auc", validation[names.AUC], ts, 0),
+        Metric("best_validation_logloss", validation[names.LOGLOSS], ts, 0),
+        Metric("holdout_auc", candidate.holdout[names.AUC], ts, 0),
+        Metric("holdout_logloss", candidate.holdout[names.LOGLOSS], ts, 0),
+    ], tags=[RunTag("seedcore.best_trial_id", trial_id), RunTag("seedcore.best_run_id", child_run_id),
+             RunTag("seedcore.model_version", str(version.version)),
+             RunTag("seedcore.promotion", promotion["status"])])
+    best_trial = {"trial_id": trial_id, "auc": validation[names.AUC], "logloss": validation[names.LOGLOSS],
+                  "training_time": round(float(best.metrics[TRAINING_TIME]), 4), "config": dict(best.config),
+                  "best_iteration": int(best.metrics[BEST_ITERATION]), "run_id": child_run_id}
+    followups = FollowUps(registry.settings, version.version, parent, registry=registry, booster=booster,
+                          dataset=dataset, parent_run_id=parent, trials=logger.trial_summaries())
+    return {"best_trial": best_trial, "promotion": promotion, "model_version": int(version.version),
+            "holdout": dict(candidate.holdout), "refit": refit, "followups": followups}
+
+
+def final_booster(plan: SweepPlan, dataset: Dataset, best, nthread: int) -> tuple:
+    """The model to register: the winner's config refit on training + validation rows with the rounds
+    it earned (best_iteration + 1), or, with `refit: false`, the trial's own booster."""
+    if not plan.request.refit:
+        return load_checkpoint_booster(best.checkpoint), {"enabled": False, "train_rows": len(dataset.y_train)}
+    rounds = int(best.metrics[BEST_ITERATION]) + 1
+    booster = refit_booster(dict(best.config), dataset, rounds, nthread=nthread)  # as its trial was trained
+    measure = measured_metrics((), plan.selection)
+    costs = {**best.metrics, **measure_costs(booster, dataset.x_valid, measure)}
+    if not meets(costs, plan.selection):  # more rows can grow the trees past a size or latency bound
+        return load_checkpoint_booster(best.checkpoint), {
+            "enabled": False, "train_rows": len(dataset.y_train),
+            "reason": f"the refit model breaks the constraints ({ {m: costs[m] for m in measure} }); "
+                      "registered the trial's own model"}
+    return booster, {"enabled": True, "train_rows": len(dataset.y_train) + len(dataset.y_valid), "rounds": rounds}
