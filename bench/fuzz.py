@@ -245,22 +245,17 @@ def server_counts(base_url: str) -> Counter:
 @contextmanager
 def in_process(root: Path):
     """Our app (role "all") in this process, under werkzeug's threaded server on a free port."""
-    from werkzeug.serving import make_server
-
+    from bench._serving import live_server
     from seedcore.api import create_app
     from seedcore.server import stop_app
 
     settings = _store(root)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line a request
     app = create_app(settings)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        with live_server(app) as url:
+            yield url
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
         stop_app(app)
 
 

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import requests
 import xgboost as xgb
-from werkzeug.serving import make_server
 
+from bench._serving import live_server  # noqa: F401  (the tests' and the benchmarks' one live server)
 from seedcore.api import create_app
 from seedcore.data import load_dataset
 from seedcore.metrics import evaluate
@@ -84,19 +83,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@contextmanager
-def live_server(app):
-    """Serve `app` over real HTTP from a threaded werkzeug server; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
 
 
 PRODUCTION_URI = "models:/utility_risk_model@production"

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # bench/ is a top-level package of the repository, not installed
-    sys.path.insert(0, str(ROOT))
-
-from bench import BENCHMARKS, main, run_benchmarks  # noqa: E402
-from bench._report import Row, Section, document, machine, section_markdown  # noqa: E402
+from bench import BENCHMARKS, main, run_benchmarks
+from bench._report import Row, Section, document, machine, section_markdown
 
 pytestmark = pytest.mark.timeout(1800)
 

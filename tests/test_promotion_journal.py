@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
-from pathlib import Path
 
 import pytest
 import xgboost as xgb
@@ -24,11 +22,7 @@ from seedcore.metrics import evaluate
 from seedcore.promotion_journal import STEPS, PromotionJournal
 from seedcore.registry import Candidate, Registry, ensure_experiment
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # bench/ is a top-level package of the repository, not installed
-    sys.path.insert(0, str(ROOT))
-
-from bench.promotion_crash import agreement, crash_round  # noqa: E402
+from bench.promotion_crash import agreement, crash_round
 
 pytestmark = pytest.mark.timeout(900)
 # our SQL database on both backends (conftest's `settings` reads `sql_backend`); MLflow's store stays SQLite

@@ -13,8 +13,6 @@ and send the newer fields. The tally is written beside the test's temp dir.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -23,11 +21,7 @@ from _serving import add_version, wait_for
 
 from seedcore.registry import Registry
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # bench/ is a top-level package of the repository, not installed
-    sys.path.insert(0, str(ROOT))
-
-from bench.fuzz import SERVER_SETTINGS, UNSTATED_RULES, fuzz  # noqa: E402
+from bench.fuzz import SERVER_SETTINGS, UNSTATED_RULES, fuzz
 
 EXAMPLES = 5  # per operation and phase: about 2,000 requests
 BUDGET_S = 80.0  # the engine stops here even mid-pass (the reach asserts below would then fail)

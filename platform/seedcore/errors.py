@@ -64,6 +64,12 @@ class TooManyRequestsError(SeedcoreError):
     retry_after_s = 10
 
 
+class HeavyRequestsBusyError(TooManyRequestsError):
+    """Every SEEDCORE_MAX_HEAVY_REQUESTS slot is answering a large request; try again in a moment."""
+
+    retry_after_s = 1
+
+
 class TooManyWaitsError(TooManyRequestsError):
     """Every synchronous-wait slot is taken; the caller should submit and poll instead."""
 

@@ -88,7 +88,8 @@ def _register_error_handlers(app: OpenAPI) -> None:
     def seedcore_error(exc: SeedcoreError):
         if exc.status_code >= 500:
             log.error("request failed: %s", exc.message)
-        return jsonify(exc.to_dict()), exc.status_code
+        retry = getattr(exc, "retry_after_s", None)  # every 429 (TooManyRequestsError) says when to come back
+        return jsonify(exc.to_dict()), exc.status_code, ({"Retry-After": str(retry)} if retry else {})
 
     @app.errorhandler(RequestEntityTooLarge)
     def request_too_large(exc):

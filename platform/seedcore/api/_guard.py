@@ -25,16 +25,16 @@ import json
 import threading
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, current_app, g, jsonify, request
+from flask import Flask, Request, current_app, g, request
 from flask_openapi3.utils import parse_rule
 
 from seedcore._json import raw_json_depth
 from seedcore.api._hosts import host_allowed
-from seedcore.api._http import (ALWAYS_HEAVY, BUSY_RETRY_AFTER_S, DATABASE_ONLY_WRITES, LIGHT_BODY_BYTES,
+from seedcore.api._http import (ALWAYS_HEAVY, DATABASE_ONLY_WRITES, LIGHT_BODY_BYTES,
                                 PREDICTION_ENDPOINTS, ROW_FIELDS, STORELESS_WRITES)
 from seedcore.config import Settings
-from seedcore.errors import (AuthenticationError, PayloadTooLargeError, PermissionDeniedError,
-                             UnsupportedMediaTypeError, ValidationError)
+from seedcore.errors import (AuthenticationError, HeavyRequestsBusyError, PayloadTooLargeError,
+                             PermissionDeniedError, UnsupportedMediaTypeError, ValidationError)
 from seedcore.stores import require_writable
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -74,8 +74,7 @@ def init_app(app: Flask) -> None:
 
 
 def guard():
-    """Refuse what no view should see; raise the first problem as our error (the handler answers it).
-    Returns the 429 itself when every heavy slot is taken (it carries a `Retry-After`)."""
+    """Refuse what no view should see; raise the first problem as our error (the handler answers it)."""
     _check_host()
     _check_pairs(request.args.items(multi=True))
     _check_pairs((request.view_args or {}).items())
@@ -86,7 +85,9 @@ def guard():
     if _has_body():
         _check_size()
     if not _take_heavy_slot():
-        return _busy()
+        cap = current_app.config["SEEDCORE_SETTINGS"].max_heavy_requests
+        raise HeavyRequestsBusyError(f"{cap} large request(s) are being answered already "
+                                     f"(SEEDCORE_MAX_HEAVY_REQUESTS); try again in {HeavyRequestsBusyError.retry_after_s} s")
     if _has_body():
         _check_content_type()
         body = request.get_json()  # decode and check now, before any run or job can exist
@@ -201,14 +202,6 @@ def _take_heavy_slot() -> bool:
 def _release_heavy_slot(exc=None) -> None:  # noqa: ARG001
     if g.pop("seedcore_heavy", False):
         current_app.extensions[_HEAVY].release()
-
-
-def _busy():
-    cap = current_app.config["SEEDCORE_SETTINGS"].max_heavy_requests
-    body = {"status": "error", "error": f"{cap} large request(s) are being answered already "
-                                        f"(SEEDCORE_MAX_HEAVY_REQUESTS); try again in {BUSY_RETRY_AFTER_S} s",
-            "field": None}
-    return jsonify(body), 429, {"Retry-After": str(BUSY_RETRY_AFTER_S)}
 
 
 def _check_content_type() -> None:

@@ -41,7 +41,6 @@ DATABASE_ONLY_WRITES = frozenset({
     "schedules.update_schedule", "schedules.delete_schedule"})
 ROW_FIELDS = ("instances", "prediction_ids", "labels")
 LIGHT_BODY_BYTES = 64 * 1024  # a few hundred rows
-BUSY_RETRY_AFTER_S = 1  # the 429's Retry-After when every heavy slot is taken
 
 
 class ErrorBody(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, jsonify, request, url_for
+from flask import Flask, current_app, request, url_for
 
 from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, _error, api_blueprint, respond
 from seedcore.api.schemas_xgboost import (JobList, JobListQuery, JobPath, JobResponse, PromoteRequest,
@@ -12,7 +12,7 @@ from seedcore.api.schemas_xgboost import (JobList, JobListQuery, JobPath, JobRes
 from seedcore.flywheel import Flywheel
 from seedcore.names import TRIGGER_HEADER
 from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE, TRIGGER_API, TRIGGER_MANUAL
-from seedcore.errors import SeedcoreError, TooManyRequestsError, ValidationError
+from seedcore.errors import SeedcoreError, ValidationError
 from seedcore.runner import JobRunner, JobStillRunning
 
 log = logging.getLogger(__name__)
@@ -61,12 +61,6 @@ SYNC_ANSWERS = {202: JobResponse, 429: _error("every synchronous-wait slot is ta
                                               "(SEEDCORE_MAX_QUEUED_JOBS); `Retry-After` says when to try again")}
 # The queue is bounded too: beyond SEEDCORE_MAX_QUEUED_JOBS waiting jobs a new one is a 429.
 QUEUE_FULL = {429: _error("the queue is full (SEEDCORE_MAX_QUEUED_JOBS); `Retry-After` says when to try again")}
-
-
-@bp.errorhandler(TooManyRequestsError)
-def too_many_requests(exc: TooManyRequestsError):
-    """A 429 in the error shape with `Retry-After`; nothing was queued."""
-    return jsonify(exc.to_dict()), exc.status_code, {"Retry-After": str(exc.retry_after_s)}
 
 
 @bp.post("/tune", summary="Run a sweep and wait for its result (202 with the job id if it outlasts "
