@@ -50,6 +50,9 @@ class TuneResponse(BaseModel):
     mlflow: dict[str, Any]
     trials: dict[str, int]
     job_id: str | None = None
+    followups: dict[str, Literal["pending", "done", "failed"]] | None = Field(
+        None, description="work done after the answer: model_card, drift_reference, plots; their end states show "
+                          "in the job (`/xgboost/tune/status/<job_id>`)")
 
 
 class JobProgress(BaseModel):
