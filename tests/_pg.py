@@ -10,6 +10,7 @@ dropped afterwards: an empty one, or a copy of a template migrated once per sess
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -17,6 +18,7 @@ from typing import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ProgrammingError
 
 from seedcore.db.database import Database, current_revision, head_revision, normalize_url, upgrade
 
@@ -48,9 +50,24 @@ def fresh_postgres_database(base_url: str, template: str | None = None) -> Itera
             connection.execute(text(f'CREATE DATABASE "{name}"{copy}'))
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        try:
+            _drop_database(admin, name)
+        finally:
+            admin.dispose()
+
+
+def _drop_database(admin, name: str, attempts: int = 50) -> None:
+    """DROP DATABASE .. WITH (FORCE), retried while an autovacuum worker is on it: FORCE may only end
+    the role's own sessions, and PostgreSQL refuses the whole drop while a worker of its own is there."""
+    for attempt in range(attempts):
+        try:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError as error:
+            if "pg_signal_backend" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
