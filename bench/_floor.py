@@ -8,7 +8,7 @@ import numpy as np
 import xgboost as xgb
 from ray.tune.search.sample import Domain
 
-from seedcore.data import Dataset
+from seedcore.datasets import Dataset
 from seedcore.tuning.spaces import EARLY_STOPPING_ROUNDS, NUM_BOOST_ROUND, TRAINING_KEYS
 
 

@@ -20,8 +20,8 @@ import xgboost as xgb
 from ray.tune.search.sample import Categorical, Float, Integer
 
 from bench._workspace import load_split
-from seedcore.data import Dataset
-from seedcore.metrics import evaluate
+from seedcore.datasets import Dataset
+from seedcore.scoring import evaluate
 from seedcore.names import AUC, LOGLOSS
 from seedcore.tuning.spaces import EARLY_STOPPING_ROUNDS, NUM_BOOST_ROUND, TRAINING_KEYS
 

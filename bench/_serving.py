@@ -20,8 +20,8 @@ import xgboost as xgb
 
 from bench._workspace import Workspace, mlflow_state
 from seedcore.config import Settings
-from seedcore.data import builtin_frame, split_frame, BUILTIN_FEATURES, BUILTIN_LABEL
-from seedcore.metrics import evaluate
+from seedcore.datasets import builtin_frame, split_frame, BUILTIN_FEATURES, BUILTIN_LABEL
+from seedcore.scoring import evaluate
 from seedcore.names import PRODUCTION_ALIAS
 
 MODEL_PARAMS = {"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "tree_method": "hist",
@@ -32,7 +32,9 @@ ROW = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]  # the guide's example 
 
 def promoted_store(ws: Workspace, name: str, data_files: tuple[Path, ...] = ()) -> tuple[Settings, int]:
     """A fresh store holding one registered, promoted version (200 trees, depth 6) of the model."""
-    from seedcore.registry import Candidate, Registry, ensure_experiment
+    from seedcore.promotion.model_logging import Candidate
+    from seedcore.promotion.production import Production
+    from seedcore.promotion.registry import Registry, ensure_experiment
 
     settings = ws.ours(name, data_files)
     dataset = split_frame(builtin_frame(), BUILTIN_LABEL, list(BUILTIN_FEATURES), "builtin")
@@ -45,7 +47,7 @@ def promoted_store(ws: Workspace, name: str, data_files: tuple[Path, ...] = ()) 
                               evaluate(booster, dataset.x_valid, dataset.y_valid), run.info.run_id, name)
         version = registry.register(candidate)
         registry.client.set_terminated(run.info.run_id)
-        registry.promote(version.version, force=True, dataset=dataset)
+        Production(registry).promote(version.version, force=True, dataset=dataset)
     return settings, int(version.version)
 
 

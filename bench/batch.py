@@ -23,9 +23,9 @@ from bench._batch_peer import peer_process
 from bench._report import Section, log, median
 from bench._serving import RssSampler, ours_ready, promoted_store, request, start_ours, wait_until
 from bench._workspace import Workspace
-from seedcore.batch import predict_table
-from seedcore.data import BUILTIN_FEATURES
-from seedcore.serving import served_from_blessed_file
+from seedcore.serving.batch import predict_table
+from seedcore.datasets import BUILTIN_FEATURES
+from seedcore.serving.model import served_from_blessed_file
 
 NAME = "batch"
 TITLE = "4. Batch predict (Parquet → Parquet, 10 features)"

@@ -88,9 +88,9 @@ def _detection_delay(settings, db, version: int, interval: float, attempt: int) 
     from seedcore.monitoring.monitors import MonitorBody, MonitorService
     from seedcore.monitoring.predlog import PredictionLogger
     from seedcore.monitoring.scenario import drifted_rows
-    from seedcore.registry import Registry
-    from seedcore.runner import JobRunner
-    from seedcore.scheduling import ScheduleService
+    from seedcore.promotion.registry import Registry
+    from seedcore.jobs.runner import JobRunner
+    from seedcore.monitoring.schedules import ScheduleService
 
     _clear_labels(db)
     runner = JobRunner(settings, db)  # queues only: the benchmark times detection, not the sweep

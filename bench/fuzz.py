@@ -247,7 +247,7 @@ def in_process(root: Path):
     """Our app (role "all") in this process, under werkzeug's threaded server on a free port."""
     from bench._serving import live_server
     from seedcore.api import create_app
-    from seedcore.server import stop_app
+    from seedcore.server.process import stop_app
 
     settings = _store(root)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line a request

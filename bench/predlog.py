@@ -65,8 +65,8 @@ def _inline_cost(settings, calls: int = 20_000) -> tuple[float, float]:
 
     from seedcore.db.database import Database
     from seedcore.monitoring.predlog import PredictionLogger
-    from seedcore.serving import prepare_booster
-    from seedcore.registry import Registry
+    from seedcore.serving.model import prepare_booster
+    from seedcore.promotion.registry import Registry
 
     registry = Registry(settings)
     booster = prepare_booster(registry.load_booster(registry.production_version()))

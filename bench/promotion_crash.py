@@ -91,11 +91,12 @@ def crash_store(ws: Workspace, name: str) -> tuple:
 def register_two_versions(settings) -> tuple[int, int]:
     import xgboost as xgb
 
-    from seedcore.data import load_dataset
+    from seedcore.datasets import load_dataset
     from seedcore.db.database import Database
-    from seedcore.flywheel import Flywheel
-    from seedcore.metrics import evaluate
-    from seedcore.registry import Candidate, Registry, ensure_experiment
+    from seedcore.promotion.service import Flywheel
+    from seedcore.scoring import evaluate
+    from seedcore.promotion.model_logging import Candidate
+    from seedcore.promotion.registry import Registry, ensure_experiment
 
     dataset = load_dataset(settings.data_dir)
     versions = []
@@ -261,7 +262,7 @@ def agreement(settings) -> dict:
     from mlflow.exceptions import MlflowException
 
     from seedcore import names
-    from seedcore.blessed import BlessedFileError, read_blessed
+    from seedcore.promotion.blessed import BlessedFileError, read_blessed
 
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
     try:
@@ -329,7 +330,7 @@ def _registry_state(settings, version: int) -> dict:
 
 def _journal_rows(db, model: str) -> list[tuple[str, list, str]]:
     """The model's journal rows, oldest first: (id, steps, state)."""
-    from seedcore.promotion_journal import PromotionJournal
+    from seedcore.promotion.journal import PromotionJournal
 
     return [(row["id"], row["steps"], row["state"]) for row in PromotionJournal(db).recent(model, limit=1000)][::-1]
 

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from seedcore.data import BUILTIN_FEATURES, BUILTIN_LABEL, builtin_frame
+from seedcore.datasets import BUILTIN_FEATURES, BUILTIN_LABEL, builtin_frame
 from seedcore.monitoring.scenario import SHIFTED_FEATURE, drifted_rows
 
 SWEEP = {"space_type": "conservative", "config_type": "conservative", "custom_tune_config": {"num_samples": 4}}

@@ -152,7 +152,7 @@ def _up(args) -> int:
             "files `up` did not make: choose another --state"
         log(f"--state {args.state} is not empty ({what})")
         return 1
-    from seedcore.observability import telemetry_off
+    from seedcore.runtime.observability import telemetry_off
 
     telemetry_off()  # here and in every process `up` starts
     args.instance_id = secrets.token_hex(8)

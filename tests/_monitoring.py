@@ -6,8 +6,8 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from seedcore.db.database import Database
-from seedcore.jobs import JobStore
-from seedcore.runner import JobRunner
+from seedcore.jobs.store import JobStore
+from seedcore.jobs.runner import JobRunner
 
 # A sweep small enough to validate quickly; it is never run by these helpers.
 TINY_TUNE = {"space_type": "conservative", "config_type": "conservative", "custom_tune_config": {"num_samples": 1},

@@ -20,9 +20,11 @@ import xgboost as xgb
 
 from bench._serving import live_server  # noqa: F401  (the tests' and the benchmarks' one live server)
 from seedcore.api import create_app
-from seedcore.data import load_dataset
-from seedcore.metrics import evaluate
-from seedcore.registry import Candidate, Registry, ensure_experiment
+from seedcore.datasets import load_dataset
+from seedcore.scoring import evaluate
+from seedcore.promotion.model_logging import Candidate
+from seedcore.promotion.production import Production
+from seedcore.promotion.registry import Registry, ensure_experiment
 
 EXPERIMENT = "serving-tests"
 GUIDE_ROW = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
@@ -48,7 +50,7 @@ def add_version(settings, registry: Registry, *, seed: int = 0, rounds: int = 5,
     mv = registry.register(candidate)
     registry.client.set_terminated(run.info.run_id)
     if promote:
-        registry.promote(mv.version, force=True, dataset=dataset)
+        Production(registry).promote(mv.version, force=True, dataset=dataset)
     return int(mv.version), booster
 
 

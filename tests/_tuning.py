@@ -12,7 +12,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from seedcore import names
 from seedcore.config import Settings
-from seedcore.jobs import JobStore
+from seedcore.jobs.store import JobStore
 from seedcore.db.database import Database
 
 # The guide's conservative sweep, shrunk: a few trials of 20 rounds each.

@@ -7,7 +7,7 @@ from importlib import metadata
 from seedcore.api import create_app
 from seedcore.api.health import _model_failing, mask_password
 from seedcore.db.database import Database
-from seedcore.serving import NO_MODEL, UNAVAILABLE
+from seedcore.serving.model import NO_MODEL, UNAVAILABLE
 
 
 def test_health_ok(app, client, migrated_settings):

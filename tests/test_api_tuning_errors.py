@@ -18,8 +18,8 @@ from seedcore.api import create_app
 from seedcore.db.database import Database
 from seedcore.errors import DataError
 from seedcore.memory.store import IncidentStore
-from seedcore.requests import TuneRequest
-from seedcore.runner import JobRunner
+from seedcore.request_models import TuneRequest
+from seedcore.jobs.runner import JobRunner
 
 TOKEN = "tuning-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

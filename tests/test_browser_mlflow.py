@@ -15,7 +15,7 @@ import requests
 from werkzeug.serving import make_server
 
 from _serving import free_port, wait_for
-from seedcore.observability import child_env
+from seedcore.runtime.observability import child_env
 from seedcore.tuning import run_sweep
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -20,10 +20,10 @@ from sqlalchemy import create_engine, inspect
 from _tuning import job_rows, mlflow_client, production_version
 from seedcore import names
 from seedcore.cli import main
-from seedcore.data import load_dataset
+from seedcore.datasets import load_dataset
 from seedcore.db.database import Database, head_revision
 from seedcore.memory.store import IncidentStore
-from seedcore.registry import configure_mlflow
+from seedcore.promotion.registry import configure_mlflow
 from seedcore.tuning.single import train_model
 
 SEEDCORE = Path(sys.executable).parent / "seedcore"

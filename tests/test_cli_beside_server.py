@@ -20,7 +20,7 @@ import requests
 from _lifecycle import SEEDCORE, clean_env, free_port, start
 from _tuning import job_rows
 from seedcore.config import Settings
-from seedcore.presence import find_server
+from seedcore.runtime.discovery import find_server
 
 ONE_TRIAL = ["--custom-config", '{"num_samples": 1}']
 

@@ -14,8 +14,8 @@ import pytest
 from _tuning import job_rows
 from seedcore.cli import build_parser, main
 from seedcore.db.database import Database
-from seedcore.jobs import JobStore
-from seedcore.requests import TrainRequest, TuneRequest
+from seedcore.jobs.store import JobStore
+from seedcore.request_models import TrainRequest, TuneRequest
 
 TINY = {"eta": 0.3, "max_depth": 2, "num_boost_round": 5}
 
@@ -112,8 +112,8 @@ def test_jobs_commands_list_show_and_cancel(migrated_settings, monkeypatch, caps
 def test_a_sweep_whose_ray_never_started_ends_its_job(migrated_settings, why, state):
     """`seedcore tune --here` creates its job (checked, claimed) before Ray starts; if Ray fails (or Ctrl-C),
     the job ends then, not at the next start's recovery."""
-    from seedcore.cli_jobs import _end_unstarted
-    from seedcore.runner import JobRunner
+    from seedcore.cli.jobs import _end_unstarted
+    from seedcore.jobs.runner import JobRunner
 
     runner = JobRunner(migrated_settings, Database(migrated_settings.database_url))
     request = TuneRequest(experiment_name="never_started", custom_tune_config={"num_samples": 1})

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from seedcore.data import BUILTIN_FEATURES, BUILTIN_LABEL, builtin_frame, load_dataset
+from seedcore.datasets import BUILTIN_FEATURES, BUILTIN_LABEL, builtin_frame, load_dataset
 from seedcore.errors import DataError
 from seedcore.tuning import run_sweep
 

@@ -20,12 +20,12 @@ import pytest
 from _serving import add_version
 from _tuning import all_runs, assert_nothing_happened, job_rows
 from seedcore.api import create_app
-from seedcore.batch import PREDICTIONS_DIRNAME
-from seedcore.data import BUILTIN_FEATURES, check_data, load_dataset, table_columns
+from seedcore.serving.batch import PREDICTIONS_DIRNAME
+from seedcore.datasets import BUILTIN_FEATURES, check_data, load_dataset, table_columns
 from seedcore.db.database import Database
 from seedcore.errors import DataError
 from seedcore.monitoring.evaluate import latest_evaluation
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 TUNE = {"space_type": "conservative", "config_type": "conservative", "custom_tune_config": {"num_samples": 1}}
 TRAIN = {"params": {"max_depth": 2, "num_boost_round": 3}}

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from seedcore import logs
+from seedcore.runtime import logs
 from seedcore.tuning import run_sweep
 
 

@@ -14,7 +14,7 @@ import requests
 from _metrics import samples, value
 from _serving import GUIDE_ROW, add_version, free_port, wait_for
 from seedcore.db.tables_jobs import TuningJob
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 
 def test_metrics_after_real_traffic(app, client):

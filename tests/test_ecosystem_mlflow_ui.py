@@ -10,8 +10,10 @@ import mlflow
 from mlflow import MlflowClient
 from ray import tune
 
-from seedcore import names, plots
-from seedcore.registry import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Registry, ensure_experiment
+from seedcore import names
+
+from seedcore.promotion import plots
+from seedcore.promotion.registry import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Registry, ensure_experiment
 from seedcore.tuning import followups, run_sweep
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 

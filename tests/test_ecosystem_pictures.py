@@ -7,8 +7,9 @@ from __future__ import annotations
 import mlflow
 
 from _serving import add_version
-from seedcore import plots
-from seedcore.registry import Registry
+from seedcore.promotion import plots
+from seedcore.promotion.production import Production
+from seedcore.promotion.registry import Registry
 from seedcore.tuning import followups
 from seedcore.tuning.single import train_model
 
@@ -49,7 +50,7 @@ def test_the_description_says_what_the_version_is_and_what_the_gate_decided(migr
     second = _trained(settings, max_depth=1, num_boost_round=1)  # not promoted: the follow-up describes it
     described = registry.client.get_model_version(settings.model_name, str(second)).description
     assert "Champion gate: not decided yet." in described and "experiment `xgboost_training`" in described
-    record = registry.promote(second)
+    record = Production(registry).promote(second)
     assert record["status"] == "rejected"
     described = registry.client.get_model_version(settings.model_name, str(second)).description
     assert f"Champion gate: not promoted — {record['reason']}. Production before: version {first}." in described

@@ -11,7 +11,7 @@ import pytest
 import xgboost as xgb
 
 from seedcore import names
-from seedcore.blessed import BlessedFileError, publish, read_blessed
+from seedcore.promotion.blessed import BlessedFileError, publish, read_blessed
 
 
 def _raw(seed: int) -> bytes:
@@ -57,7 +57,7 @@ def test_a_promotion_waiting_on_another_answers_409(migrated_settings):
     from seedcore.api import create_app
     from seedcore.db.database import Database
     from seedcore.db.locks import LeaseLock
-    from seedcore.flywheel import PROMOTION_LOCK
+    from seedcore.promotion.service import PROMOTION_LOCK
 
     settings = migrated_settings.replace(promotion_lock_timeout_s=0.5)
     assert LeaseLock(Database(settings.database_url), PROMOTION_LOCK).try_acquire("another-process")

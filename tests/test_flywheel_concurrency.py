@@ -9,13 +9,13 @@ import subprocess
 import sys
 
 from _flywheel import add_version, blessed_as_read, holdout_rows, promotion_incidents, same_predictions
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 # Each process reads the champion, then lingers 2 s before acting on it: without serialisation both read
 # version 1 as the champion. A barrier makes both start promoting at the same moment.
 PROMOTER = r"""
 import pathlib, sys, time
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 real = Registry.production_version
 

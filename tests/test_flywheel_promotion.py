@@ -15,7 +15,7 @@ from _flywheel import (add_version, blessed_as_read, failing_replace, holdout_ro
                        published_dirs, same_predictions)
 from _serving import serve_app, stop_app
 from seedcore import names
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 
 def promote(client, version: int, force: bool = True):

@@ -17,7 +17,7 @@ import requests
 
 from _flywheel import GUIDE_ROW, add_version, blessed_as_read
 from _serving import free_port
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 SEEDCORE = Path(sys.executable).parent / "seedcore"
 SQL_WORDS = ("SELECT ", "INSERT ", "UPDATE ", "[SQL", "FROM ")

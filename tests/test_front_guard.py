@@ -17,7 +17,7 @@ from _reliability import live_server, tiny_settings
 from _serving import GUIDE_ROW, add_version, wait_for
 from seedcore.api._hosts import host_allowed
 from seedcore.config import Settings
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what `curl -d` (and a page's form) sends
 

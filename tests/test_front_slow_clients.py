@@ -22,7 +22,7 @@ from _lifecycle import clean_env, describe, free_port, session_processes, start,
 from _serving import GUIDE_ROW, add_version, wait_for
 from seedcore.config import Settings
 from seedcore.db.database import upgrade
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 HEADER_TIMEOUT_S, BODY_TIMEOUT_S = 5.0, 5.0
 ATTACK_ROWS = 380_000  # the tester's predict: 8.4 MB of JSON

@@ -33,7 +33,7 @@ import requests
 
 from _installed import ROOT, installed  # noqa: F401  (fixture)
 from _lifecycle import Platform, clean_env, wait_until_gone
-from seedcore.requests import PRESETS
+from seedcore.request_models import PRESETS
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from _tuning import assert_nothing_happened
-from seedcore.batch import chunk_matrix
-from seedcore.data import load_dataset
+from seedcore.serving.batch import chunk_matrix
+from seedcore.datasets import load_dataset
 from seedcore.errors import DataError
 
 TUNE = {"space_type": "conservative", "config_type": "conservative", "custom_tune_config": {"num_samples": 1}}

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from _tuning import assert_nothing_happened
-from seedcore.data import BUILTIN_FEATURES
+from seedcore.datasets import BUILTIN_FEATURES
 from seedcore.errors import ValidationError
 from seedcore.tuning.params_check import check_params
 from seedcore.tuning.spaces import resolve_space

@@ -16,8 +16,8 @@ from seedcore.db.database import Database, normalize_url, upgrade
 from seedcore.db.stored_json import SERVABLE_DEPTH, UNREADABLE
 from seedcore.errors import PayloadTooLargeError, ValidationError
 from seedcore.memory.store import IncidentStore, PayloadLimits
-from seedcore.requests import TuneRequest
-from seedcore.runner import JobRunner
+from seedcore.request_models import TuneRequest
+from seedcore.jobs.runner import JobRunner
 
 
 def nested(levels: int) -> str:

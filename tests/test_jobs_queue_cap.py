@@ -16,8 +16,8 @@ from _tuning import FAST
 from seedcore.api import create_app
 from seedcore.db.database import Database
 from seedcore.errors import QueueFullError
-from seedcore.jobs import JobStore
-from seedcore.scheduling import ScheduleBody, ScheduleService
+from seedcore.jobs.store import JobStore
+from seedcore.monitoring.schedules import ScheduleBody, ScheduleService
 
 CAP = 5
 

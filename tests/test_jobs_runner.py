@@ -15,10 +15,10 @@ import pandas as pd
 import psutil
 
 from _tuning import LONG, all_runs, job_rows, model_versions, sweep_runs, wait_for
-from seedcore.jobs import INTERRUPTED, JobStore
+from seedcore.jobs.store import INTERRUPTED, JobStore
 from seedcore.db.database import Database
-from seedcore.registry import Registry
-from seedcore.runner import JobRunner
+from seedcore.promotion.registry import Registry
+from seedcore.jobs.runner import JobRunner
 from seedcore.tuning import SweepRequest
 
 # A process that runs a sweep through its own JobRunner (and its own local Ray) until it is killed.
@@ -26,7 +26,7 @@ VICTIM = textwrap.dedent("""
     import json, sys, threading
     from seedcore.config import Settings
     from seedcore.db.database import Database
-    from seedcore.runner import JobRunner
+    from seedcore.jobs.runner import JobRunner
     from seedcore.tuning import SweepRequest
     from seedcore.tuning.cluster import ensure_ray
 
@@ -177,7 +177,7 @@ def test_stop_cancels_the_running_sweep_and_leaves_the_queue_for_the_next_runner
 def test_the_promotion_incident_names_the_job_and_its_trigger(migrated_settings):
     """The runner's job id and trigger reach the flashbulb record of the promotion the job made."""
     from seedcore.memory.store import IncidentStore
-    from seedcore.requests import TrainRequest
+    from seedcore.request_models import TrainRequest
 
     db = Database(migrated_settings.database_url)
     runner = JobRunner(migrated_settings, db, poll_s=0.1).start()

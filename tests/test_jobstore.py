@@ -14,7 +14,7 @@ from sqlalchemy import event
 
 from _pg import db, db_url  # noqa: F401  (fixtures)
 from seedcore.errors import ConflictError, NotFoundError, ValidationError
-from seedcore.jobs import (
+from seedcore.jobs.store import (
     INTERRUPTED,
     JOB_CANCELLED,
     JOB_FAILED,

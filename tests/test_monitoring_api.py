@@ -10,10 +10,10 @@ from _monitoring import TINY_TUNE
 from _serving import GUIDE_ROW, add_version
 from _tuning import mlflow_client
 from seedcore.api import create_app
-from seedcore.data import load_dataset
+from seedcore.datasets import load_dataset
 from seedcore.db.database import Database
 from seedcore.monitoring.evaluate import EVALUATION_EXPERIMENT, latest_evaluation
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 
 @pytest.fixture

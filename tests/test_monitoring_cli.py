@@ -9,7 +9,7 @@ import pytest
 from _monitoring import TINY_TUNE
 from _serving import add_version
 from seedcore.cli import main
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from _serving import add_version
-from seedcore.data import load_dataset
+from seedcore.datasets import load_dataset
 from seedcore.db.database import Database
 from seedcore.monitoring.drift import drift_report, load_reference, reference_bins
 from seedcore.monitoring.live import version_reference
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 from seedcore.tuning import followups
 
 

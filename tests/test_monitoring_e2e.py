@@ -13,7 +13,7 @@ from seedcore.api import create_app
 from seedcore.db.database import Database
 from seedcore.monitoring.drift import load_reference
 from seedcore.monitoring.scenario import drifted_rows
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 RETUNE = {"space_type": "conservative", "config_type": "conservative", "custom_tune_config": {"num_samples": 2},
           "data_source": "feedback", "experiment_name": "flywheel_retune"}

@@ -9,15 +9,15 @@ import pytest
 from _monitoring import TINY_TUNE, Clock, jobs, race, runner_submit, utc
 from _pg import db, db_url  # noqa: F401  (fixtures)
 from _serving import add_version
-from seedcore.data import load_dataset
+from seedcore.datasets import load_dataset
 from seedcore.db.database import Database
 from seedcore.errors import ValidationError
-from seedcore.jobs import JobStore
+from seedcore.jobs.store import JobStore
 from seedcore.memory.store import IncidentStore
 from seedcore.monitoring.feedback import record_feedback
 from seedcore.monitoring.monitors import MonitorBody, MonitorService
 from seedcore.monitoring.predlog import PredictionLogger
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 LIVE_AUC = {"name": "auc-guard", "metric": "live_auc", "threshold": 0.9, "min_samples": 50,
             "window": {"rows": 200}, "cooldown_s": 600, "tune": TINY_TUNE}

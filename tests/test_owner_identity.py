@@ -19,9 +19,9 @@ import pytest
 from _pg import db, db_url  # noqa: F401  (fixtures)
 from seedcore.db.locks import LeaseLock, new_owner
 from seedcore.errors import ConflictError
-from seedcore.jobs import INTERRUPTED, JobStore, local_process_alive
+from seedcore.jobs.store import INTERRUPTED, JobStore, local_process_alive
 from seedcore.process_identity import START_TOLERANCE_S, ProcessIdentity, owner_alive, owner_token_alive
-from seedcore.runner import ORPHAN_CANCELLED
+from seedcore.jobs.runner import ORPHAN_CANCELLED
 
 IDENTITY = "from seedcore.process_identity import ProcessIdentity as P; import json; i = P.current(); " \
            "print(json.dumps([i.host, i.pid, i.start]), flush=True)"
@@ -34,9 +34,9 @@ HOLDER = textwrap.dedent("""
     from seedcore.config import Settings
     from seedcore.db.database import Database
     from seedcore.db.locks import LeaseLock, new_owner
-    from seedcore.jobs import JobStore
+    from seedcore.jobs.store import JobStore
     from seedcore.process_identity import ProcessIdentity
-    from seedcore.registry import Registry, ensure_experiment
+    from seedcore.promotion.registry import Registry, ensure_experiment
 
     db_url, data_dir, mlruns_dir = sys.argv[1:4]
     db = Database(db_url)
@@ -61,7 +61,7 @@ RESTARTED = textwrap.dedent("""
     from seedcore.config import Settings
     from seedcore.db.database import Database
     from seedcore.db.locks import LeaseLock, new_owner
-    from seedcore.runner import JobRunner
+    from seedcore.jobs.runner import JobRunner
 
     db_url, data_dir, mlruns_dir, recorded_pid = sys.argv[1:5]
     settings = Settings(data_dir=data_dir, mlruns_dir=mlruns_dir, database_url=db_url)

@@ -21,7 +21,7 @@ from seedcore.db.tables_flywheel import PredictionRecord
 from seedcore.errors import ValidationError
 from seedcore.monitoring.feedback import live_metrics, record_feedback
 from seedcore.monitoring.predlog import PredictionLogger
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 CAP = 100  # the smallest row cap the settings take
 

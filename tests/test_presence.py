@@ -1,4 +1,4 @@
-"""A running server's announcement (seedcore.presence): leases in seedcore_locks that `seedcore tune` reads to
+"""A running server's announcement (seedcore.runtime.discovery): leases in seedcore_locks that `seedcore tune` reads to
 find a server to hand its sweep to. Only live leases count, only under our prefix, and only a server that
 answers /health with a live job runner is used; the real hand-over is in test_cli_beside_server."""
 
@@ -13,7 +13,7 @@ from seedcore.db.base import utcnow
 from seedcore.db.database import Database
 from seedcore.db.locks import LeaseLock
 from seedcore.db.tables_locks import NamedLock
-from seedcore.presence import PREFIX, announced, api_url, find_server
+from seedcore.runtime.discovery import PREFIX, announced, api_url, find_server
 
 
 def test_live_leases_are_the_unexpired_held_ones_under_the_prefix(migrated_settings):

@@ -16,11 +16,12 @@ import xgboost as xgb
 
 from _flywheel import add_version, promotion_incidents
 from seedcore import names
-from seedcore.data import load_dataset
+from seedcore.datasets import load_dataset
 from seedcore.db.database import Database
-from seedcore.metrics import evaluate
-from seedcore.promotion_journal import STEPS, PromotionJournal
-from seedcore.registry import Candidate, Registry, ensure_experiment
+from seedcore.scoring import evaluate
+from seedcore.promotion.journal import STEPS, PromotionJournal
+from seedcore.promotion.model_logging import Candidate
+from seedcore.promotion.registry import Registry, ensure_experiment
 
 from bench.promotion_crash import agreement, crash_round
 
@@ -98,7 +99,7 @@ def crash_store(migrated_settings):
     v2, _ = add_version(settings, registry, seed=2, depth=3, promote=False)
     database = Database(settings.database_url)
     try:
-        from seedcore.flywheel import Flywheel
+        from seedcore.promotion.service import Flywheel
 
         assert Flywheel(settings, database).promote(v1, force=True)["status"] == "success"
     finally:

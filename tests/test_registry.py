@@ -16,11 +16,14 @@ import pytest
 import xgboost as xgb
 
 from seedcore import names
-from seedcore.blessed import MODEL_UBJ_FILE
-from seedcore.data import load_dataset
+from seedcore.promotion.blessed import MODEL_UBJ_FILE
+from seedcore.datasets import load_dataset
 from seedcore.errors import NotFoundError, ValidationError
-from seedcore.metrics import evaluate
-from seedcore.registry import Candidate, ChampionGate, Registry, ensure_experiment
+from seedcore.scoring import evaluate
+from seedcore.promotion.model_logging import Candidate
+from seedcore.promotion.gate import ChampionGate
+from seedcore.promotion.production import Production
+from seedcore.promotion.registry import Registry, ensure_experiment
 
 EXPERIMENT = "registry_tests"
 WEAK = {"rounds": 1, "max_depth": 1, "eta": 0.3}
@@ -131,7 +134,7 @@ def test_register_logs_the_model_once_with_signature_example_and_tags(settings, 
 def test_first_promotion_has_no_champion_to_beat(settings, registry, dataset):
     assert registry.production_version() is None
     mv, booster, run_id = register(registry, settings, dataset, WEAK)
-    record = registry.promote(mv.version)
+    record = Production(registry).promote(mv.version)
 
     assert record["status"] == "success" and record["reason"] == "no champion to beat"
     assert record["champion"] is None and record["previous_version"] is None
@@ -152,9 +155,9 @@ def test_first_promotion_has_no_champion_to_beat(settings, registry, dataset):
 
 def test_better_challenger_takes_over_and_the_previous_is_archived(settings, registry, dataset):
     weak, _, _ = register(registry, settings, dataset, WEAK)
-    registry.promote(weak.version)
+    Production(registry).promote(weak.version)
     strong, strong_booster, strong_run = register(registry, settings, dataset, STRONG)
-    record = registry.promote(strong.version)
+    record = Production(registry).promote(strong.version)
 
     assert record["status"] == "success" and record["previous_version"] == 1
     assert record["challenger"][names.AUC] > record["champion"][names.AUC]
@@ -169,11 +172,11 @@ def test_better_challenger_takes_over_and_the_previous_is_archived(settings, reg
 
 def test_worse_challenger_is_rejected_with_both_scores_unless_forced(settings, registry, dataset):
     strong, strong_booster, _ = register(registry, settings, dataset, STRONG)
-    registry.promote(strong.version)
+    Production(registry).promote(strong.version)
     blessed_before = (settings.blessed_dir / "model.xgb").read_bytes()
     meta_before = metadata(settings)
     weak, weak_booster, _ = register(registry, settings, dataset, WEAK)
-    record = registry.promote(weak.version)
+    record = Production(registry).promote(weak.version)
 
     assert record["status"] == "rejected"
     assert record["challenger"] == evaluate(weak_booster, dataset.x_holdout, dataset.y_holdout)
@@ -187,7 +190,7 @@ def test_worse_challenger_is_rejected_with_both_scores_unless_forced(settings, r
     assert metadata(settings) == meta_before
 
     # `force` overrides the gate.
-    record = registry.promote(weak.version, force=True)
+    record = Production(registry).promote(weak.version, force=True)
     assert record["status"] == "success" and record["reason"] == "forced"
     assert record["challenger"][names.AUC] < record["champion"][names.AUC]
     assert alias_version(registry) == 2 and stage(registry, 1) == names.ARCHIVED_STAGE
@@ -198,27 +201,27 @@ def test_worse_challenger_is_rejected_with_both_scores_unless_forced(settings, r
 
 def test_an_equal_challenger_does_not_replace_the_champion(settings, registry, dataset):
     first, _, _ = register(registry, settings, dataset, MEDIUM)
-    registry.promote(first.version)
+    Production(registry).promote(first.version)
     same, _, _ = register(registry, settings, dataset, MEDIUM)
-    record = registry.promote(same.version)
+    record = Production(registry).promote(same.version)
     assert record["challenger"] == record["champion"]
     assert record["status"] == "rejected" and alias_version(registry) == 1
 
 
 def test_min_delta_is_honoured(settings, registry, dataset):
     medium, medium_booster, _ = register(registry, settings, dataset, MEDIUM)
-    registry.promote(medium.version)
+    Production(registry).promote(medium.version)
     strong, strong_booster, _ = register(registry, settings, dataset, STRONG)
     delta = holdout_auc(strong_booster, dataset) - holdout_auc(medium_booster, dataset)
     assert delta > 0
 
     strict = Registry(settings.replace(min_delta=delta * 1.5))
-    record = strict.promote(strong.version)
+    record = Production(strict).promote(strong.version)
     assert record["status"] == "rejected" and record["min_delta"] == delta * 1.5
     assert str(delta * 1.5) in record["reason"] and alias_version(registry) == 1
 
     lenient = Registry(settings.replace(min_delta=delta * 0.5))
-    record = lenient.promote(strong.version)
+    record = Production(lenient).promote(strong.version)
     assert record["status"] == "success" and record["min_delta"] == delta * 0.5
     assert alias_version(registry) == 2
 
@@ -232,7 +235,7 @@ def test_promote_reloads_the_versions_own_dataset(settings, registry):
     dataset = load_dataset(settings.data_dir, "mine.parquet", "label", ["c", "a"])
 
     mv, booster, _ = register(registry, settings, dataset, MEDIUM)
-    record = registry.promote(mv.version)  # no dataset passed: reloaded from the version's tags
+    record = Production(registry).promote(mv.version)  # no dataset passed: reloaded from the version's tags
     assert record["challenger"] == evaluate(booster, dataset.x_holdout, dataset.y_holdout)
     assert registry.describe(mv)["dataset"]["label_column"] == "label"
     assert registry.describe(mv)["feature_names"] == ["c", "a"]
@@ -246,9 +249,9 @@ def test_a_champion_on_other_features_cannot_block(settings, registry, dataset):
     run_id = registry.client.create_run(experiment_id).info.run_id
     narrow_ds = load_dataset(settings.data_dir, None, None, ["f0", "f1"])
     old = registry.register(Candidate(narrow, {}, narrow_ds, {"auc": 0.5, "logloss": 1.0}, run_id, EXPERIMENT))
-    registry.promote(old.version)
+    Production(registry).promote(old.version)
     mv, _, _ = register(registry, settings, dataset, WEAK)
-    record = registry.promote(mv.version, dataset=dataset, allow_schema_change=True)
+    record = Production(registry).promote(mv.version, dataset=dataset, allow_schema_change=True)
     assert record["status"] == "success" and record["champion"] is None and record["previous_version"] == 1
     assert record["schema_change"]["added"] == [f"f{i}" for i in range(2, 10)]
 
@@ -258,8 +261,9 @@ _OTHER_ACTIVE_EXPERIMENT = textwrap.dedent("""
     import json, sys
     import mlflow, xgboost as xgb
     from seedcore.config import Settings
-    from seedcore.data import load_dataset
-    from seedcore.registry import Candidate, Registry, ensure_experiment
+    from seedcore.datasets import load_dataset
+    from seedcore.promotion.model_logging import Candidate
+    from seedcore.promotion.registry import Registry, ensure_experiment
 
     settings = Settings(data_dir=sys.argv[1], mlruns_dir=sys.argv[2])
     registry = Registry(settings)
@@ -311,7 +315,7 @@ def test_unknown_or_invalid_versions(registry):
         registry.get_version(42)
     assert err.value.field == "version" and err.value.status_code == 404
     with pytest.raises(ValidationError) as err:
-        registry.promote("latest")
+        Production(registry).promote("latest")
     assert err.value.field == "version"
     assert registry.list_versions() == {"items": [], "total": 0, "limit": 20, "offset": 0}
 

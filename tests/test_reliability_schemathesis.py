@@ -19,7 +19,7 @@ import pytest
 from _reliability import live_server, tiny_settings
 from _serving import add_version, wait_for
 
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 from bench.fuzz import SERVER_SETTINGS, UNSTATED_RULES, fuzz
 

@@ -13,8 +13,8 @@ from _tuning import FAST, job_rows, mlflow_client, wait_for
 from seedcore.api import create_app
 from seedcore.db.database import Database
 from seedcore.errors import SweepFailedError
-from seedcore.requests import TrainRequest, TuneRequest
-from seedcore.runner import JobRunner, JobStillRunning
+from seedcore.request_models import TrainRequest, TuneRequest
+from seedcore.jobs.runner import JobRunner, JobStillRunning
 
 TINY = {"eta": 0.3, "max_depth": 2, "num_boost_round": 5}
 

@@ -9,7 +9,7 @@ from _monitoring import TINY_TUNE, Clock, jobs, race, runner_submit, utc
 from _pg import db, db_url  # noqa: F401  (fixtures)
 from seedcore.db.database import Database
 from seedcore.errors import ValidationError
-from seedcore.scheduling import ScheduleBody, SchedulePatch, ScheduleService
+from seedcore.monitoring.schedules import ScheduleBody, SchedulePatch, ScheduleService
 
 # `allow`: each due time starts its job though the earlier ones stay queued (no runner runs them here).
 HOURLY = {"name": "hourly", "cron": "0 * * * *", "timezone": "UTC", "tune": TINY_TUNE, "concurrency_policy": "allow"}

@@ -12,7 +12,7 @@ import pytest
 from _monitoring import TINY_TUNE, Clock, jobs, runner_submit, utc
 from _pg import db, db_url  # noqa: F401  (fixtures)
 from seedcore.memory.store import IncidentStore
-from seedcore.scheduling import ScheduleBody, ScheduleService, next_due
+from seedcore.monitoring.schedules import ScheduleBody, ScheduleService, next_due
 
 # (zone, cron, watched from, until, the instants it must fire at)
 CASES = {

@@ -16,9 +16,9 @@ from _monitoring import TINY_TUNE, Clock, jobs, utc
 from _pg import db, db_url  # noqa: F401  (fixtures)
 from seedcore.api import create_app
 from seedcore.cli import main
-from seedcore.jobs import JobStore
-from seedcore.runner import JobRunner
-from seedcore.scheduling import ScheduleService
+from seedcore.jobs.store import JobStore
+from seedcore.jobs.runner import JobRunner
+from seedcore.monitoring.schedules import ScheduleService
 
 EVERY_MINUTE = {"name": "every-minute", "cron": "* * * * *", "timezone": "UTC", "tune": TINY_TUNE}
 TOKEN = "s3cret"
@@ -69,7 +69,7 @@ def test_forbid_skips_runs_while_the_job_waits_and_shows_them(flywheel, db, capl
     schedule = _create(client, clock)
     first_due = datetime.fromisoformat(schedule["next_run_at"])
     assert schedule["concurrency_policy"] == "forbid" and schedule["skipped_count"] == 0
-    with caplog.at_level(logging.WARNING, logger="seedcore.scheduling"):
+    with caplog.at_level(logging.WARNING, logger="seedcore.monitoring.schedules"):
         started = _minutes(service, clock, 6)
     assert [len(s) for s in started] == [1, 0, 0, 0, 0, 0]  # not one job a minute
     (first,) = jobs(db)

@@ -20,10 +20,10 @@ from ray.tune.search.sample import Categorical, Domain
 
 from seedcore import names
 from seedcore.config import Settings
-from seedcore.data import load_dataset
+from seedcore.datasets import load_dataset
 from seedcore.errors import ValidationError
-from seedcore.metrics import evaluate
-from seedcore.registry import Registry
+from seedcore.scoring import evaluate
+from seedcore.promotion.registry import Registry
 from seedcore.tuning import run_sweep
 from seedcore.tuning.search import TPE_STARTUP_TRIALS
 from seedcore.tuning.spaces import NUM_BOOST_ROUND, SPACES, TUNE_CONFIGS, describe_space, resolve_space

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from ray import tune
 
-from seedcore.data import SMALL_SPLIT_FRACTIONS, SPLIT_FRACTIONS, split_fractions, stratified_split
+from seedcore.datasets import SMALL_SPLIT_FRACTIONS, SPLIT_FRACTIONS, split_fractions, stratified_split
 from seedcore.errors import ValidationError
-from seedcore.requests import TuneRequest
+from seedcore.request_models import TuneRequest
 from seedcore.tuning.objectives import (Objective, Selection, dominates, knee, pareto_front, resolve_objectives,
                                         resolve_selection, select_point)
 from seedcore.tuning.search import build_searcher, optuna_study

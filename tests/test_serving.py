@@ -11,8 +11,9 @@ import pytest
 from _serving import add_version, holdout_rows, wait_for
 from seedcore import names
 from seedcore.errors import NoModelLoadedError, NotFoundError, RegistryUnavailableError
-from seedcore.registry import Registry
-from seedcore.serving import FROM_BLESSED_FILE, FROM_REGISTRY, ModelHolder
+from seedcore.promotion.production import Production
+from seedcore.promotion.registry import Registry
+from seedcore.serving.model import FROM_BLESSED_FILE, FROM_REGISTRY, ModelHolder
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ def test_the_poll_thread_follows_the_alias_without_refresh(settings, registry, h
     holder = start_holder(settings, holders)  # settings.poll_interval_s is 0.2 in tests
     v2, _ = add_version(settings, registry, seed=2, depth=4)
     wait_for(lambda: holder.model.version == v2, timeout=10)
-    registry.promote(v1, force=True)
+    Production(registry).promote(v1, force=True)
     wait_for(lambda: holder.model.version == v1, timeout=10)
     assert holder.status()["state"] == "ready"
 

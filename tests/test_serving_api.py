@@ -12,10 +12,10 @@ from _pg import sql_backend  # noqa: F401  (fixture: these tests on SQLite and P
 from _serving import GUIDE_ROW, add_version, holdout_rows, serve_app, stop_app, wait_for
 from seedcore import names
 from seedcore.config import Settings
-from seedcore.data import BUILTIN_FEATURES
+from seedcore.datasets import BUILTIN_FEATURES
 from seedcore.db.database import Database
 from seedcore.memory import MODEL_REFRESHED, IncidentStore, salience
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 FEATURES = BUILTIN_FEATURES
 

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from _serving import add_version, holdout_rows, serve_app, stop_app
-from seedcore.batch import PREDICTIONS_DIRNAME
+from seedcore.serving.batch import PREDICTIONS_DIRNAME
 from seedcore.config import Settings
-from seedcore.data import BUILTIN_FEATURES
-from seedcore.registry import Registry
+from seedcore.datasets import BUILTIN_FEATURES
+from seedcore.promotion.registry import Registry
 
 CHUNK = 7
 N_ROWS = 50

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from _serving import add_version
-from seedcore.data import BUILTIN_FEATURES
-from seedcore.registry import Registry
+from seedcore.datasets import BUILTIN_FEATURES
+from seedcore.promotion.registry import Registry
 
 CHUNK_ROWS = 100_000  # the default Settings.batch_chunk_rows
 MB = 1024 * 1024
@@ -26,7 +26,7 @@ CHILD = r"""
 import json, sys
 from seedcore.api import create_app
 from seedcore.config import Settings
-from seedcore.data import read_table, resolve_data_path
+from seedcore.datasets import read_table, resolve_data_path
 
 def kb(key):
     with open("/proc/self/status") as status:

@@ -8,7 +8,8 @@ import threading
 import requests
 
 from _serving import add_version, holdout_rows, live_server, serve_app, stop_app, wait_for
-from seedcore.registry import Registry
+from seedcore.promotion.production import Production
+from seedcore.promotion.registry import Registry
 
 MOVES = 10
 CLIENTS = 6
@@ -50,7 +51,7 @@ def test_predictions_stay_exact_while_the_alias_moves_back_and_forth(settings):
             served = lambda: control.get(f"{url}/xgboost/model_info").json()["version"]  # noqa: E731
             for move in range(MOVES):
                 target = v1 if move % 2 == 0 else v2
-                registry.promote(target, force=True)
+                Production(registry).promote(target, force=True)
                 if move % 2 == 0:  # half the moves by refresh_model, half left to the poll thread
                     assert control.post(f"{url}/xgboost/refresh_model").json()["model_version"] == target
                 wait_for(lambda: served() == target, timeout=20)

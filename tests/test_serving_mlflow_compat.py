@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from _serving import PRODUCTION_URI, add_version, holdout_rows, mlflow_models_serve, serve_app, stop_app
-from seedcore.data import BUILTIN_FEATURES
-from seedcore.registry import Registry
+from seedcore.datasets import BUILTIN_FEATURES
+from seedcore.promotion.registry import Registry
 
 
 @pytest.fixture

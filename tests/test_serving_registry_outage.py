@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from _serving import GUIDE_ROW, add_version, free_port, serve_app, stop_app, wait_for
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 # MLflow's own server app (the one `mlflow server` runs), on werkzeug: starts in seconds.
 SERVER = r"""

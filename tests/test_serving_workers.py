@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from _serving import GUIDE_ROW, add_version, free_port, wait_for
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 WORKERS = 2
 

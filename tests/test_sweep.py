@@ -22,9 +22,9 @@ from mlflow import MlflowClient
 
 from seedcore import names
 from seedcore.config import Settings
-from seedcore.data import load_dataset
-from seedcore.metrics import evaluate
-from seedcore.registry import Registry, configure_mlflow
+from seedcore.datasets import load_dataset
+from seedcore.scoring import evaluate
+from seedcore.promotion.registry import Registry, configure_mlflow
 from seedcore.tuning import run_sweep
 from seedcore.tuning.spaces import EARLY_STOPPING_ROUNDS, FIXED_PARAMS, NUM_BOOST_ROUND
 from seedcore.tuning.trainable import CONFIG_ATTR
@@ -70,7 +70,7 @@ def fresh_settings(tmp_path_factory, mlflow_template, name: str, **changes) -> S
     settings.ensure_dirs()
     from seedcore.db.database import upgrade
 
-    upgrade(settings.database_url)  # promotion goes through seedcore.flywheel: our SQL schema (locks)
+    upgrade(settings.database_url)  # promotion goes through seedcore.promotion.service: our SQL schema (locks)
     return settings
 
 

@@ -10,11 +10,15 @@ import pytest
 import xgboost as xgb
 from mlflow import MlflowClient
 
-from seedcore import blessed, names
-from seedcore.data import load_dataset
+from seedcore import names
+
+from seedcore.promotion import blessed
+from seedcore.datasets import load_dataset
 from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
-from seedcore.metrics import evaluate
-from seedcore.registry import Candidate, Registry, ensure_experiment
+from seedcore.scoring import evaluate
+from seedcore.promotion.model_logging import Candidate
+from seedcore.promotion.production import Production
+from seedcore.promotion.registry import Registry, ensure_experiment
 from seedcore.tuning import run_sweep
 from seedcore.tuning.params_check import MAX_DRY_RUNS
 
@@ -61,7 +65,7 @@ def promote_a_champion(settings) -> tuple[int, bytes]:
     run_id = registry.client.create_run(ensure_experiment(registry.client, settings, "champion")).info.run_id
     mv = registry.register(Candidate(booster, {}, dataset, evaluate(booster, dataset.x_valid, dataset.y_valid),
                                      run_id, "champion"))
-    assert registry.promote(mv.version)["status"] == "success"
+    assert Production(registry).promote(mv.version)["status"] == "success"
     return int(mv.version), (settings.blessed_dir / names.BLESSED_MODEL_FILE).read_bytes()
 
 
@@ -71,7 +75,7 @@ def production(settings) -> int | None:
 
 
 def test_failing_trials_are_failed_runs_and_the_sweep_goes_on(migrated_settings, ray_session):
-    settings = migrated_settings  # the winner is promoted through seedcore.flywheel (our SQL locks)
+    settings = migrated_settings  # the winner is promoted through seedcore.promotion.service (our SQL locks)
     space = {"max_bin": FILLER, "monotone_constraints": hidden_refusal(4), "max_depth": 3, "num_boost_round": 5}
     result = run_sweep(settings, custom_search_space=space, config_type="conservative",
                        custom_tune_config={"num_samples": 4, "seed": 3}, experiment_name="some_fail")

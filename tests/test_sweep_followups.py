@@ -14,15 +14,15 @@ from sqlalchemy import select
 
 from _pg import ON_BOTH_BACKENDS
 from _tuning import FAST, mlflow_client, wait_followups
-from seedcore import plots
+from seedcore.promotion import plots
 from seedcore.db.database import Database
 from seedcore.db.tables_flywheel import DriftReference
-from seedcore.jobs import JOB_SUCCEEDED, JobStore
+from seedcore.jobs.store import JOB_SUCCEEDED, JobStore
 from seedcore.monitoring.drift import load_reference
 from seedcore.process_identity import ProcessIdentity
-from seedcore.registry import Registry
-from seedcore.requests import TrainRequest, TuneRequest
-from seedcore.runner import KIND_TRAIN, KIND_TUNE, JobRunner
+from seedcore.promotion.registry import Registry
+from seedcore.request_models import TrainRequest, TuneRequest
+from seedcore.jobs.runner import KIND_TRAIN, KIND_TUNE, JobRunner
 from seedcore.tuning import followups
 from seedcore.tuning.single import train_model
 from seedcore.tuning.sweep import run_sweep

@@ -17,12 +17,12 @@ from _serving import add_version, holdout_rows
 from seedcore.api import create_app
 from seedcore.db.base import utcnow
 from seedcore.db.database import Database
-from seedcore.jobs import JobStore
+from seedcore.jobs.store import JobStore
 from seedcore.memory.store import IncidentStore
 from seedcore.monitoring.monitors import MonitorBody, MonitorService
 from seedcore.monitoring.predlog import PredictionLogger
-from seedcore.registry import Registry
-from seedcore.scheduling import ScheduleBody, ScheduleService
+from seedcore.promotion.registry import Registry
+from seedcore.monitoring.schedules import ScheduleBody, ScheduleService
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

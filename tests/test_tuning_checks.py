@@ -10,7 +10,7 @@ from mlflow.exceptions import MlflowException
 
 from _serving import add_version
 from _tuning import model_versions, production_version
-from seedcore.registry import Registry
+from seedcore.promotion.registry import Registry
 
 
 def test_an_empty_registry_has_nothing_registered(settings):

@@ -203,7 +203,7 @@ class Settings(BaseSettings):
 
     @property
     def log_file(self) -> Path:
-        """The server's log lines, beside stderr (rotated; see seedcore.logs)."""
+        """The server's log lines, beside stderr (rotated; see seedcore.runtime.logs)."""
         return self.data_dir / "logs" / "seedcore.log"
 
     @property

@@ -3,7 +3,7 @@
 How to add an endpoint (the route, its models and its OpenAPI entry are declared once, together):
 
 1. Models: request/response pydantic models in `api/schemas_<area>.py` (requests: `StrictBody`
-   from `seedcore.requests`, or `ConfigDict(extra="forbid")`; integers bounded, e.g. `le=MAX_INT`).
+   from `seedcore.request_models`, or `ConfigDict(extra="forbid")`; integers bounded, e.g. `le=MAX_INT`).
 2. Blueprint: `bp = api_blueprint("<area>", __name__, url_prefix="/xgboost")` from `api._http`.
 3. Route: the view's parameters named `body`, `query`, `path` are validated from their annotations::
 
@@ -35,7 +35,7 @@ from seedcore.api._guard import too_large
 from seedcore.api._http import SECURITY_SCHEMES, ErrorBody, validation_error_response
 from seedcore.config import Settings
 from seedcore.errors import RegistryUnavailableError, SeedcoreError
-from seedcore.stores import first_line
+from seedcore.runtime.store_health import first_line
 
 log = logging.getLogger(__name__)
 

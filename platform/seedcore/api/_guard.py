@@ -35,7 +35,7 @@ from seedcore.api._http import (ALWAYS_HEAVY, DATABASE_ONLY_WRITES, LIGHT_BODY_B
 from seedcore.config import Settings
 from seedcore.errors import (AuthenticationError, HeavyRequestsBusyError, PayloadTooLargeError,
                              PermissionDeniedError, UnsupportedMediaTypeError, ValidationError)
-from seedcore.stores import require_writable
+from seedcore.runtime.store_health import require_writable
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # `application/x-www-form-urlencoded` is what `curl -d` sends without `-H`; the guide's curls rely on

@@ -10,7 +10,7 @@ from flask import Response, jsonify, make_response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
-from seedcore.requests import invalid_request
+from seedcore.request_models import invalid_request
 
 BEARER_SCHEME = "bearerAuth"
 SECURITY_SCHEMES = {BEARER_SCHEME: {

@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 
 from seedcore.api._http import api_blueprint
 from seedcore.errors import SeedcoreError
-from seedcore.stores import check_database, check_mlflow
-from seedcore.serving import UNAVAILABLE
+from seedcore.runtime.store_health import check_database, check_mlflow
+from seedcore.serving.model import UNAVAILABLE
 from seedcore.tuning.cluster import dashboard_url
 
 bp = api_blueprint("health", __name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, respond
-from seedcore.api.metrics import count_predictions
+from seedcore.runtime.counters import count_predictions
 from seedcore.api.schemas_monitoring import (Deleted, EvaluateRequest, EvaluationResponse, FeedbackRequest,
                                              FeedbackResponse, MonitorBody, MonitorCheck, MonitorList,
                                              MonitorPatch, MonitorPath, MonitorResponse)

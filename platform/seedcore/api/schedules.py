@@ -7,7 +7,7 @@ from flask import current_app
 from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, respond
 from seedcore.api.schemas_monitoring import (Deleted, ScheduleBody, ScheduleList, SchedulePatch, SchedulePath,
                                              ScheduleResponse)
-from seedcore.scheduling import ScheduleService
+from seedcore.monitoring.schedules import ScheduleService
 
 bp = api_blueprint("schedules", __name__, url_prefix="/xgboost")
 

@@ -11,7 +11,7 @@ from seedcore.api._http import MAX_INT
 from seedcore.errors import ValidationError
 from seedcore.memory.store import DEFAULT_LIMIT, MAX_LIMIT, parse_time
 from seedcore.memory.tables import SALIENCE_RANGE, TEXT_LIMITS
-from seedcore.requests import NOT_BLANK
+from seedcore.request_models import NOT_BLANK
 
 # Epoch seconds a datetime can hold (years 1 to 9999); beyond them the value is refused.
 _EPOCH_RANGE = {"minimum": datetime.min.replace(tzinfo=timezone.utc).timestamp(),

@@ -10,8 +10,8 @@ from seedcore.api._http import MAX_INT
 from seedcore.api.schemas_serving import instance_rows
 from seedcore.monitoring.feedback import MAX_FEEDBACK_ROWS, MAX_ID_CHARS
 from seedcore.monitoring.monitors import MonitorBody, MonitorPatch
-from seedcore.requests import DataFields, StrictBody
-from seedcore.scheduling import ScheduleBody, SchedulePatch
+from seedcore.request_models import DataFields, StrictBody
+from seedcore.monitoring.schedules import ScheduleBody, SchedulePatch
 
 __all__ = ["EvaluateRequest", "EvaluationResponse", "FeedbackRequest", "FeedbackResponse", "MonitorBody",
            "MonitorCheck", "MonitorList", "MonitorPatch", "MonitorPath", "MonitorResponse", "ScheduleBody",

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from seedcore.api._http import MAX_INT
 from seedcore.db.tables_jobs import JOB_STATES
-from seedcore.requests import StrictBody, TrainRequest, TuneRequest  # noqa: F401  (the API's request bodies)
+from seedcore.request_models import StrictBody, TrainRequest, TuneRequest  # noqa: F401  (the API's request bodies)
 
 JobState = Literal[JOB_STATES]
 

@@ -20,12 +20,12 @@ from seedcore.api.monitoring import log_predictions, predlog, served_info
 from seedcore.api.schemas_serving import (BatchPredictRequest, BatchPredictResponse, ListModelsQuery,
                                           ListModelsResponse, ModelInfoResponse, PredictRequest,
                                           PredictResponse, RefreshResponse)
-from seedcore.batch import predict_table
+from seedcore.serving.batch import predict_table
 from seedcore.errors import SeedcoreError, ValidationError
-from seedcore.incidents import record_refresh
+from seedcore.memory.incidents import record_refresh
 from seedcore.memory.store import IncidentStore, PayloadLimits
-from seedcore.serving import ModelHolder, ServedModel, blessed_path_of
-from seedcore.stores import first_line
+from seedcore.serving.model import ModelHolder, ServedModel, blessed_path_of
+from seedcore.runtime.store_health import first_line
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from flask import Flask, current_app, request, url_for
 from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, _error, api_blueprint, respond
 from seedcore.api.schemas_xgboost import (JobList, JobListQuery, JobPath, JobResponse, PromoteRequest,
                                           PromoteResponse, TrainRequest, TrainResponse, TuneRequest, TuneResponse)
-from seedcore.flywheel import Flywheel
+from seedcore.promotion.service import Flywheel
 from seedcore.names import TRIGGER_HEADER
 from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE, TRIGGER_API, TRIGGER_MANUAL
 from seedcore.errors import SeedcoreError, ValidationError
-from seedcore.runner import JobRunner, JobStillRunning
+from seedcore.jobs.runner import JobRunner, JobStillRunning
 
 log = logging.getLogger(__name__)
 bp = api_blueprint("xgboost", __name__, url_prefix="/xgboost")

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from seedcore.db.base import Base, UTCDateTime, iso_utc, utcnow
 from seedcore.db.stored_json import StoredJSON, as_object
-from seedcore.requests import EXPERIMENT_NAME_MAX
+from seedcore.request_models import EXPERIMENT_NAME_MAX
 
 # Flashbulb event types: the ones the platform records itself (callers may record others).
 MODEL_TUNING_COMPLETED = "model_tuning_completed"

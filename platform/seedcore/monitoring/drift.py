@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import select
 
-from seedcore.data import Dataset
+from seedcore.datasets import Dataset
 from seedcore.db.base import utcnow
 from seedcore.db.database import Database
 from seedcore.db.tables_flywheel import DriftReference

@@ -10,12 +10,12 @@ from sqlalchemy import select
 
 from seedcore import names
 from seedcore.config import Settings
-from seedcore.data import load_dataset
+from seedcore.datasets import load_dataset
 from seedcore.db.base import utcnow
 from seedcore.db.database import Database
 from seedcore.db.tables_flywheel import ModelEvaluation, new_id
 from seedcore.errors import DataError, NotFoundError
-from seedcore.metrics import log_loss, roc_auc
+from seedcore.scoring import log_loss, roc_auc
 
 EVALUATION_EXPERIMENT = "seedcore_evaluations"
 TAG_MODEL_NAME, TAG_MODEL_VERSION, TAG_EVALUATION = "seedcore.model_name", "seedcore.model_version", "seedcore.evaluation_id"
@@ -46,7 +46,7 @@ def calibration_table(y: np.ndarray, prob: np.ndarray, bins: int = CALIBRATION_B
 def evaluate_version(settings: Settings, db: Database, data_source: str | None, label_column: str | None = None,
                      feature_columns: list[str] | None = None, version: int | None = None) -> dict:
     """Score `version` (default: production) on every row of the data; store it and log an MLflow run."""
-    from seedcore.registry import Registry, ensure_experiment
+    from seedcore.promotion.registry import Registry, ensure_experiment
 
     registry = Registry(settings)
     mv = registry.get_version(version) if version is not None else registry.production_version()

@@ -20,7 +20,7 @@ from seedcore.db.base import as_utc, utcnow
 from seedcore.db.database import Database
 from seedcore.db.tables_flywheel import PredictionRecord
 from seedcore.errors import ValidationError
-from seedcore.metrics import log_loss, roc_auc
+from seedcore.scoring import log_loss, roc_auc
 from seedcore.monitoring.predlog import new_prediction_id, prediction_id_time
 from seedcore.names import MAX_REQUEST_ROWS
 

@@ -21,7 +21,7 @@ def version_reference(db: Database, settings: Settings, version: int) -> dict | 
     bins = load_reference(db, settings.model_name, version)
     if bins is not None:
         return bins
-    from seedcore.registry import Registry
+    from seedcore.promotion.registry import Registry
 
     registry = Registry(settings)
     try:

@@ -8,7 +8,7 @@ import time
 from typing import Callable
 
 from seedcore.monitoring.monitors import MonitorService
-from seedcore.scheduling import ScheduleService
+from seedcore.monitoring.schedules import ScheduleService
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ from seedcore.db.tables_jobs import ACTIVE_STATES, TRIGGER_MONITOR_PREFIX, Tunin
 from seedcore.errors import NotFoundError, SeedcoreError, SweepBudgetError, ValidationError
 from seedcore.memory.store import IncidentStore
 from seedcore.monitoring.evaluate import latest_evaluation
-from seedcore.monitoring.events import record_detection
+from seedcore.memory.events import record_detection
 from seedcore.monitoring.feedback import live_metrics
 from seedcore.monitoring.live import version_drift
 from seedcore.monitoring.triggers import Submit, check_tune, record_refused, start_job, validate_body
 from seedcore.names import AUC, LOGLOSS
-from seedcore.requests import StrictBody, patch_model
+from seedcore.request_models import StrictBody, patch_model
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class MonitorService:
     @property
     def registry(self):
         if self._registry is None:
-            from seedcore.registry import Registry
+            from seedcore.promotion.registry import Registry
 
             self._registry = Registry(self.settings)
         return self._registry

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seedcore.data import BUILTIN_FEATURES, builtin_frame
+from seedcore.datasets import BUILTIN_FEATURES, builtin_frame
 
 SHIFTED_FEATURE = "f6"  # unused by the built-in concept: a model trained before the drift ignores it
 SHIFT = 4.0

@@ -19,10 +19,10 @@ import pandas as pd
 import pydantic
 from sqlalchemy import func, select
 
-from seedcore import logs
+from seedcore.runtime import logs
 from seedcore._json import check_json
 from seedcore.config import Settings
-from seedcore.data import BUILTIN_LABEL, BUILTIN_SOURCE, builtin_frame, read_table, resolve_data_path
+from seedcore.datasets import BUILTIN_LABEL, BUILTIN_SOURCE, builtin_frame, read_table, resolve_data_path
 from seedcore.db.base import utcnow
 from seedcore.db.database import Database
 from seedcore.db.locks import LeaseLock
@@ -30,7 +30,7 @@ from seedcore.db.tables_jobs import TRIGGER_API, TRIGGER_MANUAL, TuningJob
 from seedcore.errors import SeedcoreError, SweepBudgetError, ValidationError
 from seedcore.memory.store import MAX_LIMIT, IncidentStore
 from seedcore.monitoring.feedback import FEEDBACK_DIR, export_feedback
-from seedcore.requests import TuneRequest
+from seedcore.request_models import TuneRequest
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def record_refused(store: IncidentStore, source: dict, trigger: str, error: Swee
 
 def feedback_data(settings: Settings, db: Database, trigger: str) -> dict:
     """Export production's training data plus the feedback; the data fields of a request that uses it."""
-    from seedcore.registry import Registry
+    from seedcore.promotion.registry import Registry
 
     registry = Registry(settings)
     mv = registry.production_version()

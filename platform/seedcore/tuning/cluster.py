@@ -12,8 +12,8 @@ import threading
 
 from seedcore.config import Settings
 from seedcore.errors import ValidationError
-from seedcore.logs import quiet_noise
-from seedcore.observability import telemetry_off
+from seedcore.runtime.logs import quiet_noise
+from seedcore.runtime.observability import telemetry_off
 
 _LOCK = threading.Lock()
 _STATE: dict = {"dashboard_url": None, "gcs_address": None, "one_sweep": False, "ending": None}

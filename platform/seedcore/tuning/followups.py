@@ -1,5 +1,5 @@
-"""What a sweep or a training run does after its answer: the version's pictures (seedcore.plots), its
-description (seedcore.model_card) and its drift reference (seedcore.monitoring.drift).
+"""What a sweep or a training run does after its answer: the version's pictures (seedcore.promotion.plots), its
+description (seedcore.promotion.model_card) and its drift reference (seedcore.monitoring.drift).
 
 The answer needs none of them - the version is registered and, when asked, promoted before it - so they run
 afterwards in a thread of their own. Each is `pending`, then `done` or `failed`: in the answer (`followups`),
@@ -21,7 +21,11 @@ from typing import Callable
 
 from sqlalchemy import Text, cast, select, update
 
-from seedcore import model_card, names, plots
+from seedcore import names
+
+from seedcore.promotion import model_card
+
+from seedcore.promotion import plots
 from seedcore.config import Settings
 from seedcore.db.database import Database
 from seedcore.db.tables_jobs import JOB_SUCCEEDED, KIND_TUNE, TuningJob
@@ -125,7 +129,7 @@ class FollowUps:
     @property
     def registry(self):
         if self._registry is None:
-            from seedcore.registry import Registry
+            from seedcore.promotion.registry import Registry
 
             self._registry = Registry(self.settings)
         return self._registry

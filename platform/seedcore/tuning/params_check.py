@@ -17,7 +17,7 @@ import numpy as np
 import xgboost as xgb
 from ray.tune.search.sample import Categorical, Domain
 
-from seedcore.data import check_request_data
+from seedcore.datasets import check_request_data
 from seedcore.errors import ValidationError
 from seedcore.tuning.spaces import FIXED_PARAMS, TRAINING_KEYS, _extremes
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from seedcore.config import Settings
 from seedcore.errors import ValidationError
-from seedcore.requests import SweepRequest
+from seedcore.request_models import SweepRequest
 from seedcore.tuning.cluster import check_trial_fits
 from seedcore.tuning.objectives import Objective, Selection, resolve_objectives, resolve_selection
 from seedcore.tuning.params_check import check_request_params

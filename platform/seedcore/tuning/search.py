@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
+from seedcore.vocabulary import SearchAlgorithm
+
 if TYPE_CHECKING:
     from seedcore.tuning.warmstart import WarmStart
 
-RANDOM, TPE, QMC = "random", "tpe", "qmc"
 # TPE's own default is 10 random start-up trials; with past trials fed in it starts informed at once.
 TPE_STARTUP_TRIALS = 10
 
@@ -25,13 +26,13 @@ TPE_STARTUP_TRIALS = 10
 def build_searcher(alg: str, *, seed: int | None, metric: str, mode: str, max_concurrent: int,
                    warm: "WarmStart | None" = None):
     """The Ray Tune searcher for `alg`, seeded, limited to `max_concurrent` trials at once."""
-    if alg == RANDOM:
+    if alg == SearchAlgorithm.RANDOM:
         points = list(warm.points) if warm else []
         return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent,
                                      points_to_evaluate=points or None)
     from seedcore.tuning._warm_optuna import WarmOptunaSearch  # imports Optuna: only when asked for
 
-    scored = bool(warm and warm.rewards and alg == TPE)
+    scored = bool(warm and warm.rewards and alg == SearchAlgorithm.TPE)
     searcher = WarmOptunaSearch(metric=metric, mode=mode, sampler=_sampler(alg, seed),
                                  points_to_evaluate=list(warm.points) if warm and warm.points else None,
                                  evaluated_rewards=list(warm.rewards) if scored else None,
@@ -43,9 +44,9 @@ def _sampler(alg: str, seed: int | None):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if alg == TPE:
+    if alg == SearchAlgorithm.TPE:
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
-    if alg == QMC:
+    if alg == SearchAlgorithm.QMC:
         with warnings.catch_warnings():  # "QMCSampler is experimental": stable since Optuna 3
             warnings.simplefilter("ignore")
             return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)

@@ -11,10 +11,11 @@ from ray.tune.search.sample import Domain
 
 from seedcore import names
 from seedcore.config import Settings
-from seedcore.data import load_dataset
+from seedcore.datasets import load_dataset
 from seedcore.errors import ValidationError
-from seedcore.flywheel import flywheel_for
-from seedcore.registry import Candidate, Registry, ensure_experiment
+from seedcore.promotion.service import flywheel_for
+from seedcore.promotion.model_logging import Candidate
+from seedcore.promotion.registry import Registry, ensure_experiment
 from seedcore.tuning.followups import RESULT_KEY, FollowUps
 from seedcore.tuning.params_check import check_params
 from seedcore.tuning.spaces import resolve_space

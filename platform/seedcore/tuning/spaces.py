@@ -10,6 +10,7 @@ from ray import tune
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, Quantized
 
 from seedcore.errors import BudgetError, ValidationError
+from seedcore.vocabulary import SearchAlgorithm
 
 # Keys we handle ourselves rather than passing to xgboost.train's params.
 NUM_BOOST_ROUND = "num_boost_round"
@@ -245,7 +246,7 @@ _TUNE_FIELDS = {"num_samples": (1, int), "max_concurrent_trials": (1, int), "tim
                 "search_alg": (None, str)}
 # random: Ray Tune's variant generator; tpe: Optuna's TPE sampler (with ASHA, the BOHB idea);
 # qmc: Optuna's scrambled Sobol sequence (space-filling, no model).
-SEARCH_ALGS = ("random", "tpe", "qmc")
+SEARCH_ALGS = tuple(SearchAlgorithm)
 
 
 def _check_tune_field(key: str, value: Any):

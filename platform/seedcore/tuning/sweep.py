@@ -15,13 +15,15 @@ from mlflow.entities import Param
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from seedcore import logs, names
+from seedcore import names
+
+from seedcore.runtime import logs
 from seedcore.config import Settings
-from seedcore.data import Dataset, load_dataset
+from seedcore.datasets import Dataset, load_dataset
 from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
-from seedcore.plots import warm_in_background
-from seedcore.requests import SweepRequest
-from seedcore.registry import Registry, ensure_experiment
+from seedcore.promotion.plots import warm_in_background
+from seedcore.request_models import SweepRequest
+from seedcore.promotion.registry import Registry, ensure_experiment
 from seedcore.tuning.cluster import (alive_nodes, check_trial_fits, cluster_cpus, cluster_tags, ensure_ray,
                                     trials_ended, tune_storage)
 from seedcore.tuning.followups import RESULT_KEY, FollowUps
@@ -29,8 +31,9 @@ from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import PER_ROUND, Selection, measured_metrics, pareto_front, select_point
 from seedcore.tuning.records import log_front, log_warm_start, match_point, trial_points
 from seedcore.tuning.plan import SweepPlan, plan_sweep, tune_settings
-from seedcore.tuning.search import TPE, build_searcher
+from seedcore.tuning.search import build_searcher
 from seedcore.tuning.warmstart import WarmStart, gather
+from seedcore.vocabulary import SearchAlgorithm
 from seedcore.tuning.spaces import describe_space
 from seedcore.tuning.trainable import TrialData, asha_rungs, train_xgb
 from seedcore.tuning.trials_over import TrialsOver, fit
@@ -48,7 +51,7 @@ def prepare_sweep(settings: Settings, request: SweepRequest | None = None) -> No
     the plots' imports, the searcher's library. A command starting Ray runs it in a thread
     meanwhile, a server once its Ray is up (no request: nothing is created, only loaded); run_sweep then
     finds it done (each step is idempotent)."""
-    alg = TPE
+    alg = SearchAlgorithm.TPE
     if request is not None:
         ensure_experiment(Registry(settings).client, settings, request.experiment_name)
         alg = tune_settings(settings, request).search_alg

@@ -30,7 +30,7 @@ PREDICT_BATCH = 1000  # rows in the fixed batch predict_us is measured on
 _DMATRIX_CACHE: dict[str, tuple[xgb.DMatrix, xgb.DMatrix]] = {}
 
 if TYPE_CHECKING:
-    from seedcore.data import Dataset
+    from seedcore.datasets import Dataset
 
 
 class TrialData(NamedTuple):

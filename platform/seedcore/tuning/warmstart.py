@@ -20,8 +20,9 @@ from mlflow.exceptions import MlflowException
 from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
 from seedcore import names
-from seedcore.registry import T_PARAMS, Registry
-from seedcore.tuning.search import TPE
+from seedcore.promotion.registry import Registry
+from seedcore.promotion.version_tags import T_PARAMS
+from seedcore.vocabulary import SearchAlgorithm
 
 NONE, PRODUCTION, HISTORY = "none", "production", "history"
 TAG_SOURCE = "seedcore.warm_start_source"  # on a trial's run: where its config came from
@@ -93,7 +94,7 @@ def _from_history(client: MlflowClient, dataset, space: Mapping[str, Any], alg: 
                         metric: score})
     if not points:
         return WarmStart(HISTORY, note="no past trials on this dataset or feature set: the sweep ran as warm_start none")
-    if alg != TPE:  # re-run the best few; scores only inform TPE
+    if alg != SearchAlgorithm.TPE:  # re-run the best few; scores only inform TPE
         points, rewards, sources = points[:rerun], [], sources[:rerun]
     return WarmStart(HISTORY, points[:MAX_EVALUATED], rewards[:MAX_EVALUATED], sources, rerun=points[:1])
 

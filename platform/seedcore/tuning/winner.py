@@ -8,9 +8,10 @@ import time
 from mlflow.entities import Metric, RunTag
 
 from seedcore import names
-from seedcore.data import Dataset
-from seedcore.flywheel import flywheel_for
-from seedcore.registry import Candidate, Registry
+from seedcore.datasets import Dataset
+from seedcore.promotion.service import flywheel_for
+from seedcore.promotion.model_logging import Candidate
+from seedcore.promotion.registry import Registry
 from seedcore.tuning.followups import FollowUps
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import measured_metrics, meets

@@ -1,6 +1,6 @@
 """Running the platform: gunicorn for the API, the MLflow UI beside it, and stopping all of it in order.
 
-Serving: gunicorn's arbiter and its asyncio worker, with our front (`seedcore.front`): a request is read whole,
+Serving: gunicorn's arbiter and its asyncio worker, with our front (`seedcore.server.front`): a request is read whole,
 within its deadlines and byte cap, in the event loop before the Flask app sees it in one of `threads` threads,
 so slow clients hold no thread.
 
@@ -31,9 +31,9 @@ import psutil
 from gunicorn.app.base import BaseApplication
 
 from seedcore.config import Settings
-from seedcore.front import Front, FrontWorker
-from seedcore.logs import exit_now
-from seedcore.observability import child_env, prepare_server, worker_exited
+from seedcore.server.front import Front, FrontWorker
+from seedcore.runtime.logs import exit_now
+from seedcore.runtime.observability import child_env, prepare_server, worker_exited
 
 log = logging.getLogger(__name__)
 STOPS = "seedcore_stop"  # app.extensions: what to call, in order, when the process stops
@@ -212,7 +212,7 @@ def _more_open_files() -> None:
 
 
 def start_mlflow_ui(settings: Settings) -> subprocess.Popen | None:
-    """`mlflow ui` over the same tracking store, as a child process tied to this one (`_tether.py`): it ends
+    """`mlflow ui` over the same tracking store, as a child process tied to this one (`tether.py`): it ends
     when this process ends, however that happens, and says why on stderr if it ends on its own (a port
     taken meanwhile). None when its port is taken now, said on stderr: the API runs without it."""
     address = f"{settings.host}:{settings.mlflow_ui_port}"
@@ -225,7 +225,7 @@ def start_mlflow_ui(settings: Settings) -> subprocess.Popen | None:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
                "--registry-store-uri", settings.registry_uri, "--default-artifact-root", settings.artifact_root,
                "--host", settings.host, "--port", str(settings.mlflow_ui_port), *mlflow_ui_security(settings)]
-    tether = [sys.executable, "-I", str(Path(__file__).with_name("_tether.py")), str(os.getpid()), str(UI_STOP_S),
+    tether = [sys.executable, "-I", str(Path(__file__).with_name("tether.py")), str(os.getpid()), str(UI_STOP_S),
               f"MLflow UI on {address}", json.dumps(command)]
     # A process group of its own (its uvicorn and workers too): stop_process ends the whole tree at once,
     # and a terminal's Ctrl-C does not stop it before the API has finished stopping.

@@ -21,9 +21,9 @@ from seedcore.db.database import Database
 from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE, TRIGGER_API
 from seedcore.errors import (ConflictError, NotFoundError, SeedcoreError, SweepCancelledError, SweepFailedError,
                              TooManyWaitsError)
-from seedcore.incidents import record_sweep_completed, record_sweep_failed
-from seedcore.stores import require_mlflow_store
-from seedcore.jobs import (FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED, JobStore,
+from seedcore.memory.incidents import record_sweep_completed, record_sweep_failed
+from seedcore.runtime.store_health import require_mlflow_store
+from seedcore.jobs.store import (FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED, JobStore,
                            local_process_alive)
 from seedcore.memory.store import IncidentStore
 from seedcore.process_identity import ProcessIdentity
@@ -149,8 +149,7 @@ class JobRunner:
         `claim=True` creates it already running and owned by this process (no runner elsewhere can take
         it); `run_claimed` then runs it here.
         """
-        from seedcore import job_kinds
-
+        from seedcore.jobs import kinds as job_kinds
         trials_total = job_kinds.check(self.settings, request, kind)
         require_mlflow_store(self.settings)  # 503 before any job exists when MLflow's store is gone or corrupt
         job = self.jobs.create(request.model_dump(), request.experiment_name, trials_total,
@@ -267,8 +266,7 @@ class JobRunner:
             self._run(job)
 
     def _run(self, job: dict) -> None:
-        from seedcore import job_kinds
-
+        from seedcore.jobs import kinds as job_kinds
         job_id = job["id"]
         cancel = threading.Event()
         held: list = []  # the job's follow-ups: they start once its answer is recorded

@@ -6,7 +6,7 @@
     entry.finish(JOURNAL_COMPLETED, step=STEP_INCIDENT, incident_id=12)
     journal.unfinished("utility_risk_model", blessed_link)  # what a dead process left open
 
-The steps, in the order a promotion takes them (seedcore.registry): the new blessed directory written
+The steps, in the order a promotion takes them (seedcore.promotion.registry): the new blessed directory written
 (prepared), the blessed link switched to it (blessed), alias `production` moved (alias), the previous
 Production versions archived (archived), this version's stage Production (stage), its promoted_at tag
 (tagged), its description (described), the flashbulb incident (incident). Every step can be repeated, so an

@@ -2,7 +2,7 @@
 
 Events (`grep -i tune`, `grep -i "model promoted"`, ...): a sweep starting and ending, a version registered,
 a trigger firing. Promotion ("model promoted ...") and the served model's refresh ("serving ... version")
-are logged where they happen (seedcore.flywheel, seedcore.serving). `configure` writes to stderr as text,
+are logged where they happen (seedcore.promotion.service, seedcore.serving.model). `configure` writes to stderr as text,
 or one JSON object a line for log collectors (SEEDCORE_LOG_FORMAT=json), and quiets lines we cause that
 say nothing to a user (Ray's "SIGTERM handler is not set", MLflow's table creation chatter).
 """
@@ -101,7 +101,7 @@ def sweep_started(experiment: str, trials: int, job_id: str | None = None) -> No
 def sweep_ended(experiment: str, status: str, counts: dict[str, int], best_auc: float | None, duration_s: float,
                 job_id: str | None = None) -> None:
     """The sweep's one closing line (`status`: MLflow's FINISHED, FAILED or KILLED), and its metrics."""
-    from seedcore.api.metrics import record_sweep
+    from seedcore.runtime.counters import record_sweep  # prometheus-client: loaded when a sweep ends
 
     outcome = {"FINISHED": "succeeded", "KILLED": "cancelled"}.get(status, "failed")
     best = "-" if best_auc is None else f"{best_auc:.4f}"

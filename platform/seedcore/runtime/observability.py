@@ -35,8 +35,7 @@ def child_env() -> dict:
 
 def prepare_server(settings: Settings) -> None:
     """Before gunicorn forks: telemetry off, logging configured, a Prometheus directory for the workers."""
-    from seedcore import logs
-
+    from seedcore.runtime import logs
     telemetry_off()
     logs.configure(settings.log_format, settings.log_level, settings.log_file)
     if not os.environ.get(MULTIPROC_ENV):

@@ -62,8 +62,8 @@ def _json_object(text: str) -> dict:
 def _services(settings: Settings):
     from seedcore.db.database import Database, upgrade
     from seedcore.monitoring.monitors import MonitorService
-    from seedcore.runner import JobRunner
-    from seedcore.scheduling import ScheduleService
+    from seedcore.jobs.runner import JobRunner
+    from seedcore.monitoring.schedules import ScheduleService
 
     settings.ensure_dirs()
     upgrade(settings.database_url)
@@ -78,7 +78,7 @@ def _services(settings: Settings):
 def _run(settings: Settings, args) -> int:
     from seedcore.monitoring.monitors import MonitorBody, MonitorPatch
     from seedcore.monitoring.triggers import validate_body
-    from seedcore.scheduling import ScheduleBody, SchedulePatch
+    from seedcore.monitoring.schedules import ScheduleBody, SchedulePatch
 
     schedules, monitors = _services(settings)
     service = monitors if args.noun == "monitors" else schedules

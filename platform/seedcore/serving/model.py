@@ -22,11 +22,11 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
 from seedcore import names
-from seedcore.blessed import BlessedFileError, read_blessed
+from seedcore.promotion.blessed import BlessedFileError, read_blessed
 from seedcore.config import Settings
 from seedcore.errors import NoModelLoadedError, NotFoundError, RegistryUnavailableError
-from seedcore.registry import Registry
-from seedcore.stores import first_line
+from seedcore.promotion.registry import Registry
+from seedcore.runtime.store_health import first_line
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Run a command tied to the process that started us: `python _tether.py PARENT_PID GRACE_S LABEL COMMAND_JSON`.
+"""Run a command tied to the process that started us: `python tether.py PARENT_PID GRACE_S LABEL COMMAND_JSON`.
 
 We lead the command's process group (the caller starts us in a group of our own). When PARENT_PID is no
 longer our parent, however it ended (SIGKILL and crashes too), or when the command ends, the whole group

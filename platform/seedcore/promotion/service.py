@@ -5,7 +5,7 @@ Every entry point promotes through `Flywheel.promote`: the runner after a sweep,
 process lock) and across processes and hosts (a lease in our SQL database), so two API workers, or a CLI
 and a server, never interleave their steps.
 
-Each promotion is journalled (seedcore.promotion_journal): its intent before the first step, each step
+Each promotion is journalled (seedcore.promotion.journal): its intent before the first step, each step
 after it. One that a killed process left open is settled - rolled forward or back so that alias, stage and
 blessed files agree - before the next promotion, and when the API starts (`recover`).
 
@@ -33,16 +33,17 @@ from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
 from seedcore.config import Settings
-from seedcore.data import Dataset
+from seedcore.datasets import Dataset
 from seedcore.db.database import Database
 from seedcore.db.locks import LeaseLock
 from seedcore.errors import ConflictError, SeedcoreError
-from seedcore.incidents import record_promotion
+from seedcore.memory.incidents import record_promotion
 from seedcore.memory.store import IncidentStore
-from seedcore.promotion_journal import (JOURNAL_COMPLETED, JOURNAL_ROLLED_FORWARD, STEP_INCIDENT,
+from seedcore.promotion.journal import (JOURNAL_COMPLETED, JOURNAL_ROLLED_FORWARD, STEP_INCIDENT,
                                         PromotionJournal)
-from seedcore.registry import Registry, unavailable
-from seedcore.stores import first_line, require_mlflow_store
+from seedcore.promotion.production import Production
+from seedcore.promotion.registry import Registry, unavailable
+from seedcore.runtime.store_health import first_line, require_mlflow_store
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class Flywheel:
         for entry in self.journal.unfinished(self.settings.model_name, self.settings.blessed_dir):
             reached = entry.steps[-1] if entry.steps else "its intent"
             try:
-                outcome = Registry(self.settings).settle(entry)
+                outcome = Production(Registry(self.settings)).settle(entry)
             except (MlflowException, SQLAlchemyError) as exc:
                 raise unavailable(exc) from exc
             record = {**entry.detail.get("record", {}), "status": PROMOTED, "promotion_id": entry.id,
@@ -170,7 +171,7 @@ class Flywheel:
 
     def _registry_promote(self, version, force, dataset, challenger, allow_schema_change, journal) -> dict:
         try:
-            return Registry(self.settings).promote(version, force=force, dataset=dataset, challenger=challenger,
+            return Production(Registry(self.settings)).promote(version, force=force, dataset=dataset, challenger=challenger,
                                                    allow_schema_change=allow_schema_change, journal=journal)
         except (MlflowException, SQLAlchemyError) as exc:
             raise unavailable(exc) from exc

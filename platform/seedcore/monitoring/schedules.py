@@ -33,7 +33,7 @@ from seedcore.db.tables_jobs import ACTIVE_STATES, TRIGGER_SCHEDULE_PREFIX, Tuni
 from seedcore.errors import (ConflictError, NotFoundError, SeedcoreError, SweepBudgetError, TooManyRequestsError,
                              ValidationError)
 from seedcore.memory.store import IncidentStore
-from seedcore.requests import StrictBody, patch_model
+from seedcore.request_models import StrictBody, patch_model
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class ScheduleService:
     def __init__(self, settings: Settings, db: Database, submit: Callable | None = None,
                  clock: Callable[[], datetime] = utcnow, cancel: Callable[[str], dict] | None = None):
         """`submit(request, trigger)` queues a job; `cancel(job_id)` cancels one (`replace`; default: in SQL)."""
-        from seedcore.jobs import JobStore
+        from seedcore.jobs.store import JobStore
 
         self.settings, self.db, self.submit, self.clock = settings, db, submit, clock
         self.cancel = cancel or JobStore(db).request_cancel
@@ -219,7 +219,7 @@ class ScheduleService:
 
     def _start(self, row: Schedule, due: str, now: datetime) -> dict | None:
         """Start the run this process claimed, as the concurrency policy and the limits allow."""
-        from seedcore.monitoring.events import record_scheduled
+        from seedcore.memory.events import record_scheduled
         from seedcore.monitoring.triggers import check_budget, record_refused, start_job
 
         trigger = f"{TRIGGER_SCHEDULE_PREFIX}{row.id}"

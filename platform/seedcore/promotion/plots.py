@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from seedcore.metrics import roc_auc
+from seedcore.scoring import roc_auc
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from seedcore.config import Settings
 from seedcore.db.stored_json import check_request_json
 from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE
 from seedcore.errors import BudgetError, SweepCancelledError
-from seedcore.requests import TrainRequest, TuneRequest
+from seedcore.request_models import TrainRequest, TuneRequest
 
 REQUEST_MODELS = {KIND_TUNE: TuneRequest, KIND_TRAIN: TrainRequest}
 CANCEL_CHECK_S = 1.0  # how often a training run asks the database whether someone cancelled it

@@ -6,26 +6,27 @@ from __future__ import annotations
 import json
 import logging
 
+from seedcore.promotion import version_tags as vt
+
 log = logging.getLogger(__name__)
 
 _GATE = {"success": "promoted to production", "rejected": "not promoted", "unchanged": "already in production"}
 
 
-def version_description(tags: dict, decision: dict | None = None) -> str:
-    """The text for a version with registry `tags` (see seedcore.registry's T_* names) and, once the
-    champion gate has spoken, its promotion record (`status`, `reason`, `previous_version`)."""
-    from seedcore import registry as r
 
+def version_description(tags: dict, decision: dict | None = None) -> str:
+    """The text for a version with registry `tags` (see seedcore.promotion.version_tags) and, once the
+    champion gate has spoken, its promotion record (`status`, `reason`, `previous_version`)."""
     lines = [
-        f"XGBoost binary classifier from experiment `{tags.get(r.T_EXPERIMENT) or '?'}`"
-        + (f", trial `{tags[r.T_TRIAL]}`" if tags.get(r.T_TRIAL) else "")
-        + f" (run `{tags.get(r.T_SOURCE_RUN, '?')}`).",
-        f"Trained on `{tags.get(r.T_DATA_SOURCE) or 'the built-in dataset'}` (label `{tags.get(r.T_LABEL)}`, "
-        f"{len(json.loads(tags.get(r.T_FEATURES) or '[]'))} features, fingerprint `{tags.get(r.T_FINGERPRINT)}`).",
-        f"Validation: AUC {_fmt(tags.get(r.T_VALID_AUC))}, logloss {_fmt(tags.get(r.T_VALID_LOGLOSS))}. "
-        f"Holdout (never seen in tuning): AUC {_fmt(tags.get(r.T_HOLDOUT_AUC))}, "
-        f"logloss {_fmt(tags.get(r.T_HOLDOUT_LOGLOSS))}.",
-        "Parameters: " + (", ".join(f"{k}={_short(v)}" for k, v in json.loads(tags.get(r.T_PARAMS) or "{}").items())
+        f"XGBoost binary classifier from experiment `{tags.get(vt.T_EXPERIMENT) or '?'}`"
+        + (f", trial `{tags[vt.T_TRIAL]}`" if tags.get(vt.T_TRIAL) else "")
+        + f" (run `{tags.get(vt.T_SOURCE_RUN, '?')}`).",
+        f"Trained on `{tags.get(vt.T_DATA_SOURCE) or 'the built-in dataset'}` (label `{tags.get(vt.T_LABEL)}`, "
+        f"{len(json.loads(tags.get(vt.T_FEATURES) or '[]'))} features, fingerprint `{tags.get(vt.T_FINGERPRINT)}`).",
+        f"Validation: AUC {_fmt(tags.get(vt.T_VALID_AUC))}, logloss {_fmt(tags.get(vt.T_VALID_LOGLOSS))}. "
+        f"Holdout (never seen in tuning): AUC {_fmt(tags.get(vt.T_HOLDOUT_AUC))}, "
+        f"logloss {_fmt(tags.get(vt.T_HOLDOUT_LOGLOSS))}.",
+        "Parameters: " + (", ".join(f"{k}={_short(v)}" for k, v in json.loads(tags.get(vt.T_PARAMS) or "{}").items())
                           or "XGBoost's defaults") + ".",
         _gate_line(decision),
     ]

@@ -1,6 +1,6 @@
 """`seedcore tune|train|promote|jobs|models`: work on sweeps, trainings and registered versions.
 
-The options of `tune` and `train` are derived from the request models in seedcore.requests (the one
+The options of `tune` and `train` are derived from the request models in seedcore.request_models (the one
 declaration of request fields); only short aliases and the terminal's quicker defaults are added here.
 """
 
@@ -14,11 +14,11 @@ import types
 import typing
 from typing import Any
 
-from seedcore.cli_common import (CALLER_ERROR, INTERRUPTED, OK, OUR_FAULT, PROMOTION_REJECTED, print_json,
+from seedcore.cli.common import (CALLER_ERROR, INTERRUPTED, OK, OUR_FAULT, PROMOTION_REJECTED, print_json,
                                  print_table)
 from seedcore.config import Settings
 from seedcore.db.tables_jobs import FINISHED_STATES, JOB_STATES, KIND_TRAIN, KIND_TUNE, TRIGGER_MANUAL
-from seedcore.requests import TrainRequest, TuneRequest
+from seedcore.request_models import TrainRequest, TuneRequest
 
 # Short names kept from earlier releases of the command.
 ALIASES = {"space_type": ("--space",), "config_type": ("--config",), "data_source": ("--data",),
@@ -129,7 +129,7 @@ def _run_job(settings: Settings, args) -> int:
     `--here` is given; otherwise, and for trainings, the job runs in this process."""
     request = request_from(args, args.model)
     if args.kind == KIND_TUNE and not getattr(args, "here", False):
-        from seedcore.presence import find_server
+        from seedcore.runtime.discovery import find_server
 
         server = find_server(settings)
         if server is not None:
@@ -143,7 +143,7 @@ def _run_here(settings: Settings, kind: str, request) -> int:
     signal handling wants it there) while a thread loads the rest of its cold start (MLflow and its store,
     the searcher's library)."""
     from seedcore.db.database import Database, upgrade
-    from seedcore.runner import JobRunner
+    from seedcore.jobs.runner import JobRunner
 
     settings.ensure_dirs()
     upgrade(settings.database_url)
@@ -201,7 +201,7 @@ def _start_ray_and_prepare(settings: Settings, request) -> bool:
 
 def _end_unstarted(runner, job: dict, exc: BaseException) -> None:
     """A job whose sweep never began ends now: cancelled after Ctrl-C, failed otherwise (no run of it exists)."""
-    from seedcore.jobs import JOB_CANCELLED, JOB_FAILED
+    from seedcore.jobs.store import JOB_CANCELLED, JOB_FAILED
 
     interrupted = isinstance(exc, KeyboardInterrupt)
     runner.jobs.finish(job["id"], JOB_CANCELLED if interrupted else JOB_FAILED,
@@ -210,8 +210,8 @@ def _end_unstarted(runner, job: dict, exc: BaseException) -> None:
 
 def _hand_off(settings: Settings, server: str, request) -> int:
     """Queue the sweep in the running server's job runner over its REST API and follow it there."""
-    from seedcore.presence import call
-    from seedcore.runner import ended_error
+    from seedcore.runtime.discovery import call
+    from seedcore.jobs.runner import ended_error
 
     token = settings.api_token
     from seedcore.names import TRIGGER_HEADER
@@ -240,7 +240,7 @@ def _hand_off(settings: Settings, server: str, request) -> int:
 def _remote_job(server: str, job_id: str) -> dict:
     """The job as the server reports it, with its progress flattened like a job row's."""
     from seedcore.errors import SeedcoreError
-    from seedcore.presence import call
+    from seedcore.runtime.discovery import call
 
     status, job = call("GET", f"{server}/xgboost/tune/status/{job_id}", timeout=10)
     if status != 200:
@@ -252,7 +252,7 @@ def _remote_job(server: str, job_id: str) -> dict:
 def _follow(read) -> dict:
     """Live progress on stderr until the job `read()` returns has ended (a progress bar at a terminal,
     plain lines otherwise); the job as last read."""
-    from seedcore.cli_common import Progress
+    from seedcore.cli.common import Progress
 
     with Progress("trials") as progress:
         while True:
@@ -266,7 +266,7 @@ def _follow(read) -> dict:
 
 def _promote(settings: Settings, args) -> int:
     from seedcore.db.database import Database, upgrade
-    from seedcore.flywheel import Flywheel
+    from seedcore.promotion.service import Flywheel
 
     upgrade(settings.database_url)
     promotion = Flywheel(settings, Database(settings.database_url)).promote(
@@ -278,7 +278,7 @@ def _promote(settings: Settings, args) -> int:
 # -- jobs and models --------------------------------------------------------------------------
 def _job_store(settings: Settings):
     from seedcore.db.database import Database
-    from seedcore.jobs import JobStore
+    from seedcore.jobs.store import JobStore
 
     database = Database(settings.database_url)
     database.check_schema()
@@ -311,7 +311,7 @@ def _jobs_cancel(settings: Settings, args) -> int:
 
 
 def _models_list(settings: Settings, args) -> int:
-    from seedcore.registry import Registry
+    from seedcore.promotion.registry import Registry
 
     page = Registry(settings).list_versions(limit=args.limit)
     if args.json:
@@ -325,7 +325,7 @@ def _models_list(settings: Settings, args) -> int:
 
 
 def _models_show(settings: Settings, args) -> int:
-    from seedcore.registry import Registry
+    from seedcore.promotion.registry import Registry
 
     registry = Registry(settings)
     print_json(registry.describe(registry.get_version(args.version)))

@@ -13,14 +13,14 @@ import sys
 
 import pydantic
 
-from seedcore.cli_common import CALLER_ERROR, EXIT_CODES, INTERRUPTED, OK, OUR_FAULT
+from seedcore.cli.common import CALLER_ERROR, EXIT_CODES, INTERRUPTED, OK, OUR_FAULT
 from seedcore.config import Settings
 from seedcore.errors import SeedcoreError
-from seedcore.logs import exit_now
-from seedcore.requests import invalid_request
+from seedcore.runtime.logs import exit_now
+from seedcore.request_models import invalid_request
 
 # Modules that add subcommands (`add_commands(sub)`), in the order --help lists them after this module's own.
-COMMAND_MODULES = ("seedcore.cli_jobs", "seedcore.cli_flywheel", "seedcore.cli_ray")
+COMMAND_MODULES = ("seedcore.cli.jobs", "seedcore.cli.monitors", "seedcore.cli.ray_status")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +114,8 @@ def _db_current(settings: Settings, args) -> int:
 
 
 def _up(settings: Settings, args) -> int:
-    from seedcore.presence import announced
-    from seedcore.server import run_api, start_mlflow_ui, stop_in_background, stop_process
+    from seedcore.runtime.discovery import announced
+    from seedcore.server.process import run_api, start_mlflow_ui, stop_in_background, stop_process
 
     settings = _with_address(settings, args)
     _require_writable_database(settings, migrated=False)
@@ -164,8 +164,8 @@ def _init_mlflow_store(settings: Settings) -> None:
     a fresh store at the same moment, and the loser fails to boot."""
     if settings.tracking_uri.startswith(("http://", "https://")):
         return  # a tracking server owns its store
-    from seedcore.registry import Registry
-    from seedcore.stores import mlflow_file_problem
+    from seedcore.promotion.registry import Registry
+    from seedcore.runtime.store_health import mlflow_file_problem
 
     problem = mlflow_file_problem(settings)
     try:
@@ -179,7 +179,7 @@ def _init_mlflow_store(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, args) -> int:
-    from seedcore.server import run_api
+    from seedcore.server.process import run_api
 
     settings = _with_address(settings, args)
     _init_mlflow_store(settings)  # several workers would otherwise race to create a fresh store's tables
@@ -194,7 +194,3 @@ def _redact(url: str) -> str:
         return url
     scheme, rest = url.split("://", 1)
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
-
-
-if __name__ == "__main__":
-    run()

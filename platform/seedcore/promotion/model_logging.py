@@ -17,8 +17,8 @@ from mlflow.entities import Metric, RunTag
 from mlflow.models import infer_signature
 
 from seedcore import names
-from seedcore.data import Dataset
-from seedcore.metrics import evaluate
+from seedcore.datasets import Dataset
+from seedcore.scoring import evaluate
 
 # A logged model's requirements, pinned to what runs here (distribution name: its module). MLflow's own
 # inference spawns a subprocess and costs seconds.

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import xgboost as xgb
 
 from seedcore.config import Settings
-from seedcore.data import check_feature_values, iter_table_chunks, resolve_data_path, table_columns, table_format
+from seedcore.datasets import check_feature_values, iter_table_chunks, resolve_data_path, table_columns, table_format
 from seedcore.errors import DataError, ValidationError
-from seedcore.serving import ServedModel
+from seedcore.serving.model import ServedModel
 
 PREDICTIONS_DIRNAME = "predictions"
 ROW_COLUMN, PREDICTION_COLUMN = "row", "prediction"

@@ -1,0 +1,1 @@
+"""What every process shares: logs, Prometheus counters, store health, server discovery."""

@@ -1,0 +1,1 @@
+"""The server process: gunicorn and the HTTP front, the tether that ends children with it."""

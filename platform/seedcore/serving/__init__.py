@@ -1,0 +1,1 @@
+"""Serving: the production model held in memory, batch prediction."""
