@@ -9,7 +9,8 @@ import time
 
 from seedcore.config import Settings
 from seedcore.names import TAG_PARENT_RUN
-from seedcore.tuning import SweepRequest, followups, run_sweep
+from seedcore.promotion import followups
+from seedcore.tuning import SweepRequest, run_sweep
 
 
 def ours_sweep(settings: Settings, request: SweepRequest) -> dict:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bench._report import Section, log, median
 from bench._workspace import Workspace, mlflow_state
+from seedcore.services import services_of
 
 NAME = "promotion_crash"
 TITLE = "Promotion crash recovery: kill -9 at a random step, then restart"
@@ -93,7 +94,7 @@ def register_two_versions(settings) -> tuple[int, int]:
 
     from seedcore.datasets import load_dataset
     from seedcore.db.database import Database
-    from seedcore.promotion.service import Flywheel
+    from seedcore.promotion.service import PromotionService
     from seedcore.scoring import evaluate
     from seedcore.promotion.model_logging import Candidate
     from seedcore.promotion.registry import Registry, ensure_experiment
@@ -114,7 +115,7 @@ def register_two_versions(settings) -> tuple[int, int]:
             registry.client.set_terminated(run_id)
     db = Database(settings.database_url)
     try:
-        Flywheel(settings, db).promote(versions[0], force=True, trigger="bench")
+        PromotionService(settings, db).promote(versions[0], force=True, trigger="bench")
     finally:
         db.dispose()
     return tuple(versions)
@@ -131,7 +132,7 @@ def crash_round(settings, versions: tuple[int, int], position: tuple[str, str], 
     try:
         restart_s = time.perf_counter() - started
         after = agreement(settings)
-        served = app.extensions["seedcore_model"].model
+        served = services_of(app).model.model
         other = versions[1] if after["alias"] == versions[0] else versions[0]
         took, body = timed_request(app, other)
         promoted = agreement(settings)
@@ -318,8 +319,7 @@ def _start_app(settings):
 
 
 def _stop_app(app) -> None:
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def _registry_state(settings, version: int) -> dict:

@@ -25,6 +25,7 @@ from seedcore.scoring import evaluate
 from seedcore.promotion.model_logging import Candidate
 from seedcore.promotion.production import Production
 from seedcore.promotion.registry import Registry, ensure_experiment
+from seedcore.services import services_of
 
 EXPERIMENT = "serving-tests"
 GUIDE_ROW = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
@@ -66,8 +67,7 @@ def serve_app(settings):
 
 
 def stop_app(app) -> None:
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):

@@ -12,6 +12,7 @@ import pytest
 from _pg import fresh_postgres_database, postgres_base_url, upgrade_unless_at_head
 from _pg import postgres_template  # noqa: F401  (session fixture)
 from seedcore.config import Settings
+from seedcore.services import services_of
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +75,7 @@ def app(migrated_settings):
     application = create_app(migrated_settings)
     application.config["TESTING"] = True
     yield application
-    for stop in application.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(application).stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from seedcore.api import create_app
 from seedcore.api.health import _model_failing, mask_password
 from seedcore.db.database import Database
 from seedcore.serving.model import NO_MODEL, UNAVAILABLE
+from seedcore.services import services_of
 
 
 def test_health_ok(app, client, migrated_settings):
@@ -28,7 +29,7 @@ def test_health_reports_no_model_as_a_state_not_an_error(app, client):
     assert body["status"] == "ok"
     assert body["model"]["state"] == NO_MODEL  # nothing promoted in a fresh registry
     assert body["model"]["serving"] is False
-    assert body["model"]["model_name"] == app.config["SEEDCORE_SETTINGS"].model_name
+    assert body["model"]["model_name"] == services_of(app).settings.model_name
 
 
 def test_unreachable_registry_degrades_but_missing_model_does_not():
@@ -41,7 +42,7 @@ def test_unreachable_registry_degrades_but_missing_model_does_not():
 def test_health_degraded_when_the_database_is_unreachable(app, client):
     # a real database that refuses connections: nothing listens on port 1
     unreachable = Database("postgresql://seedcore:pw@127.0.0.1:1/seedcore?connect_timeout=2")
-    app.extensions["seedcore_db"] = unreachable
+    services_of(app).database = unreachable
     try:
         response = client.get("/health")
     finally:
@@ -60,8 +61,7 @@ def test_health_without_a_database_in_a_serve_only_process(migrated_settings):
     try:
         body = serve_app.test_client().get("/health").get_json()
     finally:
-        for stop in serve_app.extensions.get("seedcore_stop", []):
-            stop()
+        services_of(serve_app).stop()
     assert body["database"]["status"] == "not_configured"
     assert body["status"] == "ok"
 

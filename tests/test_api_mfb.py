@@ -11,6 +11,7 @@ from seedcore.api import create_app
 from seedcore.errors import SchemaOutdatedError
 from seedcore.db.database import Database, downgrade
 from seedcore.memory.store import IncidentStore
+from seedcore.services import services_of
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -25,7 +26,7 @@ def _incident(**changes) -> dict:
 
 def _store_at(app, when: datetime) -> IncidentStore:
     """An IncidentStore over the app's own database whose clock reads `when`."""
-    return IncidentStore(app.extensions["seedcore_db"], clock=lambda: when)
+    return IncidentStore(services_of(app).database, clock=lambda: when)
 
 
 @pytest.fixture
@@ -41,9 +42,9 @@ def timeline(app):
 
 
 def test_init_app_shares_one_database(app, sql_backend):
-    db = app.extensions["seedcore_db"]
+    db = services_of(app).database
     assert isinstance(db, Database) and db.dialect == sql_backend
-    assert app.extensions["seedcore_incidents"].db is db
+    assert services_of(app).incidents.db is db
 
 
 def test_record_then_get(client):

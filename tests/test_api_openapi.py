@@ -12,6 +12,7 @@ from flask_openapi3.utils import parse_rule
 
 from seedcore.api import create_app
 from seedcore.api._http import MAX_INT
+from seedcore.services import services_of
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -165,8 +166,7 @@ def test_serve_only_app_documents_only_its_own_routes(migrated_settings):
         assert "/health" in doc["paths"]
         assert not any(path.startswith("/mfb") for path in doc["paths"])
     finally:
-        for stop in serve_app.extensions.get("seedcore_stop", []):
-            stop()
+        services_of(serve_app).stop()
 
 
 def test_documented_security_matches_what_the_server_demands(migrated_settings):
@@ -184,8 +184,7 @@ def test_documented_security_matches_what_the_server_demands(migrated_settings):
                     open_doors.append(f"{method.upper()} {path} -> {response.status_code}")
         assert not open_doors, f"documented as needing the bearer token but served without it: {open_doors}"
     finally:
-        for stop in secured_app.extensions.get("seedcore_stop", []):
-            stop()
+        services_of(secured_app).stop()
 
 
 # -- the document's bounds are the server's: schema-valid input is never refused for its range -------------

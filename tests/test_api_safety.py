@@ -7,6 +7,7 @@ import re
 import pytest
 
 from seedcore.api import create_app
+from seedcore.services import services_of
 
 GOOD = {"event_type": "model_promoted", "outcome": "success", "salience": 0.8, "payload": {"auc": 0.9}}
 TOKEN = "s3cret-token"
@@ -47,8 +48,7 @@ def make_client(migrated_settings):
 
     yield make
     for application in apps:
-        for stop in application.extensions.get("seedcore_stop", []):
-            stop()
+        services_of(application).stop()
 
 
 BAD_REQUESTS = [

@@ -21,6 +21,7 @@ from _tuning import (FAST, FINISHED, LONG, all_runs, job_rows, job_status, model
 from seedcore import names
 from seedcore.api import create_app
 from seedcore.tuning.params_check import MAX_DRY_RUNS
+from seedcore.services import services_of
 
 TOKEN = "tuning-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -59,8 +60,7 @@ def token_app(migrated_settings):
     app = create_app(migrated_settings.replace(api_token=TOKEN))
     app.config["TESTING"] = True
     yield app
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 # -- the guide's curls ------------------------------------------------------------------------

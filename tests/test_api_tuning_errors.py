@@ -20,6 +20,7 @@ from seedcore.errors import DataError
 from seedcore.memory.store import IncidentStore
 from seedcore.request_models import TuneRequest
 from seedcore.jobs.runner import JobRunner
+from seedcore.services import services_of
 
 TOKEN = "tuning-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -208,8 +209,7 @@ def guarded(migrated_settings, tmp_path):
     app = create_app(settings)
     app.config["TESTING"] = True
     yield settings, app.test_client(), str(outside)
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def assert_error_body(response, status: int, field: str | None) -> None:
@@ -248,8 +248,7 @@ def test_a_preset_over_the_cap_names_config_type(migrated_settings):
                           400, "custom_tune_config.time_budget_s")
         assert_nothing_happened(migrated_settings)
     finally:
-        for stop in app.extensions.get("seedcore_stop", []):
-            stop()
+        services_of(app).stop()
 
 
 @ON_BOTH_BACKENDS

@@ -23,6 +23,7 @@ import pytest
 from _cluster import ROOT, SCRIPT, free_port, marked_processes
 from _pg import postgres_base_url
 from seedcore.api import create_app
+from seedcore.services import services_of
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -212,8 +213,7 @@ def test_health_echoes_the_instance_id(migrated_settings):
         try:
             assert app.test_client().get("/health").get_json()["instance_id"] == instance_id
         finally:
-            for stop in app.extensions.get("seedcore_stop", []):
-                stop()
+            services_of(app).stop()
 
 
 def test_the_free_port_probe_sees_a_plain_listener():

@@ -16,6 +16,7 @@ from seedcore.api import create_app
 from seedcore.tuning import relay_storage
 from seedcore.tuning.cluster import CLUSTER_TAG_PREFIX, TAG_NODE, alive_nodes
 from seedcore.tuning.sweep import run_sweep
+from seedcore.services import services_of
 
 
 def test_a_trial_larger_than_every_node_is_a_400_naming_the_setting_and_the_largest_node(migrated_settings,
@@ -30,8 +31,7 @@ def test_a_trial_larger_than_every_node_is_a_400_naming_the_setting_and_the_larg
     assert f"has {largest}" in body["error"]
     assert time.monotonic() - started < 10  # at once, not after the time budget
     assert app.test_client().get("/xgboost/tune/jobs").get_json()["total"] == 0  # no job was created
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def test_trials_waiting_for_a_busy_cluster_say_so_then_run(migrated_settings, ray_session):

@@ -26,6 +26,7 @@ from seedcore.db.database import Database
 from seedcore.errors import DataError
 from seedcore.monitoring.evaluate import latest_evaluation
 from seedcore.promotion.registry import Registry
+from seedcore.services import services_of
 
 TUNE = {"space_type": "conservative", "config_type": "conservative", "custom_tune_config": {"num_samples": 1}}
 TRAIN = {"params": {"max_depth": 2, "num_boost_round": 3}}
@@ -142,8 +143,7 @@ def _app(settings):
     try:
         yield app.test_client()
     finally:
-        for stop in app.extensions.get("seedcore_stop", []):
-            stop()
+        services_of(app).stop()
 
 
 def test_the_whole_file_is_read_not_its_first_chunk(migrated_settings):

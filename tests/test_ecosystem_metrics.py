@@ -15,13 +15,14 @@ from _metrics import samples, value
 from _serving import GUIDE_ROW, add_version, free_port, wait_for
 from seedcore.db.tables_jobs import TuningJob
 from seedcore.promotion.registry import Registry
+from seedcore.services import services_of
 
 
 def test_metrics_after_real_traffic(app, client):
-    settings = app.config["SEEDCORE_SETTINGS"]
+    settings = services_of(app).settings
     version, _ = add_version(settings, Registry(settings), seed=7)
     client.post("/xgboost/refresh_model")
-    with app.extensions["seedcore_db"].session() as session:  # finished jobs: the runner leaves them be
+    with services_of(app).database.session() as session:  # finished jobs: the runner leaves them be
         session.add_all([TuningJob(state="succeeded", request={}, trigger="schedule:a1b2", kind="tune"),
                          TuningJob(state="succeeded", request={}, trigger="schedule:c3d4", kind="tune"),
                          TuningJob(state="failed", request={}, trigger="api", kind="train")])

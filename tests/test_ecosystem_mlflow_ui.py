@@ -14,7 +14,8 @@ from seedcore import names
 
 from seedcore.promotion import plots
 from seedcore.promotion.registry import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, Registry, ensure_experiment
-from seedcore.tuning import followups, run_sweep
+from seedcore.promotion import followups
+from seedcore.tuning import run_sweep
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 
 SPACE = {"eta": {"type": "uniform", "lower": 0.05, "upper": 0.3}, "max_depth": 3, "num_boost_round": 6}

@@ -10,7 +10,7 @@ from _serving import add_version
 from seedcore.promotion import plots
 from seedcore.promotion.production import Production
 from seedcore.promotion.registry import Registry
-from seedcore.tuning import followups
+from seedcore.promotion import followups
 from seedcore.tuning.single import train_model
 
 PNG = b"\x89PNG\r\n\x1a\n"

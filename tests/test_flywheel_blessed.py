@@ -12,6 +12,7 @@ import xgboost as xgb
 
 from seedcore import names
 from seedcore.promotion.blessed import BlessedFileError, publish, read_blessed
+from seedcore.services import services_of
 
 
 def _raw(seed: int) -> bytes:
@@ -67,5 +68,4 @@ def test_a_promotion_waiting_on_another_answers_409(migrated_settings):
         assert response.status_code == 409
         assert response.get_json()["error"].startswith("promotion in progress")
     finally:
-        for stop in app.extensions.get("seedcore_stop", []):
-            stop()
+        services_of(app).stop()

@@ -16,6 +16,7 @@ from _flywheel import (add_version, blessed_as_read, failing_replace, holdout_ro
 from _serving import serve_app, stop_app
 from seedcore import names
 from seedcore.promotion.registry import Registry
+from seedcore.services import services_of
 
 
 def promote(client, version: int, force: bool = True):
@@ -97,7 +98,7 @@ def test_a_promotion_records_one_incident_and_swaps_the_served_model(app, client
                                                                           ("model_promoted", "2")]
     assert body["incident_id"] == incidents[-1]["id"] and incidents[-1]["payload"]["trigger"] == "api"
     # the flywheel told serving: this process serves version 2 at once, without waiting for a poll
-    assert app.extensions["seedcore_model"].model.version == 2
+    assert services_of(app).model.model.version == 2
     metadata, served = blessed_as_read(migrated_settings)
     assert metadata["version"] == 2 and same_predictions(served, boosters[2], rows)
 

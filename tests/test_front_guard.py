@@ -18,6 +18,7 @@ from _serving import GUIDE_ROW, add_version, wait_for
 from seedcore.api._hosts import host_allowed
 from seedcore.config import Settings
 from seedcore.promotion.registry import Registry
+from seedcore.services import services_of
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}  # what `curl -d` (and a page's form) sends
 
@@ -50,14 +51,14 @@ def test_a_rebound_name_cannot_promote_or_read(serve):
     """The tester's attack: no token (the default), a page at attacker.example:<port> whose name now
     resolves to us posts a form to /xgboost/promote. The browser sends Host and Origin both naming it."""
     live, version = serve()
-    other, _ = add_version(live.app.config["SEEDCORE_SETTINGS"], Registry(live.app.config["SEEDCORE_SETTINGS"]),
+    other, _ = add_version(services_of(live.app).settings, Registry(services_of(live.app).settings),
                            seed=3, promote=False)
     attacker = f"attacker.example:{live.port}"
     status, body, _ = live.request("POST", "/xgboost/promote", json.dumps({"version": other, "force": True}),
                                    {**FORM, "Host": attacker, "Origin": f"http://{attacker}"})
     assert status == 403 and body["field"] == "Host", body
     assert "SEEDCORE_ALLOWED_HOSTS" in body["error"]
-    assert int(Registry(live.app.config["SEEDCORE_SETTINGS"]).production_version().version) == version  # unmoved
+    assert int(Registry(services_of(live.app).settings).production_version().version) == version  # unmoved
     for path in ("/health", "/xgboost/model_info", "/xgboost/list_models"):  # reads would leak: refused too
         status, body, _ = live.request("GET", path, headers={"Host": attacker})
         assert (status, body["field"]) == (403, "Host"), (path, body)

@@ -18,6 +18,7 @@ from seedcore.errors import PayloadTooLargeError, ValidationError
 from seedcore.memory.store import IncidentStore, PayloadLimits
 from seedcore.request_models import TuneRequest
 from seedcore.jobs.runner import JobRunner
+from seedcore.services import services_of
 
 
 def nested(levels: int) -> str:
@@ -37,8 +38,7 @@ def sql_app(settings, db_url):  # noqa: F811
     engine = create_engine(normalize_url(db_url))
     yield app, engine
     engine.dispose()
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def _insert_incident(engine, payload_text: str, event_type: str = "poison") -> None:

@@ -18,6 +18,7 @@ from seedcore.db.database import Database
 from seedcore.errors import QueueFullError
 from seedcore.jobs.store import JobStore
 from seedcore.monitoring.schedules import ScheduleBody, ScheduleService
+from seedcore.services import services_of
 
 CAP = 5
 
@@ -26,10 +27,9 @@ CAP = 5
 def capped_app(settings, db, db_url):
     app = create_app(settings.replace(database_url=db_url, max_queued_jobs=CAP))
     app.config["TESTING"] = True
-    app.extensions["seedcore_runner"].stop(timeout=5)  # nobody claims: every accepted job stays queued
+    services_of(app).runner.stop(timeout=5)  # nobody claims: every accepted job stays queued
     yield app
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def _queued(db) -> int:

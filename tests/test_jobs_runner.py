@@ -184,7 +184,7 @@ def test_the_promotion_incident_names_the_job_and_its_trigger(migrated_settings)
     try:
         job = runner.submit(TrainRequest(params={"eta": 0.3, "max_depth": 2, "num_boost_round": 5},
                                          experiment_name="triggered", promote=True),
-                            trigger="schedule:nightly", kind="train")
+                            trigger="schedule:nightly")
         done = runner.wait(job["id"], timeout=300)
         assert done["state"] == "succeeded", done
         assert done["result"]["promotion"]["status"] == "success"

@@ -13,7 +13,7 @@ from seedcore.db.database import VERSION_TABLE, Database, make_engine, current_r
 from seedcore.memory.store import IncidentStore
 from seedcore.db.schema import metadata as schema_metadata
 from seedcore.db.tables_jobs import TuningJob
-from seedcore.memory.tables import FlashbulbIncident
+from seedcore.db.tables_memory import FlashbulbIncident
 
 OUR_TABLES = {"flashbulb_incidents", "tuning_jobs", "seedcore_locks", "prediction_log", "model_evaluations",
               "drift_references", "monitors", "schedules"}

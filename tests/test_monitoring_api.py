@@ -14,6 +14,7 @@ from seedcore.datasets import load_dataset
 from seedcore.db.database import Database
 from seedcore.monitoring.evaluate import EVALUATION_EXPERIMENT, latest_evaluation
 from seedcore.promotion.registry import Registry
+from seedcore.services import services_of
 
 
 @pytest.fixture
@@ -26,8 +27,7 @@ def flywheel(migrated_settings):
     client = app.test_client()
     assert client.post("/xgboost/refresh_model").status_code == 200
     yield settings, client, version
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def _labelled(settings, n=60):
@@ -155,12 +155,11 @@ def test_predict_answers_when_the_log_store_is_down_and_health_says_so(migrated_
     try:
         answer = client.post("/xgboost/predict", json={"features": GUIDE_ROW})
         assert answer.status_code == 200 and len(answer.get_json()["prediction_id"]) == 32
-        assert app.extensions["seedcore_predlog"].flush(30)
+        assert services_of(app).prediction_log.flush(30)
         health = client.get("/health").get_json()
         assert health["status"] == "degraded" and health["prediction_log"]["status"] == "degraded"
         assert health["prediction_log"]["dropped"] == 1
         info = client.get("/xgboost/model_info").get_json()
         assert info["version"] == version and info["metrics"]["source"] == "holdout"
     finally:
-        for stop in app.extensions.get("seedcore_stop", []):
-            stop()
+        services_of(app).stop()

@@ -8,10 +8,11 @@ import numpy as np
 from _serving import add_version
 from seedcore.datasets import load_dataset
 from seedcore.db.database import Database
-from seedcore.monitoring.drift import drift_report, load_reference, reference_bins
+from seedcore.monitoring.drift import drift_report
+from seedcore.promotion.drift_reference import load_reference, reference_bins
 from seedcore.monitoring.live import version_reference
 from seedcore.promotion.registry import Registry
-from seedcore.tuning import followups
+from seedcore.promotion import followups
 
 
 def test_psi_is_small_on_the_same_distribution_and_large_on_a_shift(settings):

@@ -11,9 +11,10 @@ from _serving import add_version
 from _tuning import job_status, mlflow_client, wait_followups, wait_job
 from seedcore.api import create_app
 from seedcore.db.database import Database
-from seedcore.monitoring.drift import load_reference
+from seedcore.promotion.drift_reference import load_reference
 from seedcore.monitoring.scenario import drifted_rows
 from seedcore.promotion.registry import Registry
+from seedcore.services import services_of
 
 RETUNE = {"space_type": "conservative", "config_type": "conservative", "custom_tune_config": {"num_samples": 2},
           "data_source": "feedback", "experiment_name": "flywheel_retune"}
@@ -35,8 +36,7 @@ def flywheel_app(migrated_settings, ray_session):
     client = app.test_client()
     assert client.post("/xgboost/refresh_model").get_json()["model_version"] == first
     yield settings, client, first
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def test_drift_fires_a_monitor_once_and_the_retuned_model_recovers(flywheel_app):

@@ -22,6 +22,7 @@ from seedcore.errors import ValidationError
 from seedcore.monitoring.feedback import live_metrics, record_feedback
 from seedcore.monitoring.predlog import PredictionLogger
 from seedcore.promotion.registry import Registry
+from seedcore.services import services_of
 
 CAP = 100  # the smallest row cap the settings take
 
@@ -139,8 +140,7 @@ def rest(migrated_settings):
     client = app.test_client()
     assert client.post("/xgboost/refresh_model").status_code == 200
     yield migrated_settings, client
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def test_feedback_with_an_id_twice_is_a_400_and_stores_nothing(rest):

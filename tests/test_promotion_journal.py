@@ -99,9 +99,9 @@ def crash_store(migrated_settings):
     v2, _ = add_version(settings, registry, seed=2, depth=3, promote=False)
     database = Database(settings.database_url)
     try:
-        from seedcore.promotion.service import Flywheel
+        from seedcore.promotion.service import PromotionService
 
-        assert Flywheel(settings, database).promote(v1, force=True)["status"] == "success"
+        assert PromotionService(settings, database).promote(v1, force=True)["status"] == "success"
     finally:
         database.dispose()
     return settings, (v1, v2)

@@ -12,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from _reliability import live_server, tiny_settings
+from seedcore.services import services_of
 
 JSON = {"Content-Type": "application/json"}
 CAP = 256 * 1024  # the server's max_request_bytes in this module
@@ -98,7 +99,7 @@ def server(tmp_path_factory, mlflow_template):
 
 def written(server) -> tuple[int, int, int]:
     """How many jobs, incidents and MLflow runs exist."""
-    client = MlflowClient(server.app.config["SEEDCORE_SETTINGS"].tracking_uri)
+    client = MlflowClient(services_of(server.app).settings.tracking_uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     return (server.request("GET", "/xgboost/tune/jobs")[1]["total"],
             server.request("GET", "/mfb/incidents")[1]["total"], len(runs))

@@ -15,6 +15,7 @@ from seedcore.db.database import Database
 from seedcore.errors import SweepFailedError
 from seedcore.request_models import TrainRequest, TuneRequest
 from seedcore.jobs.runner import JobRunner, JobStillRunning
+from seedcore.services import services_of
 
 TINY = {"eta": 0.3, "max_depth": 2, "num_boost_round": 5}
 
@@ -33,8 +34,7 @@ def _app(settings, **changes):
 
 
 def _stop(app) -> None:
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def test_a_claim_that_fails_is_retried_and_reported_and_the_runner_runs_the_next_job(migrated_settings, db):
@@ -49,7 +49,7 @@ def test_a_claim_that_fails_is_retried_and_reported_and_the_runner_runs_the_next
 
         with db.engine.begin() as connection:
             connection.execute(text("ALTER TABLE tuning_jobs_away RENAME TO tuning_jobs"))
-        job = runner.submit(TrainRequest(params=TINY), kind="train")
+        job = runner.submit(TrainRequest(params=TINY))
         finished = runner.wait(job["id"], timeout=120)
         assert finished["state"] == "succeeded" and finished["kind"] == "train"
         assert finished["result"]["model_version"] == 1
@@ -80,7 +80,7 @@ def test_wait_follows_the_row_in_sql_and_has_a_deadline(migrated_settings, db):
 def test_synchronous_waits_beyond_the_cap_are_429_with_retry_after_and_create_nothing(migrated_settings):
     app = _app(migrated_settings, max_sync_waits=1)
     try:
-        runner = app.extensions["seedcore_runner"]
+        runner = services_of(app).runner
         with runner.sync_slot():  # one request already waits
             answer = app.test_client().post("/xgboost/tune", json={**FAST, "experiment_name": "crowded"})
             trained = app.test_client().post("/xgboost/train", json={"params": TINY})
@@ -97,14 +97,14 @@ def test_synchronous_waits_beyond_the_cap_are_429_with_retry_after_and_create_no
 def test_a_synchronous_wait_past_its_time_answers_202_with_the_job_id(migrated_settings):
     app = _app(migrated_settings, sync_wait_timeout_s=0.5)
     try:
-        app.extensions["seedcore_runner"].stop(timeout=5)  # no runner thread: the job stays queued
+        services_of(app).runner.stop(timeout=5)  # no runner thread: the job stays queued
         response = app.test_client().post("/xgboost/tune", json={**FAST, "experiment_name": "slow"})
         assert response.status_code == 202, response.get_data(as_text=True)
         body = response.get_json()
         assert body["state"] == "queued" and body["status_url"].endswith(body["job_id"])
         assert response.headers["Location"] == body["status_url"]
         assert [row["id"] for row in job_rows(migrated_settings)] == [body["job_id"]]
-        with app.extensions["seedcore_runner"].sync_slot():
+        with services_of(app).runner.sync_slot():
             pass  # the slot was given back
     finally:
         _stop(app)

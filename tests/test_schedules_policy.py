@@ -19,6 +19,7 @@ from seedcore.cli import main
 from seedcore.jobs.store import JobStore
 from seedcore.jobs.runner import JobRunner
 from seedcore.monitoring.schedules import ScheduleService
+from seedcore.services import services_of
 
 EVERY_MINUTE = {"name": "every-minute", "cron": "* * * * *", "timezone": "UTC", "tune": TINY_TUNE}
 TOKEN = "s3cret"
@@ -32,15 +33,14 @@ def flywheel(settings, db, db_url):
     settings = settings.replace(database_url=db_url, api_token=TOKEN)
     app = create_app(settings)
     app.config["TESTING"] = True
-    app.extensions["seedcore_runner"].stop(timeout=5)
+    services_of(app).runner.stop(timeout=5)
     runner = JobRunner(settings, db)  # never started: it queues and cancels in SQL
     clock = Clock(utc(2026, 1, 1))  # set by _create
 
     def submit(request, trigger):
         return runner.submit(request, trigger=trigger)
     yield app.test_client(), ScheduleService(settings, db, submit, clock=clock, cancel=runner.cancel), clock
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def _minutes(service: ScheduleService, clock: Clock, n: int) -> list[list[dict]]:

@@ -27,6 +27,7 @@ import json, sys
 from seedcore.api import create_app
 from seedcore.config import Settings
 from seedcore.datasets import read_table, resolve_data_path
+from seedcore.services import services_of
 
 def kb(key):
     with open("/proc/self/status") as status:
@@ -46,8 +47,7 @@ client = app.test_client()
 warm = client.post("/xgboost/batch_predict", json={"data_source": sys.argv[2]})  # every code path once
 assert warm.status_code == 200, warm.get_json()
 response, growth = measure(lambda: client.post("/xgboost/batch_predict", json={"data_source": sys.argv[1]}))
-for stop in app.extensions["seedcore_stop"]:
-    stop()
+services_of(app).stop()
 # the reference, measured the same way: the same file read whole
 _, whole = measure(lambda: read_table(resolve_data_path(settings.data_dir, sys.argv[1])))
 print(json.dumps({"status": response.status_code, "body": response.get_json(), "growth": growth, "whole": whole}))

@@ -33,6 +33,7 @@ from seedcore.errors import DatabaseUnavailableError, RegistryUnavailableError
 from seedcore.memory.store import IncidentStore
 from seedcore.server.process import start_mlflow_ui, stop_process
 from seedcore.runtime.store_health import PROBE_TTL_S, check_database, probe_mlflow_write, require_writable
+from seedcore.services import services_of
 
 INCIDENT = {"event_type": "store_check", "outcome": "success", "salience": 0.5}
 SUBMIT = {"space_type": "conservative", "custom_tune_config": {"num_samples": 1}}
@@ -139,7 +140,7 @@ def set_read_only(url: str, on: bool) -> None:
 def test_a_read_only_postgresql_database_answers_503_and_reads_go_on(app, client, migrated_settings):
     url = migrated_settings.database_url
     assert client.post("/mfb/incidents", json=INCIDENT).status_code == 201
-    db = app.extensions["seedcore_db"]
+    db = services_of(app).database
     set_read_only(url, True)
     try:
         assert "read-only" in check_database(db, 10)  # the write probe sees it; SELECT 1 alone would not

@@ -18,12 +18,13 @@ from seedcore.promotion import plots
 from seedcore.db.database import Database
 from seedcore.db.tables_flywheel import DriftReference
 from seedcore.jobs.store import JOB_SUCCEEDED, JobStore
-from seedcore.monitoring.drift import load_reference
+from seedcore.promotion.drift_reference import load_reference
 from seedcore.process_identity import ProcessIdentity
 from seedcore.promotion.registry import Registry
 from seedcore.request_models import TrainRequest, TuneRequest
-from seedcore.jobs.runner import KIND_TRAIN, KIND_TUNE, JobRunner
-from seedcore.tuning import followups
+from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE
+from seedcore.jobs.runner import JobRunner
+from seedcore.promotion import followups
 from seedcore.tuning.single import train_model
 from seedcore.tuning.sweep import run_sweep
 

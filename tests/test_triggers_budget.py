@@ -23,6 +23,7 @@ from seedcore.monitoring.monitors import MonitorBody, MonitorService
 from seedcore.monitoring.predlog import PredictionLogger
 from seedcore.promotion.registry import Registry
 from seedcore.monitoring.schedules import ScheduleBody, ScheduleService
+from seedcore.services import services_of
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -48,19 +49,18 @@ def served(settings, db, db_url):
     version, _ = add_version(settings, Registry(settings), rounds=10)
     app = create_app(settings)
     app.config["TESTING"] = True
-    app.extensions["seedcore_runner"].stop(timeout=5)
+    services_of(app).runner.stop(timeout=5)
     client = app.test_client()
     assert client.post("/xgboost/refresh_model", headers=AUTH).get_json()["model_version"] == version
     yield settings, app, client
-    for stop in app.extensions.get("seedcore_stop", []):
-        stop()
+    services_of(app).stop()
 
 
 def test_drifting_anonymous_traffic_fires_a_monitor_at_most_its_budget(served, db, caplog):
     settings, app, client = served
     predicted = client.post("/xgboost/predict", json={"instances": _shifted(settings)})  # no token
     assert predicted.status_code == 200, predicted.get_json()
-    assert app.extensions["seedcore_predlog"].flush(20)
+    assert services_of(app).prediction_log.flush(20)
     created = client.post("/xgboost/monitors", json={**DRIFT, "max_sweeps_per_day": 1}, headers=AUTH)
     assert created.status_code == 201, created.get_json()
     monitor = created.get_json()

@@ -15,6 +15,8 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from seedcore.names import MAX_REQUEST_ROWS
+from seedcore.errors import ValidationError, invalid
+from seedcore.names import BLESSED_DIRNAME
 
 ENV_PREFIX = "SEEDCORE_"
 
@@ -193,8 +195,6 @@ class Settings(BaseSettings):
 
     @property
     def blessed_dir(self) -> Path:
-        from seedcore.names import BLESSED_DIRNAME
-
         return self.models_dir / BLESSED_DIRNAME
 
     @property
@@ -249,16 +249,13 @@ class Settings(BaseSettings):
 
 
 def _build(cls, values: dict, source: str) -> Settings:
-    from seedcore.errors import ValidationError
-
     try:
         return cls(**values)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else "settings"
+        name = invalid(exc, default="settings").field
         given = values.get(name)
         what = f"{ENV_PREFIX}{name.upper()}={given!r}" if source == "environment" else f"{name}={given!r}"
-        raise ValidationError(f"{what}: {first['msg']}", field=name) from None
+        raise ValidationError(f"{what}: {exc.errors(include_url=False)[0]['msg']}", field=name) from None
 
 
 __all__ = ["ENV_PREFIX", "Settings"]

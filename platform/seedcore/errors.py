@@ -23,6 +23,14 @@ class ValidationError(SeedcoreError):
     status_code = 400
 
 
+def invalid(exc, under: str | None = None, default: str = "body") -> ValidationError:
+    """Our 400 for a pydantic ValidationError `exc`: its first problem, naming the field at fault (`a.b.0`,
+    under `under` when the validated data sits there in the request)."""
+    first = exc.errors(include_url=False)[0]
+    field = ".".join(part for part in (under, ".".join(str(p) for p in first["loc"])) if part) or default
+    return ValidationError(f"{field}: {first['msg']}", field=field)
+
+
 class DataError(ValidationError):
     """The dataset cannot be used (missing column, one class, outside the data dir, empty)."""
 

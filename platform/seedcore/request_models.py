@@ -11,10 +11,9 @@ import unicodedata
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
-from seedcore.errors import ValidationError
+from seedcore.vocabulary import WarmStartMode, values
 
 PRESETS = ("conservative", "default", "aggressive")
 Preset = Literal["conservative", "default", "aggressive"]
@@ -56,13 +55,6 @@ ExperimentName = Annotated[str, Field(min_length=1, max_length=EXPERIMENT_NAME_M
                                       description="MLflow experiment name (no control characters, no '..' "
                                                   "segment)", json_schema_extra={"pattern": EXPERIMENT_NAME_PATTERN}),
                            AfterValidator(_experiment_name)]
-
-
-def invalid_request(exc: pydantic.ValidationError) -> ValidationError:
-    """Our 400 for a request model's validation error, naming the first field at fault (`a.b.0`)."""
-    first = exc.errors(include_url=False)[0]
-    field = ".".join(str(part) for part in first["loc"]) or "body"
-    return ValidationError(f"{field}: {first['msg']}", field=field)
 
 
 class StrictBody(BaseModel):
@@ -156,7 +148,7 @@ class TuneRequest(DataFields):
     force: bool = Field(default=False, description="promote even if the champion is better")
     refit: bool = Field(default=True, description="retrain the winner on training + validation rows with the "
                                                   "rounds it earned, then score and register that model")
-    warm_start: Literal["none", "production", "history"] = Field(
+    warm_start: Literal[values(WarmStartMode)] = Field(
         default="none", description="start the search from the production version's hyperparameters, or from "
                                     "past sweeps on the same data (history)")
     objectives: list[Objective] | None = Field(

@@ -1,9 +1,15 @@
 """The vocabularies the parts share, one enum each: the words stored in SQL, sent over REST and written to
-MLflow. Each is a `StrEnum`, so a member is its string (`SearchAlgorithm.TPE == "tpe"`) in JSON and SQL."""
+MLflow. Each is a `StrEnum`, so a member is its string (`SearchAlgorithm.TPE == "tpe"`) in JSON and SQL;
+`values(Enum)` gives the strings for a pydantic `Literal[...]` (errors then list the plain words)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+
+def values(vocabulary: type[StrEnum]) -> tuple[str, ...]:
+    """The words of a vocabulary, in declaration order."""
+    return tuple(member.value for member in vocabulary)
 
 
 class SearchAlgorithm(StrEnum):
@@ -12,3 +18,74 @@ class SearchAlgorithm(StrEnum):
     RANDOM = "random"
     TPE = "tpe"
     QMC = "qmc"
+
+
+class WarmStartMode(StrEnum):
+    """What a sweep learns from before its first trial: nothing, the production version, or past sweeps."""
+
+    NONE = "none"
+    PRODUCTION = "production"
+    HISTORY = "history"
+
+
+class JobState(StrEnum):
+    """Where a job is in its life; the last three are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobKind(StrEnum):
+    """What a job does: a sweep, or one training run with fixed parameters."""
+
+    TUNE = "tune"
+    TRAIN = "train"
+
+
+class Trigger(StrEnum):
+    """What started a job: a person at the CLI, an API call, or (with its id after the colon) a schedule or
+    a monitor: `schedule:<id>`, `monitor:<id>`."""
+
+    MANUAL = "manual"
+    API = "api"
+    SCHEDULE = "schedule:"
+    MONITOR = "monitor:"
+
+
+class PromotionStatus(StrEnum):
+    """How a promotion ended: promoted, refused by the champion gate, already in production, failed, or not
+    asked for."""
+
+    SUCCESS = "success"
+    REJECTED = "rejected"
+    UNCHANGED = "unchanged"
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+class MonitorMetric(StrEnum):
+    """What a monitor watches: live AUC or logloss from labelled predictions, input drift (PSI), or the AUC
+    of an evaluation run."""
+
+    LIVE_AUC = "live_auc"
+    LIVE_LOGLOSS = "live_logloss"
+    PSI_MAX = "psi_max"
+    EVALUATION_AUC = "evaluation_auc"
+
+
+class CatchUp(StrEnum):
+    """A schedule that missed its times while the server was down: run once now, or skip to the next."""
+
+    RUN_ONCE = "run_once"
+    SKIP = "skip"
+
+
+class Concurrency(StrEnum):
+    """A schedule due while its last job still runs: do not start, start another, or cancel the last."""
+
+    FORBID = "forbid"
+    ALLOW = "allow"
+    REPLACE = "replace"

@@ -14,8 +14,8 @@ How to add an endpoint (the route, its models and its OpenAPI entry are declared
 
    Reads: `@bp.get(..., responses={200: Model})`, no `security`. Anything that changes state declares
    `security=BEARER`: the guard enforces the token exactly where the document says so.
-4. Register it in `create_app` below: `app.register_api(area.bp)` (plus `area.init_app(app)` if it
-   needs services).
+4. Register it in `create_app` below: `app.register_api(area.bp)`. A view reaches the process's services
+   (settings, database, runner, promotion, served model, ...) through `current_services()`.
 Free of charge for every route (`api/_guard.py`): a bad body, query or path value is a 400 naming the
 field in `{"status": "error", "error", "field"}`; JSON only (415); depth, NUL and surrogate checks;
 cross-origin browser writes are 403. Views stay thin: parse (done), call one service, answer.
@@ -36,6 +36,7 @@ from seedcore.api._http import SECURITY_SCHEMES, ErrorBody, validation_error_res
 from seedcore.config import Settings
 from seedcore.errors import RegistryUnavailableError, SeedcoreError
 from seedcore.runtime.store_health import first_line
+from seedcore.services import EXTENSION, Services
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,11 @@ DESCRIPTION = ("XGBoost sweeps on Ray Tune, MLflow registry promotion, serving a
                "string or key (body, query, path) and an integer beyond 64 bits in a body are refused (400).")
 
 
-def create_app(settings: Settings | None = None, *, role: str = "all") -> OpenAPI:
-    """Build the app. `role="all"` runs tuning jobs too; `role="serve"` answers predictions only."""
-    from seedcore.api import _guard, health, metrics, openapi
+def create_app(settings: Settings | None = None, *, role: str = "all", loops: bool = True) -> OpenAPI:
+    """Build the app over the process's services (seedcore.services), started here and stopped by
+    `services_of(app).stop()`. `role="all"` runs tuning jobs too; `role="serve"` answers predictions only.
+    `loops=False` leaves the monitors' and schedules' background beat off."""
+    from seedcore.api import _guard, health, metrics, mfb, monitoring, openapi, schedules, serving, xgboost
     from seedcore.api.health import package_version
 
     settings = settings or Settings.from_env()
@@ -54,7 +57,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> OpenAP
     app = OpenAPI(__name__, info=Info(title="SeedCore Flywheel", version=package_version(), description=DESCRIPTION),
                   security_schemes=SECURITY_SCHEMES, validation_error_status=400, validation_error_model=ErrorBody,
                   validation_error_callback=validation_error_response, doc_ui=False)
-    app.config["SEEDCORE_SETTINGS"] = settings
+    app.extensions[EXTENSION] = Services.start(settings, role, loops=loops)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
     _register_error_handlers(app)
@@ -63,23 +66,10 @@ def create_app(settings: Settings | None = None, *, role: str = "all") -> OpenAP
 
     app.register_api(health.bp)
     openapi.init_app(app)
-    from seedcore.api import monitoring as flywheel_api, schedules, serving
-    from seedcore.monitoring import start_flywheel_loops
-
-    serving.init_app(app)
     app.register_api(serving.bp)
-    flywheel_api.init_predlog(app)
     if role == "all":
-        from seedcore.api import mfb, xgboost
-
-        mfb.init_app(app)
-        app.register_api(mfb.bp)
-        xgboost.init_app(app)
-        app.register_api(xgboost.bp)
-        flywheel_api.init_app(app)
-        app.register_api(flywheel_api.bp)
-        app.register_api(schedules.bp)
-        app.extensions.setdefault("seedcore_stop", []).insert(0, start_flywheel_loops(app))
+        for area in (mfb, xgboost, monitoring, schedules):
+            app.register_api(area.bp)
     return app
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import threading
 from urllib.parse import urlsplit
 
 from flask import Flask, Request, current_app, g, request
@@ -36,13 +35,13 @@ from seedcore.config import Settings
 from seedcore.errors import (AuthenticationError, HeavyRequestsBusyError, PayloadTooLargeError,
                              PermissionDeniedError, UnsupportedMediaTypeError, ValidationError)
 from seedcore.runtime.store_health import require_writable
+from seedcore.services import current_services
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # `application/x-www-form-urlencoded` is what `curl -d` sends without `-H`; the guide's curls rely on
 # it and the body is still parsed as JSON. Browsers sending it cross-site are refused by the origin check.
 JSON_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded"})
 _INT64 = 2**63
-_HEAVY = "seedcore_heavy"  # app.extensions: the semaphore of heavy-request slots
 
 
 class JsonRequest(Request):
@@ -52,7 +51,7 @@ class JsonRequest(Request):
         """The body as a dict ({} when empty); every problem is a 400 naming `body` or the field at fault."""
         cached = getattr(self, "_seedcore_json", None)
         if cached is None:
-            cached = self._seedcore_json = _decode(self._body(), current_app.config["SEEDCORE_SETTINGS"].max_json_depth)
+            cached = self._seedcore_json = _decode(self._body(), current_services().settings.max_json_depth)
         return cached
 
     def _body(self) -> bytes:
@@ -61,14 +60,13 @@ class JsonRequest(Request):
         limit = self.max_content_length
         if self.content_length is None and limit is not None and len(raw) >= limit \
                 and self.environ["wsgi.input"].read(1):
-            raise too_large(limit, body_cap(current_app.config["SEEDCORE_SETTINGS"], self.endpoint)[1])
+            raise too_large(limit, body_cap(current_services().settings, self.endpoint)[1])
         return raw
 
 
 def init_app(app: Flask) -> None:
     """Use the checked JSON request class and run the guard before every view."""
     app.request_class = JsonRequest
-    app.extensions[_HEAVY] = threading.BoundedSemaphore(app.config["SEEDCORE_SETTINGS"].max_heavy_requests)
     app.before_request(guard)
     app.teardown_request(_release_heavy_slot)
 
@@ -85,7 +83,7 @@ def guard():
     if _has_body():
         _check_size()
     if not _take_heavy_slot():
-        cap = current_app.config["SEEDCORE_SETTINGS"].max_heavy_requests
+        cap = current_services().settings.max_heavy_requests
         raise HeavyRequestsBusyError(f"{cap} large request(s) are being answered already "
                                      f"(SEEDCORE_MAX_HEAVY_REQUESTS); try again in {HeavyRequestsBusyError.retry_after_s} s")
     if _has_body():
@@ -102,7 +100,7 @@ def _check_stores() -> None:
     needs is lost or read-only: `_http.STORELESS_WRITES` need none, `DATABASE_ONLY_WRITES` our database."""
     if request.url_rule is None or request.endpoint in STORELESS_WRITES:
         return
-    require_writable(current_app.config["SEEDCORE_SETTINGS"], current_app.extensions.get("seedcore_db"),
+    require_writable(current_services().settings, current_services().database,
                      mlflow=request.endpoint not in DATABASE_ONLY_WRITES)
 
 
@@ -133,7 +131,7 @@ def _check_token() -> None:
     """Demand `Authorization: Bearer <token>` (401 none, 403 wrong) where a token applies: SEEDCORE_API_TOKEN
     on routes declared secure; on the prediction endpoints, SEEDCORE_PREDICT_TOKEN (or the API token) once
     it is set."""
-    settings = current_app.config["SEEDCORE_SETTINGS"]
+    settings = current_services().settings
     if request.endpoint in PREDICTION_ENDPOINTS and settings.predict_token:
         tokens = [settings.predict_token, *([settings.api_token] if settings.api_token else [])]
     elif settings.api_token and _declared_secure():
@@ -155,7 +153,7 @@ def _check_host() -> None:
     host = request.environ.get("HTTP_HOST")
     if host is None:  # HTTP/1.0 without one: no name was used, nothing to rebind
         return
-    settings = current_app.config["SEEDCORE_SETTINGS"]
+    settings = current_services().settings
     if not host_allowed(host, settings, request.environ.get("SERVER_PORT", ""), request.scheme):
         raise PermissionDeniedError(f"Host {_printable(host[:200])!r} is not one this server answers to; "
                                     "SEEDCORE_ALLOWED_HOSTS names the hosts it accepts", field="Host")
@@ -171,7 +169,7 @@ def body_cap(settings: Settings, endpoint: str | None) -> tuple[int, str]:
 
 def _check_size() -> None:
     """413 from the Content-Length alone, before a byte is read; a chunked body is cut at the same cap."""
-    limit, variable = body_cap(current_app.config["SEEDCORE_SETTINGS"], request.endpoint)
+    limit, variable = body_cap(current_services().settings, request.endpoint)
     request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit, variable)
@@ -179,7 +177,7 @@ def _check_size() -> None:
 
 def _check_rows(body: dict) -> None:
     """413 naming the field when a row list (instances, prediction_ids, labels) is longer than the cap."""
-    cap = current_app.config["SEEDCORE_SETTINGS"].max_predict_rows
+    cap = current_services().settings.max_predict_rows
     for field in ROW_FIELDS:
         rows = body.get(field)
         if isinstance(rows, list) and len(rows) > cap:
@@ -193,7 +191,7 @@ def _take_heavy_slot() -> bool:
     if endpoint not in ALWAYS_HEAVY and (endpoint not in PREDICTION_ENDPOINTS
                                          or (request.content_length or 0) <= LIGHT_BODY_BYTES):
         return True
-    if not current_app.extensions[_HEAVY].acquire(blocking=False):
+    if not current_services().heavy_slots.acquire(blocking=False):
         return False
     g.seedcore_heavy = True
     return True
@@ -201,7 +199,7 @@ def _take_heavy_slot() -> bool:
 
 def _release_heavy_slot(exc=None) -> None:  # noqa: ARG001
     if g.pop("seedcore_heavy", False):
-        current_app.extensions[_HEAVY].release()
+        current_services().heavy_slots.release()
 
 
 def _check_content_type() -> None:

@@ -10,7 +10,7 @@ from flask import Response, jsonify, make_response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
-from seedcore.request_models import invalid_request
+from seedcore.errors import invalid
 
 BEARER_SCHEME = "bearerAuth"
 SECURITY_SCHEMES = {BEARER_SCHEME: {
@@ -101,5 +101,5 @@ def respond(model: type[BaseModel], data: Any, status: int = 200) -> tuple[Respo
 
 def validation_error_response(exc: pydantic.ValidationError) -> Response:
     """The library's validation-error callback: a 400 in our error shape naming the first field at fault."""
-    error = invalid_request(exc)
+    error = invalid(exc)
     return make_response(jsonify(error.to_dict()), error.status_code)

@@ -7,7 +7,7 @@ from importlib import metadata
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import current_app, jsonify
+from flask import jsonify
 from pydantic import BaseModel, Field
 
 from seedcore.api._http import api_blueprint
@@ -15,6 +15,7 @@ from seedcore.errors import SeedcoreError
 from seedcore.runtime.store_health import check_database, check_mlflow
 from seedcore.serving.model import UNAVAILABLE
 from seedcore.tuning.cluster import dashboard_url
+from seedcore.services import current_services
 
 bp = api_blueprint("health", __name__)
 
@@ -82,10 +83,10 @@ def mask_password(uri: str) -> str:
 def database_health() -> DatabaseHealth:
     """The file, `SELECT 1` and a write probe through the SQL layer the app opened, if it opened one, within
     the check timeout."""
-    db = current_app.extensions.get("seedcore_db")
+    db = current_services().database
     if db is None:
         return DatabaseHealth(status="not_configured")
-    error = check_database(db, current_app.config["SEEDCORE_SETTINGS"].store_check_timeout_s)
+    error = check_database(db, current_services().settings.store_check_timeout_s)
     return DatabaseHealth(status="error" if error else "ok", dialect=db.dialect, error=error)
 
 
@@ -99,7 +100,7 @@ def mlflow_health(settings) -> MlflowHealth:
 
 def model_health() -> Any:
     """The model holder's own status report (`no_model_loaded` is a state, not a failure)."""
-    holder = current_app.extensions.get("seedcore_model")
+    holder = current_services().model
     if holder is None:
         return None
     try:
@@ -116,15 +117,15 @@ def _model_failing(model: Any) -> bool:
 
 def runner_health() -> dict | None:
     """The job runner's own report, if this process runs jobs."""
-    runner = current_app.extensions.get("seedcore_runner")
+    runner = current_services().runner
     return None if runner is None else runner.status()
 
 @bp.get("/health", summary="Liveness and readiness: model, database, MLflow, version", responses={200: Health})
 def health():
     """200 with the state of each part; `degraded` when the database or the model registry is failing."""
-    settings = current_app.config["SEEDCORE_SETTINGS"]
+    settings = current_services().settings
     database, model, mlflow = database_health(), model_health(), mlflow_health(settings)
-    predlog = current_app.extensions.get("seedcore_predlog")
+    predlog = current_services().prediction_log
     log_status = predlog.status() if predlog is not None else None
     log_failing = log_status is not None and log_status["status"] == "degraded"
     report = Health(

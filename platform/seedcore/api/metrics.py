@@ -20,6 +20,10 @@ from prometheus_client.core import GaugeMetricFamily
 from seedcore.api._http import api_blueprint
 from seedcore.runtime.counters import LATENCY, REQUESTS
 from seedcore.runtime.observability import MULTIPROC_ENV
+from seedcore.services import services_of
+from seedcore.db.tables_jobs import TuningJob
+from seedcore.monitoring.feedback import live_metrics
+from seedcore.monitoring.live import version_drift
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +89,14 @@ class _StateNow:
                                        labels=["model_name"])
             served.add_metric([model.name], float(model.version))
             yield served
-        db = self.app.extensions.get("seedcore_db")
+        db = services_of(self.app).database
         if db is not None:
             yield from _guarded("jobs", lambda: [_jobs(db)])
             if model is not None:
-                yield from _guarded("live metrics", lambda: _live(db, self.app.config["SEEDCORE_SETTINGS"], model))
+                yield from _guarded("live metrics", lambda: _live(db, services_of(self.app).settings, model))
 
     def _served_model(self):
-        holder = self.app.extensions.get("seedcore_model")
+        holder = services_of(self.app).model
         return None if holder is None else holder.model
 
 
@@ -107,7 +111,6 @@ def _guarded(what: str, families):
 def _jobs(db) -> GaugeMetricFamily:
     from sqlalchemy import func, select
 
-    from seedcore.db.tables_jobs import TuningJob
 
     family = GaugeMetricFamily("seedcore_jobs", "Jobs in our database, by state, trigger kind and job kind",
                                labels=["state", "trigger", "kind"])
@@ -125,8 +128,6 @@ def _jobs(db) -> GaugeMetricFamily:
 
 def _live(db, settings, model) -> list[GaugeMetricFamily]:
     """The served version's live AUC (over labelled predictions) and its worst feature drift (PSI)."""
-    from seedcore.monitoring.feedback import live_metrics
-    from seedcore.monitoring.live import version_drift
 
     labels, values = ["model_version"], [str(model.version)]
     live = live_metrics(db, settings.model_name, model.version, rows=settings.live_window_rows)

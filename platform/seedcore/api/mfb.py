@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app
-
 from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, respond
 from seedcore.api.schemas_mfb import (IncidentCreate, IncidentPage, IncidentPath, IncidentQuery, IncidentResponse,
                                       IncidentStats)
-from seedcore.db.database import Database
-from seedcore.memory.store import IncidentStore, PayloadLimits
+from seedcore.memory.store import IncidentStore
+from seedcore.services import current_services
 
 bp = api_blueprint("mfb", __name__, url_prefix="/mfb")
 
-DB_EXTENSION = "seedcore_db"
-STORE_EXTENSION = "seedcore_incidents"
-STOP_EXTENSION = "seedcore_stop"
-
-
-def init_app(app: Flask) -> None:
-    """Open the SQL database (refusing an old schema) and put it and the incident store in `app.extensions`."""
-    db = app.extensions.get(DB_EXTENSION)
-    if db is None:
-        db = open_database(app.config["SEEDCORE_SETTINGS"].database_url)
-        app.extensions[DB_EXTENSION] = db
-        app.extensions.setdefault(STOP_EXTENSION, []).append(db.dispose)
-    app.extensions[STORE_EXTENSION] = IncidentStore(db, limits=PayloadLimits.of(app.config["SEEDCORE_SETTINGS"]))
-
-
-def open_database(url: str) -> Database:
-    """A Database at the code's schema revision; SchemaOutdatedError (naming `seedcore db upgrade`) if not."""
-    db = Database(url)
-    try:
-        db.check_schema()
-    except BaseException:
-        db.dispose()
-        raise
-    return db
-
-
 def _store() -> IncidentStore:
-    return current_app.extensions[STORE_EXTENSION]
+    return current_services().incidents
 
 
 @bp.get("/incidents", summary="List flashbulb incidents, newest first, filtered and paginated",

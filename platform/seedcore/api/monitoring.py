@@ -3,70 +3,34 @@ every process keeps for `/xgboost/predict`."""
 
 from __future__ import annotations
 
-from flask import Flask, current_app
 
 from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, respond
-from seedcore.runtime.counters import count_predictions
+from seedcore.api._served import request_matrix
 from seedcore.api.schemas_monitoring import (Deleted, EvaluateRequest, EvaluationResponse, FeedbackRequest,
                                              FeedbackResponse, MonitorBody, MonitorCheck, MonitorList,
                                              MonitorPatch, MonitorPath, MonitorResponse)
 from seedcore.db.database import Database
 from seedcore.errors import ValidationError
-from seedcore.monitoring.predlog import PredictionLogger
+from seedcore.services import current_services
+from seedcore.monitoring.evaluate import evaluate_version
+from seedcore.monitoring.feedback import record_feedback
+from seedcore.api.schemas_serving import PredictRequest
+from seedcore.monitoring.feedback import MAX_FEEDBACK_ROWS, check_labels, record_scored
 
 bp = api_blueprint("monitoring", __name__, url_prefix="/xgboost")
-PREDLOG = "seedcore_predlog"
-MONITORS = "seedcore_monitors"
-
-
-def init_predlog(app: Flask) -> None:
-    """The process's prediction log (every role): it writes through the app's database or its own."""
-    settings = app.config["SEEDCORE_SETTINGS"]
-    logger = PredictionLogger(settings, lambda: app.extensions.get("seedcore_db") or Database(settings.database_url))
-    app.extensions[PREDLOG] = logger
-    app.extensions.setdefault("seedcore_stop", []).append(logger.stop)
-
-
-def init_app(app: Flask) -> None:
-    """Monitor and schedule services over the app's database, submitting to its job runner (role "all")."""
-    from seedcore.monitoring.loops import flywheel_services
-
-    schedules, monitors = flywheel_services(app)
-    app.extensions[MONITORS], app.extensions["seedcore_schedules"] = monitors, schedules
-
-
-def predlog() -> PredictionLogger:
-    return current_app.extensions[PREDLOG]
-
-
-def log_predictions(model, x, predictions: list[float]) -> list[str]:
-    """Ids for a predict answer's rows; the rows are logged in the background (never fails predict)."""
-    count_predictions(model.version, len(predictions))
-    return predlog().log(model.name, model.version, x.tolist(), predictions)
-
-
-def served_info(info: dict) -> dict:
-    """model_info with live metrics and drift from the prediction log (holdout figures if it is down)."""
-    from seedcore.monitoring.live import enrich_model_info
-
-    settings = current_app.config["SEEDCORE_SETTINGS"]
-    return enrich_model_info(info, predlog().database(), settings)
-
-
 def _monitors():
-    return current_app.extensions[MONITORS]
+    return current_services().monitors
 
 
 def _db() -> Database:
-    return current_app.extensions["seedcore_db"]
+    return current_services().database
 
 
 @bp.post("/evaluate", summary="Score a model version on labelled data (stored, and logged to MLflow)",
          responses={200: EvaluationResponse, **NOT_FOUND, **WRITE_ERRORS}, security=BEARER)
 def evaluate(body: EvaluateRequest):
-    from seedcore.monitoring.evaluate import evaluate_version
 
-    result = evaluate_version(current_app.config["SEEDCORE_SETTINGS"], _db(), body.data_source, body.label_column,
+    result = evaluate_version(current_services().settings, _db(), body.data_source, body.label_column,
                               body.feature_columns, body.version)
     return respond(EvaluationResponse, {"status": "success", **result})
 
@@ -74,30 +38,26 @@ def evaluate(body: EvaluateRequest):
 @bp.post("/feedback", summary="Outcomes for earlier predictions: prediction_ids + labels, or instances + labels",
          responses={200: FeedbackResponse, **WRITE_ERRORS}, security=BEARER)
 def feedback(body: FeedbackRequest):
-    from seedcore.monitoring.feedback import record_feedback
 
-    settings = current_app.config["SEEDCORE_SETTINGS"]
+    settings = current_services().settings
     if (body.prediction_ids is None) == (body.instances is None):
         raise ValidationError("give either prediction_ids or instances, with labels", field="prediction_ids")
     if body.instances is not None:
         return respond(FeedbackResponse, {"status": "success", **_scored_feedback(body)})
-    predlog().flush(timeout=2.0)  # ids answered a moment ago may still be queued in this process
+    current_services().prediction_log.flush(timeout=2.0)  # ids answered a moment ago may still be queued in this process
     return respond(FeedbackResponse, {"status": "success", **record_feedback(_db(), settings, body.prediction_ids,
                                                                             body.labels)})
 
 
 def _scored_feedback(body: FeedbackRequest) -> dict:
     """Rows scored elsewhere: score them with the production model and store them with their labels."""
-    from seedcore.api.schemas_serving import PredictRequest
-    from seedcore.api.serving import model_holder, request_matrix
-    from seedcore.monitoring.feedback import MAX_FEEDBACK_ROWS, check_labels, record_scored
 
     if not isinstance(body.instances, list) or not body.instances:  # e.g. `false`, before counting its rows
         raise ValidationError("must be a non-empty list of rows", field="instances")
     if len(body.instances) > MAX_FEEDBACK_ROWS:
         raise ValidationError(f"at most {MAX_FEEDBACK_ROWS} per request", field="instances")
     check_labels(body.labels, len(body.instances), "instances")
-    model = model_holder().require()
+    model = current_services().model.require()
     x, _ = request_matrix(PredictRequest(instances=body.instances), model)
     ids = record_scored(_db(), model.name, model.version, x, model.predict(x).tolist(), body.labels)
     return {"accepted": len(ids), "rejected": 0, "model_version": model.version,

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from flask import current_app
 
 from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, respond
 from seedcore.api.schemas_monitoring import (Deleted, ScheduleBody, ScheduleList, SchedulePatch, SchedulePath,
                                              ScheduleResponse)
 from seedcore.monitoring.schedules import ScheduleService
+from seedcore.services import current_services
 
 bp = api_blueprint("schedules", __name__, url_prefix="/xgboost")
 
 
 def _schedules() -> ScheduleService:
-    return current_app.extensions["seedcore_schedules"]
+    return current_services().schedules
 
 
 @bp.post("/schedules", summary="Create a cron schedule (cron, time zone and sweep validated now)",

@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from seedcore.api._http import MAX_INT
 from seedcore.errors import ValidationError
 from seedcore.memory.store import DEFAULT_LIMIT, MAX_LIMIT, parse_time
-from seedcore.memory.tables import SALIENCE_RANGE, TEXT_LIMITS
+from seedcore.db.tables_memory import SALIENCE_RANGE, TEXT_LIMITS
 from seedcore.request_models import NOT_BLANK
 
 # Epoch seconds a datetime can hold (years 1 to 9999); beyond them the value is refused.

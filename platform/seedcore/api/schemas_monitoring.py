@@ -12,6 +12,7 @@ from seedcore.monitoring.feedback import MAX_FEEDBACK_ROWS, MAX_ID_CHARS
 from seedcore.monitoring.monitors import MonitorBody, MonitorPatch
 from seedcore.request_models import DataFields, StrictBody
 from seedcore.monitoring.schedules import ScheduleBody, SchedulePatch
+from seedcore.db.tables_flywheel import ID_LENGTH
 
 __all__ = ["EvaluateRequest", "EvaluationResponse", "FeedbackRequest", "FeedbackResponse", "MonitorBody",
            "MonitorCheck", "MonitorList", "MonitorPatch", "MonitorPath", "MonitorResponse", "ScheduleBody",
@@ -69,12 +70,12 @@ class FeedbackResponse(BaseModel):
 
 class MonitorPath(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    monitor_id: str = Field(max_length=64)
+    monitor_id: str = Field(max_length=ID_LENGTH)
 
 
 class SchedulePath(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    schedule_id: str = Field(max_length=64)
+    schedule_id: str = Field(max_length=ID_LENGTH)
 
 
 class MonitorResponse(BaseModel):

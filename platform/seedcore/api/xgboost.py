@@ -4,55 +4,27 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, request, url_for
+from flask import request, url_for
 
 from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, _error, api_blueprint, respond
 from seedcore.api.schemas_xgboost import (JobList, JobListQuery, JobPath, JobResponse, PromoteRequest,
                                           PromoteResponse, TrainRequest, TrainResponse, TuneRequest, TuneResponse)
-from seedcore.promotion.service import Flywheel
 from seedcore.names import TRIGGER_HEADER
-from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE, TRIGGER_API, TRIGGER_MANUAL
-from seedcore.errors import SeedcoreError, ValidationError
+from seedcore.db.tables_jobs import TRIGGER_API, TRIGGER_MANUAL
+from seedcore.errors import ValidationError
 from seedcore.jobs.runner import JobRunner, JobStillRunning
+from seedcore.services import current_services
 
 log = logging.getLogger(__name__)
 bp = api_blueprint("xgboost", __name__, url_prefix="/xgboost")
-RUNNER = "seedcore_runner"
-FLYWHEEL = "seedcore_flywheel"
-
-
-def init_app(app: Flask) -> None:
-    """Start the job runner over the app's SQL database (opened by the mfb blueprint)."""
-    settings, db = app.config["SEEDCORE_SETTINGS"], app.extensions["seedcore_db"]
-    app.extensions[FLYWHEEL] = Flywheel(settings, db, on_promoted=lambda _record: _refresh_served_model(app)).install()
-    _settle_promotions(app.extensions[FLYWHEEL])
-    runner = JobRunner(settings, db).start()
-    app.extensions[RUNNER] = runner
-    app.extensions.setdefault("seedcore_stop", []).insert(0, runner.stop)
-
-
-def _settle_promotions(flywheel: Flywheel) -> None:
-    """A promotion a killed process left half-done is settled now, before anything is served or promoted;
-    if the registry is away, the next promotion settles it (logged, never a failed start)."""
-    try:
-        flywheel.recover()
-    except SeedcoreError as exc:
-        log.error("could not settle an interrupted promotion at start-up: %s", exc.message)
-
-
-def _refresh_served_model(app: Flask) -> None:
-    """Swap the served model now; poll_once never raises (a registry hiccup is reported by /health)."""
-    holder = app.extensions.get("seedcore_model")
-    if holder is not None:
-        holder.poll_once()
 
 
 def _runner() -> JobRunner:
-    return current_app.extensions[RUNNER]
+    return current_services().runner
 
 
 def _settings():
-    return current_app.config["SEEDCORE_SETTINGS"]
+    return current_services().settings
 
 
 # A synchronous call holds a request thread: bounded in number (429) and in time (then 202 with the job id).
@@ -67,7 +39,7 @@ QUEUE_FULL = {429: _error("the queue is full (SEEDCORE_MAX_QUEUED_JOBS); `Retry-
                           "SEEDCORE_SYNC_WAIT_TIMEOUT_S)",
          responses={200: TuneResponse, **SYNC_ANSWERS, **WRITE_ERRORS}, security=BEARER)
 def tune(body: TuneRequest):
-    return _run_and_wait(body, KIND_TUNE, TuneResponse)
+    return _run_and_wait(body, TuneResponse)
 
 
 @bp.post("/tune/submit", summary="Queue a sweep; answers 202 with its job id",
@@ -111,15 +83,15 @@ def cancel(path: JobPath):
                            "waited for like /xgboost/tune)",
          responses={200: TrainResponse, **SYNC_ANSWERS, **WRITE_ERRORS}, security=BEARER)
 def train(body: TrainRequest):
-    return _run_and_wait(body, KIND_TRAIN, TrainResponse)
+    return _run_and_wait(body, TrainResponse)
 
 
-def _run_and_wait(body, kind: str, model):
+def _run_and_wait(body, model):
     """Queue the job and wait for it in one of the bounded slots: its result, a 429, or a 202 on time-out."""
     runner = _runner()
     try:
         with runner.sync_slot():
-            job = runner.submit(body, kind=kind)
+            job = runner.submit(body)
             finished = runner.wait(job["id"], timeout=_settings().sync_wait_timeout_s)
     except JobStillRunning as exc:
         return _accepted(exc.job)
@@ -136,7 +108,7 @@ def _accepted(job: dict):
 @bp.post("/promote", summary="Promote a registered version through the champion gate",
          responses={200: PromoteResponse, **WRITE_ERRORS}, security=BEARER)
 def promote(body: PromoteRequest):
-    promotion = current_app.extensions[FLYWHEEL].promote(body.version, force=body.force, trigger="api",
+    promotion = current_services().promotion.promote(body.version, force=body.force, trigger="api",
                                                          allow_schema_change=body.allow_schema_change)
     return respond(PromoteResponse, promotion)
 

@@ -17,7 +17,7 @@ from seedcore.cli.common import CALLER_ERROR, EXIT_CODES, INTERRUPTED, OK, OUR_F
 from seedcore.config import Settings
 from seedcore.errors import SeedcoreError
 from seedcore.runtime.logs import exit_now
-from seedcore.request_models import invalid_request
+from seedcore.errors import invalid
 
 # Modules that add subcommands (`add_commands(sub)`), in the order --help lists them after this module's own.
 COMMAND_MODULES = ("seedcore.cli.jobs", "seedcore.cli.monitors", "seedcore.cli.ray_status")
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return INTERRUPTED
     except (SeedcoreError, pydantic.ValidationError) as exc:
-        error = invalid_request(exc) if isinstance(exc, pydantic.ValidationError) else exc
+        error = invalid(exc) if isinstance(exc, pydantic.ValidationError) else exc
         print(json.dumps(error.to_dict()), file=sys.stderr)
         return CALLER_ERROR if error.status_code < 500 else OUR_FAULT
 

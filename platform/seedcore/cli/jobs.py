@@ -19,6 +19,7 @@ from seedcore.cli.common import (CALLER_ERROR, INTERRUPTED, OK, OUR_FAULT, PROMO
 from seedcore.config import Settings
 from seedcore.db.tables_jobs import FINISHED_STATES, JOB_STATES, KIND_TRAIN, KIND_TUNE, TRIGGER_MANUAL
 from seedcore.request_models import TrainRequest, TuneRequest
+from seedcore.vocabulary import PromotionStatus
 
 # Short names kept from earlier releases of the command.
 ALIASES = {"space_type": ("--space",), "config_type": ("--config",), "data_source": ("--data",),
@@ -151,7 +152,7 @@ def _run_here(settings: Settings, kind: str, request) -> int:
     # `seedcore up`); Ray takes 8265 or the next free port.
     settings = settings.replace(ray_dashboard_port=None)
     runner = JobRunner(settings, Database(settings.database_url))
-    job = runner.submit(request, trigger=TRIGGER_MANUAL, kind=kind, claim=True)  # 400s before anything runs
+    job = runner.submit(request, trigger=TRIGGER_MANUAL, claim=True)  # 400s before anything runs
     started_ray = False
     try:
         try:
@@ -176,7 +177,7 @@ def _run_here(settings: Settings, kind: str, request) -> int:
 
             shutdown_ray()
     print_json(result)
-    return PROMOTION_REJECTED if result["promotion"]["status"] == "rejected" else OK
+    return PROMOTION_REJECTED if result["promotion"]["status"] == PromotionStatus.REJECTED else OK
 
 
 def _start_ray_and_prepare(settings: Settings, request) -> bool:
@@ -234,7 +235,7 @@ def _hand_off(settings: Settings, server: str, request) -> int:
         raise ended_error(job_id, job["state"], job.get("error"))
     result = job["result"]
     print_json(result)
-    return PROMOTION_REJECTED if result["promotion"]["status"] == "rejected" else OK
+    return PROMOTION_REJECTED if result["promotion"]["status"] == PromotionStatus.REJECTED else OK
 
 
 def _remote_job(server: str, job_id: str) -> dict:
@@ -265,14 +266,15 @@ def _follow(read) -> dict:
 
 
 def _promote(settings: Settings, args) -> int:
-    from seedcore.db.database import Database, upgrade
-    from seedcore.promotion.service import Flywheel
+    from seedcore.db.database import upgrade
+    from seedcore.promotion.service import PromotionService
 
     upgrade(settings.database_url)
-    promotion = Flywheel(settings, Database(settings.database_url)).promote(
-        args.version, force=args.force, trigger="manual", allow_schema_change=args.allow_schema_change)
+    with PromotionService.opened(settings) as service:
+        promotion = service.promote(args.version, force=args.force, trigger="manual",
+                                    allow_schema_change=args.allow_schema_change)
     print_json(promotion)
-    return OK if promotion["status"] in ("success", "unchanged") else PROMOTION_REJECTED
+    return OK if promotion["status"] in (PromotionStatus.SUCCESS, PromotionStatus.UNCHANGED) else PROMOTION_REJECTED
 
 
 # -- jobs and models --------------------------------------------------------------------------

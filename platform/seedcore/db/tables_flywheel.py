@@ -10,30 +10,29 @@ from sqlalchemy import JSON, Boolean, CheckConstraint, Float, Index, Integer, St
 from sqlalchemy.orm import Mapped, mapped_column
 
 from seedcore.db.base import Base, UTCDateTime, iso_utc, utcnow
+from seedcore.vocabulary import CatchUp, Concurrency, MonitorMetric, values
 
 # What a monitor watches. AUC-like metrics breach when they fall; the others when they rise.
-METRIC_LIVE_AUC = "live_auc"
-METRIC_LIVE_LOGLOSS = "live_logloss"
-METRIC_PSI_MAX = "psi_max"
-METRIC_EVALUATION_AUC = "evaluation_auc"
-MONITOR_METRICS = (METRIC_LIVE_AUC, METRIC_LIVE_LOGLOSS, METRIC_PSI_MAX, METRIC_EVALUATION_AUC)
+METRIC_LIVE_AUC, METRIC_LIVE_LOGLOSS = MonitorMetric.LIVE_AUC, MonitorMetric.LIVE_LOGLOSS
+METRIC_PSI_MAX, METRIC_EVALUATION_AUC = MonitorMetric.PSI_MAX, MonitorMetric.EVALUATION_AUC
+MONITOR_METRICS = values(MonitorMetric)
 HIGHER_IS_BETTER = (METRIC_LIVE_AUC, METRIC_EVALUATION_AUC)
 
 # What a schedule does with due times it missed while nothing ran.
-CATCH_UP_RUN_ONCE = "run_once"
-CATCH_UP_SKIP = "skip"
-CATCH_UP_POLICIES = (CATCH_UP_RUN_ONCE, CATCH_UP_SKIP)
+CATCH_UP_RUN_ONCE, CATCH_UP_SKIP = CatchUp.RUN_ONCE, CatchUp.SKIP
+CATCH_UP_POLICIES = values(CatchUp)
 
 # What a schedule does at a due time while a job it started is still queued or running (as a Kubernetes
 # CronJob): skip this run, start another beside it, or cancel the old one and start the new one.
-CONCURRENCY_FORBID = "forbid"
-CONCURRENCY_ALLOW = "allow"
-CONCURRENCY_REPLACE = "replace"
-CONCURRENCY_POLICIES = (CONCURRENCY_FORBID, CONCURRENCY_ALLOW, CONCURRENCY_REPLACE)
+CONCURRENCY_FORBID, CONCURRENCY_ALLOW, CONCURRENCY_REPLACE = Concurrency.FORBID, Concurrency.ALLOW, Concurrency.REPLACE
+CONCURRENCY_POLICIES = values(Concurrency)
+
+
+ID_LENGTH = 32  # monitor and schedule ids: uuid4 in hex
 
 
 def new_id() -> str:
-    """A fresh id: 32 hex characters."""
+    """A fresh id: ID_LENGTH hex characters."""
     return uuid.uuid4().hex
 
 
@@ -67,7 +66,7 @@ class ModelEvaluation(Base):
     __tablename__ = "model_evaluations"
     __table_args__ = (Index("ix_model_evaluations_version", "model_name", "model_version", "created_at"),)
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     model_name: Mapped[str] = mapped_column(String(200))
     model_version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -100,7 +99,7 @@ class Monitor(Base):
     __tablename__ = "monitors"
     __table_args__ = (CheckConstraint(_in("metric", MONITOR_METRICS), name="ck_monitors_metric"),)
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     metric: Mapped[str] = mapped_column(String(32))
     threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -139,7 +138,7 @@ class Schedule(Base):
                       CheckConstraint(_in("concurrency_policy", CONCURRENCY_POLICIES),
                                       name="ck_schedules_concurrency_policy"))
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     cron: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64))

@@ -11,27 +11,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from seedcore.db.base import Base, UTCDateTime, iso_utc, utcnow
 from seedcore.db.stored_json import StoredJSON, as_object
+from seedcore.vocabulary import JobKind, JobState, Trigger, values
 
 # Tuning job states. A job moves queued -> running -> one of FINISHED_STATES (or queued -> cancelled).
-JOB_QUEUED = "queued"
-JOB_RUNNING = "running"
-JOB_SUCCEEDED = "succeeded"
-JOB_FAILED = "failed"
-JOB_CANCELLED = "cancelled"
-JOB_STATES = (JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED)
+JOB_QUEUED, JOB_RUNNING, JOB_SUCCEEDED = JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED
+JOB_FAILED, JOB_CANCELLED = JobState.FAILED, JobState.CANCELLED
+JOB_STATES = values(JobState)
 FINISHED_STATES = (JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED)
 ACTIVE_STATES = (JOB_QUEUED, JOB_RUNNING)
 
 # What started a job: a person at the CLI, an API call, a schedule or a monitor (`schedule:<id>`, `monitor:<id>`).
-TRIGGER_MANUAL = "manual"
-TRIGGER_API = "api"
-TRIGGER_SCHEDULE_PREFIX = "schedule:"
-TRIGGER_MONITOR_PREFIX = "monitor:"
+TRIGGER_MANUAL, TRIGGER_API = Trigger.MANUAL, Trigger.API
+TRIGGER_SCHEDULE_PREFIX, TRIGGER_MONITOR_PREFIX = Trigger.SCHEDULE, Trigger.MONITOR
 
 # What a job does: a sweep (`tune`) or one training run with fixed parameters (`train`).
-KIND_TUNE = "tune"
-KIND_TRAIN = "train"
-JOB_KINDS = (KIND_TUNE, KIND_TRAIN)
+KIND_TUNE, KIND_TRAIN = JobKind.TUNE, JobKind.TRAIN
+JOB_KINDS = values(JobKind)
 
 
 def new_job_id() -> str:

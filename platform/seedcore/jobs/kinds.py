@@ -1,71 +1,139 @@
 """What a job does, by kind: a sweep (`tune`) or one training run with fixed parameters (`train`).
 
-The runner owns the queue and the lifecycle; this module owns the work: checking a request before it is
-queued, and running a claimed job under the caps every job shares (cancel, time budget).
+Each kind is one object: its request model, the checks before it is queued, the work once claimed, and
+what flashbulb memory keeps of its end. The runner owns the queue and the lifecycle and names no kind:
+
+    kind = KINDS[job["kind"]]
+    result = kind.execute(JobContext(settings, job, cancel, progress, cancel_requested, held.append, promotion))
+
+Adding a kind is one more `JobKind` in KINDS (and its name in the jobs table's vocabulary).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
+
+from pydantic import BaseModel
 
 from seedcore.config import Settings
 from seedcore.db.stored_json import check_request_json
 from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE
 from seedcore.errors import BudgetError, SweepCancelledError
+from seedcore.memory.incidents import record_sweep_completed, record_sweep_failed
+from seedcore.memory.store import IncidentStore
+from seedcore.promotion.service import PromotionService
 from seedcore.request_models import TrainRequest, TuneRequest
 
-REQUEST_MODELS = {KIND_TUNE: TuneRequest, KIND_TRAIN: TrainRequest}
 CANCEL_CHECK_S = 1.0  # how often a training run asks the database whether someone cancelled it
 
 
-def check(settings: Settings, request: TuneRequest | TrainRequest, kind: str) -> int:
-    """Everything that can be checked before a job is queued (400s); returns the job's trials_total."""
-    check_request_json(settings, request)  # what is stored must be served back by /tune/jobs and /status
-    if kind == KIND_TRAIN:
-        from seedcore.tuning.params_check import check_request_params
+@dataclass(frozen=True)
+class JobContext:
+    """What a claimed job is handed: its row, its cancel switch, where its progress and follow-ups go, and
+    the process's promotion service (which records `job_id` and `trigger` with every promotion)."""
+
+    settings: Settings
+    job: dict
+    cancel: threading.Event
+    progress: Callable[[dict], None]
+    cancel_requested: Callable[[], bool]
+    hold_followups: Callable[[Any], None]
+    promotion: PromotionService
+
+    @property
+    def job_id(self) -> str:
+        return self.job["id"]
+
+    @property
+    def trigger(self) -> str | None:
+        return self.job.get("trigger")
+
+
+class JobKind:
+    """One kind of job. `check` runs before the job is queued (400s) and returns its trials_total."""
+
+    name: str
+    request_model: type[BaseModel]
+
+    def check(self, settings: Settings, request: BaseModel) -> int:
+        raise NotImplementedError
+
+    def execute(self, context: JobContext) -> dict:
+        """Run a claimed job to its result; SweepCancelledError when cancelled, our errors otherwise."""
+        raise NotImplementedError
+
+    def remember(self, incidents: IncidentStore, job: dict, succeeded: bool, cancelled: bool, outcome: Any) -> None:
+        """Write what flashbulb memory keeps of the job's end (nothing by default)."""
+
+    def load_request(self, job: dict) -> BaseModel:
+        """The job's stored request, as this kind's model."""
+        return self.request_model.model_validate(job["request"])
+
+
+class TuneKind(JobKind):
+    """A sweep: planned (data, space, budget) before it is queued; its winner registered and promoted."""
+
+    name, request_model = KIND_TUNE, TuneRequest
+
+    def check(self, settings: Settings, request: TuneRequest) -> int:
+        from seedcore.tuning.plan import plan_sweep  # loaded when first used: Ray Tune and MLflow cost seconds to import
+
+        check_request_json(settings, request)  # what is stored must be served back by /tune/jobs and /status
+        return plan_sweep(settings, request).tune.num_samples  # checks the data and the space too
+
+    def execute(self, context: JobContext) -> dict:
+        from seedcore.tuning.sweep import run_sweep  # loaded when first used: Ray Tune and MLflow cost seconds to import
+
+        return run_sweep(context.settings, self.load_request(context.job), progress=context.progress,
+                         cancel_event=context.cancel, job_id=context.job_id, trigger=context.trigger,
+                         hold_followups=context.hold_followups, promotion=context.promotion)
+
+    def remember(self, incidents: IncidentStore, job: dict, succeeded: bool, cancelled: bool, outcome: Any) -> None:
+        if succeeded:
+            record_sweep_completed(incidents, outcome, job["id"])  # the promotion service recorded the promotion
+        else:
+            record_sweep_failed(incidents, job["experiment_name"], outcome.message, job["id"], cancelled=cancelled)
+
+
+class TrainKind(JobKind):
+    """One training run with fixed parameters, under the sweeps' cancel and time caps."""
+
+    name, request_model = KIND_TRAIN, TrainRequest
+
+    def check(self, settings: Settings, request: TrainRequest) -> int:
+        from seedcore.tuning.params_check import check_request_params  # loaded when first used: Ray Tune and MLflow cost seconds to import
         from seedcore.tuning.single import fixed_params
 
+        check_request_json(settings, request)
         check_request_params(settings, request, fixed_params(request.params), "params")  # the data, dry run
-        trials = 1
-    else:
-        from seedcore.tuning.plan import plan_sweep
+        return 1
 
-        trials = plan_sweep(settings, request).tune.num_samples  # checks the data and the space too
-    return trials
+    def execute(self, context: JobContext) -> dict:
+        from seedcore.tuning.single import train_model  # loaded when first used: Ray Tune and MLflow cost seconds to import
 
-
-def load_request(job: dict) -> TuneRequest | TrainRequest:
-    """The job's stored request, as the model of its kind."""
-    return REQUEST_MODELS[job["kind"]].model_validate(job["request"])
-
-
-def execute(settings: Settings, job: dict, cancel: threading.Event, progress: Callable[[dict], None],
-            cancel_requested: Callable[[], bool], hold_followups: Callable[[Any], None] | None = None) -> dict:
-    """Run a claimed job to its result; SweepCancelledError when cancelled, our errors otherwise. Its
-    follow-ups (seedcore.tuning.followups) go to `hold_followups` when given, else start at once."""
-    request = load_request(job)
-    if job["kind"] == KIND_TRAIN:
-        result = _train(settings, request, cancel, cancel_requested, job["id"], job.get("trigger"), hold_followups)
-        progress({"trials_done": 1, "trials_total": 1, "best_auc": result["validation"]["auc"]})
+        request = self.load_request(context.job)
+        limit = _TrainingLimit(context.cancel, context.settings.max_time_budget_s, context.cancel_requested)
+        result = train_model(context.settings, request.params, experiment_name=request.experiment_name,
+                             data_source=request.data_source, label_column=request.label_column,
+                             feature_columns=request.feature_columns, promote=request.promote, force=request.force,
+                             callbacks=[limit.callback()], job_id=context.job_id, trigger=context.trigger,
+                             hold_followups=context.hold_followups, promotion=context.promotion)
+        context.progress({"trials_done": 1, "trials_total": 1, "best_auc": result["validation"]["auc"]})
         return result
-    from seedcore.tuning.sweep import run_sweep
-
-    return run_sweep(settings, request, progress=progress, cancel_event=cancel, job_id=job["id"],
-                     trigger=job.get("trigger"), hold_followups=hold_followups)
 
 
-def _train(settings: Settings, request: TrainRequest, cancel: threading.Event,
-           cancel_requested: Callable[[], bool], job_id: str, trigger: str | None,
-           hold_followups: Callable[[Any], None] | None) -> dict:
-    from seedcore.tuning.single import train_model
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (TuneKind(), TrainKind())}
 
-    limit = _TrainingLimit(cancel, settings.max_time_budget_s, cancel_requested)
-    return train_model(settings, request.params, experiment_name=request.experiment_name,
-                       data_source=request.data_source, label_column=request.label_column,
-                       feature_columns=request.feature_columns, promote=request.promote, force=request.force,
-                       callbacks=[limit.callback()], job_id=job_id, trigger=trigger, hold_followups=hold_followups)
+
+def kind_of(request: BaseModel) -> JobKind:
+    """The kind whose request model `request` is."""
+    for kind in KINDS.values():
+        if type(request) is kind.request_model:
+            return kind
+    raise TypeError(f"no job kind takes a {type(request).__name__}")
 
 
 class _TrainingLimit:

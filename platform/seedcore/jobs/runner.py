@@ -3,7 +3,7 @@
 Every step of the loop (claim, build the request, run, record) is guarded: an error is logged, kept for
 `status()` (and `/health`), and the step retried with backoff. Waiters follow the job's row in SQL with a
 deadline, so a waiter never depends on this process's threads being alive. A job's follow-ups (pictures,
-description, drift reference: seedcore.tuning.followups) start once its answer is recorded, each one's
+description, drift reference: seedcore.promotion.followups) start once its answer is recorded, each one's
 state written into its row; those a dead process left pending are finished when a runner starts.
 """
 
@@ -18,15 +18,18 @@ from typing import Any, Callable, Iterator
 from seedcore.config import Settings
 from seedcore.db.base import iso_utc, utcnow
 from seedcore.db.database import Database
-from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE, TRIGGER_API
+from seedcore.db.tables_jobs import TRIGGER_API
 from seedcore.errors import (ConflictError, NotFoundError, SeedcoreError, SweepCancelledError, SweepFailedError,
                              TooManyWaitsError)
-from seedcore.memory.incidents import record_sweep_completed, record_sweep_failed
+from seedcore.jobs.kinds import KINDS, JobContext, kind_of
+from seedcore.promotion.service import PromotionService
 from seedcore.runtime.store_health import require_mlflow_store
 from seedcore.jobs.store import (FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED, JobStore,
                            local_process_alive)
 from seedcore.memory.store import IncidentStore
 from seedcore.process_identity import ProcessIdentity
+from seedcore.promotion.followups import resume
+from seedcore.promotion.followups import record_in_job
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,11 @@ def backoff(failures: int) -> float:
 class JobRunner:
     """Background threads that claim queued jobs and run them; `max_concurrent_sweeps` at once."""
 
-    def __init__(self, settings: Settings, db: Database, poll_s: float = 1.0):
+    def __init__(self, settings: Settings, db: Database, promotion: PromotionService | None = None,
+                 poll_s: float = 1.0):
+        """`promotion`: the process's promotion service, handed to every job (one over `db` when not given)."""
         self.settings = settings
+        self.promotion = promotion or PromotionService(settings, db)
         self.jobs = JobStore(db)
         self.incidents = IncidentStore(db)
         self.poll_s = poll_s
@@ -74,7 +80,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._sync_slots = threading.BoundedSemaphore(settings.max_sync_waits)
         self._last_error: tuple[str, str] | None = None
-        self._followups: list = []  # seedcore.tuning.followups.FollowUps started here
+        self._followups: list = []  # seedcore.promotion.followups.FollowUps started here
         self._resumer: threading.Thread | None = None
         me = ProcessIdentity.current()
         self.identity = (me.pid, me.host, me.start)  # what a job this runner claims records as its owner
@@ -128,7 +134,6 @@ class JobRunner:
 
     def resume_followups(self) -> list[str]:
         """Finish the follow-ups that dead processes left pending in their jobs; the ids of those jobs."""
-        from seedcore.tuning.followups import resume
 
         return resume(self.settings, self.jobs.db)
 
@@ -143,17 +148,17 @@ class JobRunner:
                 "last_error": last[0] if last else None, "last_error_at": last[1] if last else None}
 
     # -- requests -----------------------------------------------------------------------------
-    def submit(self, request, trigger: str = TRIGGER_API, kind: str = KIND_TUNE, claim: bool = False) -> dict:
+    def submit(self, request, trigger: str = TRIGGER_API, claim: bool = False) -> dict:
         """Validate a request (400 before anything runs) and queue it as a job started by `trigger`.
 
         `claim=True` creates it already running and owned by this process (no runner elsewhere can take
         it); `run_claimed` then runs it here.
         """
-        from seedcore.jobs import kinds as job_kinds
-        trials_total = job_kinds.check(self.settings, request, kind)
+        kind = kind_of(request)
+        trials_total = kind.check(self.settings, request)
         require_mlflow_store(self.settings)  # 503 before any job exists when MLflow's store is gone or corrupt
         job = self.jobs.create(request.model_dump(), request.experiment_name, trials_total,
-                               trigger=trigger, kind=kind, owner=self.identity if claim else None,
+                               trigger=trigger, kind=kind.name, owner=self.identity if claim else None,
                                max_queued=self.settings.max_queued_jobs)  # 429 beyond it
         with self._lock:
             self._done[job["id"]] = threading.Event()
@@ -266,16 +271,16 @@ class JobRunner:
             self._run(job)
 
     def _run(self, job: dict) -> None:
-        from seedcore.jobs import kinds as job_kinds
         job_id = job["id"]
         cancel = threading.Event()
         held: list = []  # the job's follow-ups: they start once its answer is recorded
         with self._lock:
             self._cancel_events[job_id] = cancel
         try:
-            result = job_kinds.execute(self.settings, job, cancel, self._progress_reporter(job_id, cancel),
-                                       lambda: self._guarded("check for cancel", self.jobs.is_cancel_requested,
-                                                             job_id) is True, held.append)
+            context = JobContext(self.settings, job, cancel, self._progress_reporter(job_id, cancel),
+                                 lambda: self._guarded("check for cancel", self.jobs.is_cancel_requested,
+                                                       job_id) is True, held.append, self.promotion)
+            result = KINDS[job["kind"]].execute(context)
             outcome: tuple[str, Any] = (JOB_SUCCEEDED, {**result, "job_id": job_id})
         except SweepCancelledError as exc:
             outcome = (JOB_CANCELLED, exc)
@@ -292,7 +297,6 @@ class JobRunner:
 
     def _start_followups(self, job_id: str, followups) -> None:
         """The job's follow-ups in a thread of their own, each one's state written into its row as it ends."""
-        from seedcore.tuning.followups import record_in_job
 
         with self._lock:
             self._followups = [f for f in self._followups if not f.ended] + [followups]
@@ -308,21 +312,14 @@ class JobRunner:
         with self._lock:
             if error is not None and job_id in self._done:
                 self._errors[job_id] = error
-        if job["kind"] == KIND_TUNE:
-            self._retry("record the incident of job " + job_id, self._remember, job, state, outcome)
+        self._retry("record the incident of job " + job_id, KINDS[job["kind"]].remember, self.incidents, job,
+                    state == JOB_SUCCEEDED, state == JOB_CANCELLED, outcome)
         self._retry("record the end of job " + job_id, self.jobs.finish, job_id, state,
                     result=None if error else outcome, error=error.message if error else None)
         with self._lock:
             hint = self._done.get(job_id)
         if hint is not None:
             hint.set()
-
-    def _remember(self, job: dict, state: str, outcome: Any) -> None:
-        if state == JOB_SUCCEEDED:
-            record_sweep_completed(self.incidents, outcome, job["id"])  # the flywheel recorded the promotion
-        else:
-            record_sweep_failed(self.incidents, job["experiment_name"], outcome.message, job["id"],
-                                cancelled=state == JOB_CANCELLED)
 
     def _abandon_running(self) -> None:
         """After stop's deadline: jobs our threads still run are cancelled in SQL and their runs KILLED."""
@@ -376,4 +373,4 @@ class JobRunner:
             self._last_error = (f"{what}: {message}"[:500], iso_utc(utcnow()))
 
 
-__all__ = ["JobRunner", "JobStillRunning", "ended_error", "KIND_TRAIN", "KIND_TUNE", "backoff"]
+__all__ = ["JobRunner", "JobStillRunning", "ended_error", "backoff"]

@@ -1,7 +1,7 @@
 """Flashbulb memory: the incident table, the incident store and salience (the SQL layer is `seedcore.db`)."""
 
 from seedcore.memory.store import IncidentStore
-from seedcore.memory.tables import (
+from seedcore.db.tables_memory import (
     EVENT_TYPES,
     MODEL_PROMOTED,
     MODEL_PROMOTION_REJECTED,

@@ -6,9 +6,10 @@ import time
 
 from seedcore.memory import salience
 from seedcore.memory.store import IncidentStore
-from seedcore.memory.tables import (MODEL_PROMOTED, MODEL_PROMOTION_REJECTED, MODEL_REFRESHED,
+from seedcore.db.tables_memory import (MODEL_PROMOTED, MODEL_PROMOTION_REJECTED, MODEL_REFRESHED,
                                     MODEL_TUNING_COMPLETED, MODEL_TUNING_FAILED)
 from seedcore.names import AUC
+from seedcore.vocabulary import PromotionStatus
 
 
 def record_sweep_completed(store: IncidentStore, result: dict, job_id: str | None = None) -> dict:
@@ -38,10 +39,10 @@ def record_promotion(store: IncidentStore, promotion: dict, experiment_name: str
     """
     challenger = promotion["challenger"][AUC]
     champion = (promotion.get("champion") or {}).get(AUC)
-    if promotion["status"] == "success":
-        event, outcome, score = MODEL_PROMOTED, "success", salience.model_promoted(challenger, champion)
+    if promotion["status"] == PromotionStatus.SUCCESS:
+        event, outcome, score = MODEL_PROMOTED, PromotionStatus.SUCCESS, salience.model_promoted(challenger, champion)
     else:
-        event, outcome, score = MODEL_PROMOTION_REJECTED, "rejected", salience.promotion_rejected(challenger, champion)
+        event, outcome, score = MODEL_PROMOTION_REJECTED, PromotionStatus.REJECTED, salience.promotion_rejected(challenger, champion)
     payload = {"event_type": event, "timestamp": time.time(), "outcome": outcome, **promotion,
                "job_id": job_id, "trigger": trigger, "salience": score}
     return store.record(event, outcome, score, payload, experiment_name=experiment_name,

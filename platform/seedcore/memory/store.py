@@ -15,7 +15,7 @@ from seedcore.errors import NotFoundError, ValidationError
 from seedcore.db.database import Database
 from seedcore.db.base import as_utc, utcnow
 from seedcore.db.stored_json import SERVABLE_DEPTH, check_stored, storable_depth
-from seedcore.memory.tables import SALIENCE_RANGE, TEXT_LIMITS, FlashbulbIncident
+from seedcore.db.tables_memory import SALIENCE_RANGE, TEXT_LIMITS, FlashbulbIncident
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50

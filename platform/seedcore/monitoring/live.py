@@ -7,7 +7,8 @@ import logging
 from seedcore.config import Settings
 from seedcore.db.database import Database
 from seedcore.errors import SeedcoreError
-from seedcore.monitoring.drift import drift_report, load_reference, store_reference
+from seedcore.monitoring.drift import drift_report
+from seedcore.promotion.drift_reference import load_reference, store_reference
 from seedcore.monitoring.feedback import live_metrics, recent_inputs
 from seedcore.names import AUC, LOGLOSS
 

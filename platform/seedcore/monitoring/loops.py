@@ -13,17 +13,6 @@ from seedcore.monitoring.schedules import ScheduleService
 log = logging.getLogger(__name__)
 
 
-def flywheel_services(app) -> tuple[ScheduleService, MonitorService]:
-    """The app's schedule and monitor services, whose sweeps go to the app's job runner."""
-    settings, db = app.config["SEEDCORE_SETTINGS"], app.extensions["seedcore_db"]
-    runner = app.extensions["seedcore_runner"]
-
-    def submit(request, trigger):
-        return runner.submit(request, trigger=trigger)
-
-    return ScheduleService(settings, db, submit, cancel=runner.cancel), MonitorService(settings, db, submit)
-
-
 def run_once(schedules: ScheduleService, monitors: MonitorService) -> None:
     """One beat; a failure is logged and the next beat tries again."""
     for name, beat in (("schedules", schedules.tick), ("monitors", monitors.check_all)):
@@ -31,12 +20,6 @@ def run_once(schedules: ScheduleService, monitors: MonitorService) -> None:
             beat()
         except Exception:  # noqa: BLE001 - the loop must outlive any one failure
             log.exception("flywheel %s check failed", name)
-
-
-def start_flywheel_loops(app, interval_s: float | None = None) -> Callable[[], None]:
-    """Start the background beat for `app` (role "all"); returns `stop()`."""
-    schedules, monitors = flywheel_services(app)
-    return start_loop(schedules, monitors, interval_s or app.config["SEEDCORE_SETTINGS"].monitor_interval_s)
 
 
 def start_loop(schedules: ScheduleService, monitors: MonitorService, interval_s: float) -> Callable[[], None]:

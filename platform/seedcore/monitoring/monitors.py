@@ -18,23 +18,25 @@ from sqlalchemy import func, select, update
 from seedcore.config import Settings
 from seedcore.db.base import as_utc, utcnow
 from seedcore.db.database import Database
-from seedcore.db.tables_flywheel import HIGHER_IS_BETTER, Monitor, new_id
+from seedcore.db.tables_flywheel import HIGHER_IS_BETTER, Monitor
 from seedcore.db.tables_jobs import ACTIVE_STATES, TRIGGER_MONITOR_PREFIX, TuningJob
-from seedcore.errors import NotFoundError, SeedcoreError, SweepBudgetError, ValidationError
+from seedcore.errors import SeedcoreError, SweepBudgetError, ValidationError
 from seedcore.memory.store import IncidentStore
 from seedcore.monitoring.evaluate import latest_evaluation
 from seedcore.memory.events import record_detection
 from seedcore.monitoring.feedback import live_metrics
 from seedcore.monitoring.live import version_drift
+from seedcore.monitoring.rules import StoredRules
 from seedcore.monitoring.triggers import Submit, check_tune, record_refused, start_job, validate_body
 from seedcore.names import AUC, LOGLOSS
 from seedcore.request_models import StrictBody, patch_model
+from seedcore.vocabulary import MonitorMetric, values
 
 log = logging.getLogger(__name__)
 
 OK, BREACHED, INSUFFICIENT, NO_MODEL, DISABLED = "ok", "breached", "insufficient_data", "no_model", "disabled"
 STARTING_GRACE = timedelta(minutes=5)  # fired, job not yet recorded: another process is starting it
-MetricName = Literal["live_auc", "live_logloss", "psi_max", "evaluation_auc"]
+MetricName = Literal[values(MonitorMetric)]
 
 
 class Window(StrictBody):
@@ -72,12 +74,15 @@ def check_rule(body: MonitorBody) -> None:
         raise ValidationError("psi_max has no holdout figure: use threshold (e.g. 0.25)", field="max_drop")
 
 
-class MonitorService:
+class MonitorService(StoredRules):
     """Monitor CRUD and checks for one deployment; `submit(request, trigger)` queues a job."""
+
+    table, noun = Monitor, "monitor"
 
     def __init__(self, settings: Settings, db: Database, submit: Submit | None = None,
                  clock: Callable[[], datetime] = utcnow, registry=None):
-        self.settings, self.db, self.submit, self.clock = settings, db, submit, clock
+        super().__init__(db)
+        self.settings, self.submit, self.clock = settings, submit, clock
         self.incidents = IncidentStore(db)
         self._registry = registry
 
@@ -89,50 +94,22 @@ class MonitorService:
             self._registry = Registry(self.settings)
         return self._registry
 
-    # -- CRUD ----------------------------------------------------------------------------------
+    # -- CRUD (list, get, delete: StoredRules) ---------------------------------------------------
     def create(self, body: MonitorBody) -> dict:
         """Validate the rule and the sweep (400, nothing stored), then store the monitor."""
-        check_rule(body)
-        values = {**body.model_dump(exclude={"tune", "window"}), "window": body.window.model_dump(exclude_none=True),
-                  "tune": check_tune(self.settings, body.tune)}
-        with self.db.session() as session:
-            monitor = Monitor(id=new_id(), created_at=as_utc(self.clock()), **values)
-            session.add(monitor)
-            session.flush()
-            return monitor.to_dict()
-
-    def list(self) -> list[dict]:
-        with self.db.session() as session:
-            return [m.to_dict() for m in session.scalars(select(Monitor).order_by(Monitor.created_at, Monitor.id))]
-
-    def get(self, monitor_id: str) -> dict:
-        return self._row(monitor_id).to_dict()
+        return self._insert(created_at=as_utc(self.clock()), **self._values(body))
 
     def update(self, monitor_id: str, patch: MonitorPatch) -> dict:
         """Change fields; the merged monitor is validated like a new one."""
         current = self.get(monitor_id)
         merged = {k: current[k] for k in MonitorBody.model_fields} | patch.model_dump(exclude_unset=True)
         body = validate_body(MonitorBody, {**merged, "window": dict(merged["window"] or {})})
+        return self._replace(monitor_id, self._values(body))
+
+    def _values(self, body: MonitorBody) -> dict:
         check_rule(body)
-        values = {**body.model_dump(exclude={"tune", "window"}), "window": body.window.model_dump(exclude_none=True),
-                  "tune": check_tune(self.settings, body.tune)}
-        with self.db.session() as session:
-            session.execute(update(Monitor).where(Monitor.id == monitor_id).values(**values))
-        return self.get(monitor_id)
-
-    def delete(self, monitor_id: str) -> dict:
-        with self.db.session() as session:
-            session.delete(self._row(monitor_id, session))
-        return {"id": monitor_id, "deleted": True}
-
-    def _row(self, monitor_id: str, session=None) -> Monitor:
-        if session is None:
-            with self.db.session() as own:
-                return self._row(monitor_id, own)
-        row = session.get(Monitor, monitor_id) if isinstance(monitor_id, str) and len(monitor_id) <= 32 else None
-        if row is None:
-            raise NotFoundError(f"no monitor with id {monitor_id!r}", field="monitor_id")
-        return row
+        return {**body.model_dump(exclude={"tune", "window"}), "window": body.window.model_dump(exclude_none=True),
+                "tune": check_tune(self.settings, body.tune)}
 
     # -- checking ------------------------------------------------------------------------------
     def check_all(self) -> list[dict]:
@@ -233,7 +210,3 @@ class MonitorService:
         self._set(row.id, last_job_id=job["id"])
         record_detection(self.incidents, monitor, measured, job["id"], trigger)
         return job
-
-    def _set(self, monitor_id: str, **values) -> None:
-        with self.db.session() as session:
-            session.execute(update(Monitor).where(Monitor.id == monitor_id).values(**values))

@@ -27,13 +27,18 @@ from sqlalchemy import select, update
 from seedcore.config import Settings
 from seedcore.db.base import as_utc, iso_utc, utcnow
 from seedcore.db.database import Database
-from seedcore.db.tables_flywheel import (CATCH_UP_RUN_ONCE, CONCURRENCY_FORBID, CONCURRENCY_REPLACE, Schedule,
-                                        new_id)
+from seedcore.db.tables_flywheel import (CATCH_UP_RUN_ONCE, CONCURRENCY_FORBID, CONCURRENCY_REPLACE, Schedule)
 from seedcore.db.tables_jobs import ACTIVE_STATES, TRIGGER_SCHEDULE_PREFIX, TuningJob
 from seedcore.errors import (ConflictError, NotFoundError, SeedcoreError, SweepBudgetError, TooManyRequestsError,
                              ValidationError)
 from seedcore.memory.store import IncidentStore
 from seedcore.request_models import StrictBody, patch_model
+from seedcore.jobs.store import JobStore
+from seedcore.monitoring.rules import StoredRules
+from seedcore.monitoring.triggers import check_tune
+from seedcore.monitoring.triggers import validate_body
+from seedcore.memory.events import record_scheduled
+from seedcore.monitoring.triggers import check_budget, record_refused, start_job
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +123,16 @@ def wall_instant(wall: datetime, where: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(high, timezone.utc)
 
 
-class ScheduleService:
+class ScheduleService(StoredRules):
     """Schedule CRUD and the tick that starts due sweeps; `clock` is injectable for tests."""
+
+    table, noun = Schedule, "schedule"
 
     def __init__(self, settings: Settings, db: Database, submit: Callable | None = None,
                  clock: Callable[[], datetime] = utcnow, cancel: Callable[[str], dict] | None = None):
         """`submit(request, trigger)` queues a job; `cancel(job_id)` cancels one (`replace`; default: in SQL)."""
-        from seedcore.jobs.store import JobStore
-
-        self.settings, self.db, self.submit, self.clock = settings, db, submit, clock
+        super().__init__(db)
+        self.settings, self.submit, self.clock = settings, submit, clock
         self.cancel = cancel or JobStore(db).request_cancel
         self.incidents = IncidentStore(db)
 
@@ -134,34 +140,18 @@ class ScheduleService:
         return as_utc(self.clock())
 
     def _values(self, body: ScheduleBody) -> dict:
-        from seedcore.monitoring.triggers import check_tune
-
         check_cron(body.cron)
         zone(body.timezone)
         return {**body.model_dump(exclude={"tune"}), "tune": check_tune(self.settings, body.tune)}
 
-    # -- CRUD ----------------------------------------------------------------------------------
+    # -- CRUD (list, get, delete: StoredRules) ---------------------------------------------------
     def create(self, body: ScheduleBody) -> dict:
         """Validate cron, zone and sweep (400, nothing stored); store with its first due time."""
-        values = self._values(body)
-        now = self._now()
-        with self.db.session() as session:
-            row = Schedule(id=new_id(), created_at=now, next_run_at=next_due(body.cron, body.timezone, now), **values)
-            session.add(row)
-            session.flush()
-            return row.to_dict()
-
-    def list(self) -> list[dict]:
-        with self.db.session() as session:
-            return [s.to_dict() for s in session.scalars(select(Schedule).order_by(Schedule.created_at, Schedule.id))]
-
-    def get(self, schedule_id: str) -> dict:
-        return self._row(schedule_id).to_dict()
+        values, now = self._values(body), self._now()
+        return self._insert(created_at=now, next_run_at=next_due(body.cron, body.timezone, now), **values)
 
     def update(self, schedule_id: str, patch: SchedulePatch) -> dict:
         """Change fields (pause/resume with `enabled`); a new cron, zone or a resume recomputes next_run_at."""
-        from seedcore.monitoring.triggers import validate_body
-
         current = self.get(schedule_id)
         changes = patch.model_dump(exclude_unset=True)
         body = validate_body(ScheduleBody, {k: current[k] for k in ScheduleBody.model_fields} | changes)
@@ -169,23 +159,7 @@ class ScheduleService:
         resumed = changes.get("enabled") is True and not current["enabled"]
         if resumed or {"cron", "timezone"} & changes.keys():
             values["next_run_at"] = next_due(body.cron, body.timezone, self._now())
-        with self.db.session() as session:
-            session.execute(update(Schedule).where(Schedule.id == schedule_id).values(**values))
-        return self.get(schedule_id)
-
-    def delete(self, schedule_id: str) -> dict:
-        with self.db.session() as session:
-            session.delete(self._row(schedule_id, session))
-        return {"id": schedule_id, "deleted": True}
-
-    def _row(self, schedule_id: str, session=None) -> Schedule:
-        if session is None:
-            with self.db.session() as own:
-                return self._row(schedule_id, own)
-        row = session.get(Schedule, schedule_id) if isinstance(schedule_id, str) and len(schedule_id) <= 32 else None
-        if row is None:
-            raise NotFoundError(f"no schedule with id {schedule_id!r}", field="schedule_id")
-        return row
+        return self._replace(schedule_id, values)
 
     # -- the tick ------------------------------------------------------------------------------
     def tick(self) -> list[dict]:
@@ -219,8 +193,6 @@ class ScheduleService:
 
     def _start(self, row: Schedule, due: str, now: datetime) -> dict | None:
         """Start the run this process claimed, as the concurrency policy and the limits allow."""
-        from seedcore.memory.events import record_scheduled
-        from seedcore.monitoring.triggers import check_budget, record_refused, start_job
 
         trigger = f"{TRIGGER_SCHEDULE_PREFIX}{row.id}"
 
@@ -262,7 +234,3 @@ class ScheduleService:
                     extra={"event": "schedule_run_skipped", "schedule_id": row.id, "due_at": due})
         self._set(row.id, last_skipped_at=now, skipped_count=Schedule.skipped_count + 1, last_skip_reason=reason)
         return None
-
-    def _set(self, schedule_id: str, **values) -> None:
-        with self.db.session() as session:
-            session.execute(update(Schedule).where(Schedule.id == schedule_id).values(**values))

@@ -27,7 +27,7 @@ from seedcore.db.base import utcnow
 from seedcore.db.database import Database
 from seedcore.db.locks import LeaseLock
 from seedcore.db.tables_jobs import TRIGGER_API, TRIGGER_MANUAL, TuningJob
-from seedcore.errors import SeedcoreError, SweepBudgetError, ValidationError
+from seedcore.errors import SeedcoreError, SweepBudgetError, ValidationError, invalid
 from seedcore.memory.store import MAX_LIMIT, IncidentStore
 from seedcore.monitoring.feedback import FEEDBACK_DIR, export_feedback
 from seedcore.request_models import TuneRequest
@@ -52,10 +52,7 @@ def validate_body(model: type[pydantic.BaseModel], data: dict, field: str | None
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        name = ".".join(part for part in (field, where) if part) or "body"
-        raise ValidationError(f"{name}: {first['msg']}", field=name) from None
+        raise invalid(exc, under=field) from None
 
 
 def check_tune(settings: Settings, tune, field: str = "tune") -> dict:

@@ -27,7 +27,8 @@ from seedcore.db.base import utcnow
 from seedcore.db.database import Database
 from seedcore.db.tables_promotion import (JOURNAL_COMPLETED, JOURNAL_OPEN, JOURNAL_ROLLED_BACK,  # noqa: F401
                                           JOURNAL_ROLLED_FORWARD, PromotionJournalEntry)
-from seedcore.memory.tables import MODEL_PROMOTED, FlashbulbIncident
+from seedcore.db.tables_memory import MODEL_PROMOTED, FlashbulbIncident
+from seedcore.db.tables_promotion import new_id
 
 STEP_PREPARED = "prepared"
 STEP_BLESSED = "blessed"
@@ -91,7 +92,6 @@ class JournalEntry:
 
     @classmethod
     def detached(cls, **intent) -> "JournalEntry":
-        from seedcore.db.tables_promotion import new_id
 
         return cls(id=new_id(), **intent)
 

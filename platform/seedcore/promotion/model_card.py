@@ -7,10 +7,12 @@ import json
 import logging
 
 from seedcore.promotion import version_tags as vt
+from seedcore.vocabulary import PromotionStatus
 
 log = logging.getLogger(__name__)
 
-_GATE = {"success": "promoted to production", "rejected": "not promoted", "unchanged": "already in production"}
+_GATE = {PromotionStatus.SUCCESS: "promoted to production", PromotionStatus.REJECTED: "not promoted",
+         PromotionStatus.UNCHANGED: "already in production"}
 
 
 

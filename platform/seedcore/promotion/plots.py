@@ -1,7 +1,7 @@
 """Pictures MLflow shows beside a model and a sweep: ROC, precision-recall, calibration, feature importance;
 a sweep's optimisation history and parameter importances. Drawn with matplotlib's Agg canvas (no pyplot:
 no global state, safe in threads), logged as PNG artifacts after a sweep's or a training's answer (a
-follow-up: seedcore.tuning.followups). A picture that cannot be drawn never fails the registration or the
+follow-up: seedcore.promotion.followups). A picture that cannot be drawn never fails the registration or the
 sweep it belongs to; it is logged as a warning and left out, and its follow-up is marked failed.
 """
 

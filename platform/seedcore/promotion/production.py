@@ -27,6 +27,7 @@ from seedcore.promotion.model_logging import holdout_scores
 from seedcore.promotion.registry import Registry, unavailable
 from seedcore.promotion.version_tags import T_PROMOTED_AT
 from seedcore.scoring import evaluate
+from seedcore.vocabulary import PromotionStatus
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Production:
                 journal: Callable[..., JournalEntry] | None = None) -> dict:
         """Champion gate, then blessed files + alias + stage, all or nothing. Returns the promotion record.
 
-        The mechanism only: callers go through `seedcore.promotion.service.Flywheel.promote`, which serialises
+        The mechanism only: callers go through `seedcore.promotion.service.PromotionService.promote`, which serialises
         promotions across processes, journals them, records the incident and tells serving. `challenger` is
         the version's booster when the caller has it in hand (it was just registered). A version trained on
         other features than production's is refused (409) unless `allow_schema_change`. `journal(**intent)`
@@ -58,7 +59,7 @@ class Production:
         champion_mv = self.registry.production_version()
         if (champion_mv is not None and champion_mv.version == mv.version
                 and champion_mv.current_stage == names.PRODUCTION_STAGE and self._blessed_version() == int(mv.version)):
-            return {"status": "unchanged", "version": int(mv.version), "previous_version": int(mv.version),
+            return {"status": PromotionStatus.UNCHANGED, "version": int(mv.version), "previous_version": int(mv.version),
                     "reason": f"version {mv.version} is already in production", **self._paths()}
         change = schema_change(mv, champion_mv)
         if change is not None and not allow_schema_change:
@@ -83,7 +84,7 @@ class Production:
                                     champion_scores[names.AUC] if champion_scores else None, force)
         record["reason"] = decision.reason
         if not decision.accepted:
-            result = {"status": "rejected", **record}
+            result = {"status": PromotionStatus.REJECTED, **record}
             model_card.write_description(self.client, self.name, mv.version, mv.tags or {}, result)
             return result
         return self._bless(mv, challenger, record, journal or JournalEntry.detached)
@@ -125,7 +126,7 @@ class Production:
         except BaseException:
             self._undo(entry)
             raise
-        result = {"status": "success", **record, "source_path": _model_location(self.registry, mv), **self._paths(),
+        result = {"status": PromotionStatus.SUCCESS, **record, "source_path": _model_location(self.registry, mv), **self._paths(),
                   "alias": names.PRODUCTION_ALIAS, "stage": names.PRODUCTION_STAGE, "promoted_at": promoted_at}
         model_card.write_description(self.client, self.name, mv.version, mv.tags or {}, result)
         entry.step(STEP_DESCRIBED)
@@ -179,7 +180,7 @@ class Production:
                 mv = None
             if mv is not None:
                 self._set_production(mv, entry.detail.get("promoted_at") or _iso(time.time()), entry)
-                record = {**entry.detail.get("record", {}), "status": "success", "recovered": True}
+                record = {**entry.detail.get("record", {}), "status": PromotionStatus.SUCCESS, "recovered": True}
                 model_card.write_description(self.client, self.name, mv.version, mv.tags or {}, record)
                 entry.step(STEP_DESCRIBED)
                 blessed.prune(link, keep=self.settings.blessed_history)

@@ -161,7 +161,7 @@ class Registry:
     def register(self, candidate: Candidate):
         """Log the booster once into its source run and register it as a new version.
 
-        Only what answering needs: the version's pictures and description come after (seedcore.tuning.followups).
+        Only what answering needs: the version's pictures and description come after (seedcore.promotion.followups).
         """
         ds = candidate.dataset
         info = log_candidate(self.client, candidate)

@@ -1,6 +1,6 @@
 """The one promotion path: champion gate -> blessed files -> alias + stage -> incident -> tell serving.
 
-Every entry point promotes through `Flywheel.promote`: the runner after a sweep, `/xgboost/train`,
+Every entry point promotes through `PromotionService.promote`: the runner after a sweep, `/xgboost/train`,
 `/xgboost/promote`, `seedcore promote` and the monitors. Promotions are serialised across threads (a
 process lock) and across processes and hosts (a lease in our SQL database), so two API workers, or a CLI
 and a server, never interleave their steps.
@@ -9,8 +9,8 @@ Each promotion is journalled (seedcore.promotion.journal): its intent before the
 after it. One that a killed process left open is settled - rolled forward or back so that alias, stage and
 blessed files agree - before the next promotion, and when the API starts (`recover`).
 
-    flywheel = Flywheel(settings, db, on_promoted=lambda record: holder.poll_once())
-    record = flywheel.promote(7, force=False, experiment_name="nightly", job_id=job_id, trigger="api")
+    service = PromotionService(settings, db, on_promoted=lambda record: holder.poll_once())
+    record = service.promote(7, force=False, experiment_name="nightly", job_id=job_id, trigger="api")
     record["status"]  # "success" | "rejected" | "unchanged"
 
 `promote` raises our errors (404 unknown version, 409 another promotion holds the lock too long or the
@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import weakref
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -44,19 +43,22 @@ from seedcore.promotion.journal import (JOURNAL_COMPLETED, JOURNAL_ROLLED_FORWAR
 from seedcore.promotion.production import Production
 from seedcore.promotion.registry import Registry, unavailable
 from seedcore.runtime.store_health import first_line, require_mlflow_store
+from seedcore.vocabulary import PromotionStatus
 
 log = logging.getLogger(__name__)
 
 PROMOTION_LOCK = "promotion"
-PROMOTED, REJECTED, UNCHANGED, ERROR = "success", "rejected", "unchanged", "error"
-_THREADS = threading.Lock()  # one promotion at a time in this process, whatever the Flywheel instance
-_INSTALLED: "weakref.WeakValueDictionary[tuple, Flywheel]" = weakref.WeakValueDictionary()
+PROMOTED, REJECTED, UNCHANGED, ERROR = (PromotionStatus.SUCCESS, PromotionStatus.REJECTED, PromotionStatus.UNCHANGED,
+                                        PromotionStatus.ERROR)
+_THREADS = threading.Lock()  # one promotion at a time in this process, whatever the service instance
 
 Listener = Callable[[dict], None]
 
 
-class Flywheel:
-    """Promotions and what follows them, for one deployment (settings + our SQL database)."""
+class PromotionService:
+    """Promotions and what follows them, for one deployment (settings + our SQL database). A process builds
+    one (seedcore.services) and hands it to whatever promotes; `PromotionService.opened(settings)` is one
+    with a database of its own, for a command or a library call, disposed by `close()`."""
 
     def __init__(self, settings: Settings, db: Database, on_promoted: Listener | None = None):
         self.settings = settings
@@ -66,10 +68,23 @@ class Flywheel:
         self.lease = LeaseLock(db, PROMOTION_LOCK, lease_s=max(60.0, settings.promotion_lock_timeout_s))
         self._listeners: list[Listener] = [on_promoted] if on_promoted else []
 
-    def install(self) -> "Flywheel":
-        """Make this the flywheel `flywheel_for(settings)` finds in this process (the app's, with its listeners)."""
-        _INSTALLED[_key(self.settings)] = self
+    @classmethod
+    def opened(cls, settings: Settings) -> "PromotionService":
+        """A service over a database of its own (closed by `close()`)."""
+        service = cls(settings, Database(settings.database_url))
+        service._owns_db = True
+        return service
+
+    def close(self) -> None:
+        """Dispose the database engine, when this service opened it."""
+        if getattr(self, "_owns_db", False):
+            self.db.dispose()
+
+    def __enter__(self) -> "PromotionService":
         return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(record)` after each successful promotion (e.g. swap the served model now)."""
@@ -200,18 +215,6 @@ class Flywheel:
                 listener(record)
             except Exception:  # noqa: BLE001 - serving catches up by polling anyway
                 log.exception("a promotion listener failed")
-
-
-def flywheel_for(settings: Settings) -> Flywheel:
-    """The flywheel installed in this process for these settings, or a new one over their database."""
-    found = _INSTALLED.get(_key(settings))
-    if found is not None:
-        return found
-    return Flywheel(settings, Database(settings.database_url))
-
-
-def _key(settings: Settings) -> tuple:
-    return (settings.database_url, settings.registry_uri, str(settings.data_dir), settings.model_name)
 
 
 def _int_or_none(value) -> int | None:

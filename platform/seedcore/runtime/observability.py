@@ -14,6 +14,7 @@ import shutil
 import tempfile
 
 from seedcore.config import Settings
+from seedcore.runtime import logs
 
 # MLflow 3.17 reads MLFLOW_DISABLE_TELEMETRY and DO_NOT_TRACK; Ray 2.60 reads RAY_USAGE_STATS_ENABLED.
 TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -35,7 +36,6 @@ def child_env() -> dict:
 
 def prepare_server(settings: Settings) -> None:
     """Before gunicorn forks: telemetry off, logging configured, a Prometheus directory for the workers."""
-    from seedcore.runtime import logs
     telemetry_off()
     logs.configure(settings.log_format, settings.log_level, settings.log_file)
     if not os.environ.get(MULTIPROC_ENV):

@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
 from seedcore.errors import PayloadTooLargeError, RequestTimeoutError, SeedcoreError
+from seedcore.services import services_of
 
 LINGER_S = 2.0  # after refusing a body, read (and drop) what the client still sends, so it sees the answer
 CONNECTION = "seedcore.connection"  # scope["extensions"]: the FrontProtocol a request came on
@@ -39,7 +40,7 @@ class Front:
 
         self._body_cap, self._too_large = body_cap, too_large
         self.app = app
-        self.settings = app.config["SEEDCORE_SETTINGS"]
+        self.settings = services_of(app).settings
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="seedcore-request")
         self._routes = app.url_map.bind("front")
 

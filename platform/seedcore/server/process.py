@@ -32,12 +32,12 @@ from gunicorn.app.base import BaseApplication
 
 from seedcore.config import Settings
 from seedcore.server.front import Front, FrontWorker
+from seedcore.services import services_of
 from seedcore.runtime.logs import exit_now
+from seedcore.runtime.store_health import first_line
 from seedcore.runtime.observability import child_env, prepare_server, worker_exited
 
 log = logging.getLogger(__name__)
-STOPS = "seedcore_stop"  # app.extensions: what to call, in order, when the process stops
-_STOPPING = "seedcore_stopping"
 # Ray's C++ failure handler turns a SIGTERM into SIGABRT; our own handler stops the job and Ray in order.
 RAY_ENV = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
 RAY_SHUTDOWN_S = 2  # what Ray's own shutdown may take before its processes are killed
@@ -76,12 +76,12 @@ class _Gunicorn(BaseApplication):
         from seedcore.api import create_app
 
         app = create_app(self.settings, role=self.role)
-        app.extensions[_STOPPING] = threading.Lock()
         if self.role == "all":  # warm Ray in the worker that runs sweeps, without delaying requests
             done = threading.Event()
             threading.Thread(target=_keep_ray, args=(self.settings, done), name="seedcore-ray", daemon=True).start()
             forget = lambda: self.settings.ray_session_file.unlink(missing_ok=True)  # noqa: E731
-            app.extensions.setdefault(STOPS, []).extend([_end_ray, forget, done.set])
+            for stop in (_end_ray, forget, done.set):
+                services_of(app).on_stop(stop)
         atexit.register(stop_app, app)
         return Front(app, self.threads)
 
@@ -93,8 +93,13 @@ def _keep_ray(settings: Settings, done: threading.Event) -> None:
     from seedcore.tuning.cluster import ensure_ray
     from seedcore.tuning.sweep import prepare_sweep
 
-    ensure_ray(settings)
-    _announce_ray(settings)
+    try:
+        ensure_ray(settings)
+        _announce_ray(settings)
+    except Exception as exc:  # noqa: BLE001 - e.g. the server stopping while Ray still starts; a sweep starts it
+        log.warning("Ray did not start ahead of the first sweep: %s", first_line(str(exc)))
+        done.wait()
+        return
     try:
         prepare_sweep(settings)  # a head start only: the first sweep does it itself otherwise
     except Exception:  # noqa: BLE001
@@ -131,15 +136,8 @@ def _end_ray(timeout: float = RAY_SHUTDOWN_S) -> None:
 
 
 def stop_app(app) -> None:
-    """Call the app's stop hooks once, in order (the job runner first); later callers wait for the first."""
-    with app.extensions.setdefault(_STOPPING, threading.Lock()):
-        stops = app.extensions.get(STOPS, [])
-        while stops:
-            stop = stops.pop(0)
-            try:
-                stop()
-            except Exception:  # shutting down: keep stopping the rest
-                log.exception("while stopping")
+    """Stop the app's services once, in order (the job runner first); later callers wait for the first."""
+    services_of(app).stop()
 
 
 def _own_process_group(server, worker) -> None:

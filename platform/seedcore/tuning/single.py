@@ -13,10 +13,11 @@ from seedcore import names
 from seedcore.config import Settings
 from seedcore.datasets import load_dataset
 from seedcore.errors import ValidationError
-from seedcore.promotion.service import flywheel_for
+from seedcore.promotion.service import PromotionService
+from seedcore.vocabulary import PromotionStatus
 from seedcore.promotion.model_logging import Candidate
 from seedcore.promotion.registry import Registry, ensure_experiment
-from seedcore.tuning.followups import RESULT_KEY, FollowUps
+from seedcore.promotion.followups import RESULT_KEY, FollowUps
 from seedcore.tuning.params_check import check_params
 from seedcore.tuning.spaces import resolve_space
 from seedcore.tuning.trainable import BEST_ITERATION, CURVE, train_booster
@@ -26,12 +27,20 @@ def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgb
                 data_source: str | None = None, label_column: str | None = None,
                 feature_columns: list[str] | None = None, promote: bool = False, force: bool = False,
                 callbacks=(), job_id: str | None = None, trigger: str | None = None,
-                hold_followups: Callable[[FollowUps], None] | None = None) -> dict:
+                hold_followups: Callable[[FollowUps], None] | None = None,
+                promotion: PromotionService | None = None) -> dict:
     """Train, log the curve and final metrics, register a version; promote through the gate if asked.
 
     `callbacks` are XGBoost training callbacks (the job runner's cancel and time limit). The follow-ups
     (pictures, description, drift reference) start as it returns, or go to `hold_followups` as run_sweep's do.
+    A version to promote goes to `promotion` (one of its own, closed after, when none is handed in).
     """
+    if promote and promotion is None:
+        with PromotionService.opened(settings) as own:
+            return train_model(settings, params, experiment_name=experiment_name, data_source=data_source,
+                               label_column=label_column, feature_columns=feature_columns, promote=True,
+                               force=force, callbacks=callbacks, job_id=job_id, trigger=trigger,
+                               hold_followups=hold_followups, promotion=own)
     config = fixed_params(params)
     dataset = load_dataset(settings.data_dir, data_source, label_column, feature_columns)
     check_params(config, dataset.feature_names, "params")  # XGBoost's own judgement, before any run exists
@@ -54,16 +63,16 @@ def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgb
         client.set_terminated(run_id, status)
     candidate = Candidate(booster, config, dataset, validation, run_id, experiment_name, experiment_id=experiment_id)
     version = registry.register(candidate)
-    promotion = (flywheel_for(settings).promote_or_report(version.version, force=force, dataset=dataset,
+    outcome = (promotion.promote_or_report(version.version, force=force, dataset=dataset,
                                                           challenger=booster, experiment_name=experiment_name,
                                                           job_id=job_id, trigger=trigger)
-                 if promote else {"status": "skipped", "reason": "promotion not requested",
+                 if promote else {"status": PromotionStatus.SKIPPED, "reason": "promotion not requested",
                                   "version": int(version.version)})
     followups = FollowUps(settings, version.version, run_id, registry=registry, booster=booster, dataset=dataset)
     result = {"status": "success", "experiment_name": experiment_name, "model_version": int(version.version),
               "validation": validation, "holdout": candidate.holdout, "config": config,
               "best_iteration": final[BEST_ITERATION], "training_time": round(training_time, 4),
-              "promotion": promotion, "mlflow": {"run_id": run_id, "tracking_uri": settings.tracking_uri},
+              "promotion": outcome, "mlflow": {"run_id": run_id, "tracking_uri": settings.tracking_uri},
               "dataset": dataset.describe(), RESULT_KEY: followups.describe()}
     if hold_followups is None:
         followups.start()

@@ -24,9 +24,10 @@ from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationErr
 from seedcore.promotion.plots import warm_in_background
 from seedcore.request_models import SweepRequest
 from seedcore.promotion.registry import Registry, ensure_experiment
+from seedcore.promotion.service import PromotionService
 from seedcore.tuning.cluster import (alive_nodes, check_trial_fits, cluster_cpus, cluster_tags, ensure_ray,
                                     trials_ended, tune_storage)
-from seedcore.tuning.followups import RESULT_KEY, FollowUps
+from seedcore.promotion.followups import RESULT_KEY, FollowUps
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import PER_ROUND, Selection, measured_metrics, pareto_front, select_point
 from seedcore.tuning.records import log_front, log_warm_start, match_point, trial_points
@@ -61,15 +62,21 @@ def prepare_sweep(settings: Settings, request: SweepRequest | None = None) -> No
 
 def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progress: Progress | None = None,
               cancel_event: threading.Event | None = None, job_id: str | None = None, trigger: str | None = None,
-              hold_followups: Callable[[FollowUps], None] | None = None, **fields) -> dict:
+              hold_followups: Callable[[FollowUps], None] | None = None,
+              promotion: PromotionService | None = None, **fields) -> dict:
     """Run one sweep end to end and return the guide's result shape plus ours.
 
     Raises ValidationError/DataError before any trial starts, SweepFailedError when no trial
     finished, SweepCancelledError when cancelled. No MLflow run is left RUNNING in any case.
-    The follow-ups (seedcore.tuning.followups) start as it returns, or go to `hold_followups` to start
-    later (the job runner starts them once the job's answer is recorded).
+    The follow-ups (seedcore.promotion.followups) start as it returns, or go to `hold_followups` to start
+    later (the job runner starts them once the job's answer is recorded). The winner is promoted through
+    `promotion` (the process's service; one of its own, closed after, when none is handed in).
     """
     request = request or SweepRequest(**fields)
+    if promotion is None:
+        with PromotionService.opened(settings) as own:
+            return run_sweep(settings, request, progress=progress, cancel_event=cancel_event, job_id=job_id,
+                             trigger=trigger, hold_followups=hold_followups, promotion=own)
     plan = plan_sweep(settings, request)
     dataset = load_dataset(settings.data_dir, request.data_source, request.label_column, request.feature_columns)
     ensure_ray(settings)
@@ -99,7 +106,8 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
             status = "FINISHED"
             registry.client.set_tag(parent, "seedcore.selection", "no trial meets the constraints")
             raise ValidationError(_unmet(plan.selection, extras["points"]), field="select")
-        outcome = register_and_promote(registry, plan, dataset, best, logger, experiment_id, job_id, trigger)
+        outcome = register_and_promote(registry, plan, dataset, best, logger, experiment_id, promotion, job_id,
+                                       trigger)
         status = "FINISHED"
     except BaseException:  # Ctrl-C, or failing while stopping (Ray shut down under it): cancelled
         if status == "FAILED" and (cancel_event.is_set() or not isinstance(sys.exc_info()[1], Exception)):

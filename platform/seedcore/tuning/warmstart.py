@@ -22,9 +22,9 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer
 from seedcore import names
 from seedcore.promotion.registry import Registry
 from seedcore.promotion.version_tags import T_PARAMS
-from seedcore.vocabulary import SearchAlgorithm
+from seedcore.vocabulary import SearchAlgorithm, WarmStartMode
 
-NONE, PRODUCTION, HISTORY = "none", "production", "history"
+NONE, PRODUCTION, HISTORY = WarmStartMode.NONE, WarmStartMode.PRODUCTION, WarmStartMode.HISTORY
 TAG_SOURCE = "seedcore.warm_start_source"  # on a trial's run: where its config came from
 MAX_PAST_SWEEPS = 20
 MAX_EVALUATED = 200  # past trials handed to TPE with their scores

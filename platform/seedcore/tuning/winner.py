@@ -9,10 +9,11 @@ from mlflow.entities import Metric, RunTag
 
 from seedcore import names
 from seedcore.datasets import Dataset
-from seedcore.promotion.service import flywheel_for
+from seedcore.promotion.service import PromotionService
+from seedcore.vocabulary import PromotionStatus
 from seedcore.promotion.model_logging import Candidate
 from seedcore.promotion.registry import Registry
-from seedcore.tuning.followups import FollowUps
+from seedcore.promotion.followups import FollowUps
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import measured_metrics, meets
 from seedcore.tuning.plan import SweepPlan
@@ -23,8 +24,10 @@ TRAIN_ROWS = "train_rows"  # rows the registered model was trained on: a tag of 
 
 
 def register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, best, logger: MLflowTrialLogger,
-                         experiment_id: str, job_id: str | None = None, trigger: str | None = None) -> dict:
-    """The answer's parts (best trial, promotion, version, holdout, refit) and its `followups`, not started."""
+                         experiment_id: str, promotion: PromotionService, job_id: str | None = None,
+                         trigger: str | None = None) -> dict:
+    """The answer's parts (best trial, promotion, version, holdout, refit) and its `followups`, not started.
+    The registered version goes to `promotion` when the request asks for it, with the job and trigger."""
     trial_id = best.metrics["trial_id"]
     child_run_id, parent = logger.run_ids[trial_id], logger.parent_run_id
     booster, refit = final_booster(plan, dataset, best, max(1, registry.settings.cpus_per_trial))
@@ -33,11 +36,11 @@ def register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, 
                           trial_id, tags={TRAIN_ROWS: refit["train_rows"]}, experiment_id=experiment_id)
     version = registry.register(candidate)
     if plan.request.promote:
-        promotion = flywheel_for(registry.settings).promote_or_report(
+        outcome = promotion.promote_or_report(
             version.version, force=plan.request.force, dataset=dataset, challenger=booster,
             experiment_name=plan.request.experiment_name, job_id=job_id, trigger=trigger)
     else:
-        promotion = {"status": "skipped", "reason": "promotion not requested", "version": int(version.version)}
+        outcome = {"status": PromotionStatus.SKIPPED, "reason": "promotion not requested", "version": int(version.version)}
     ts = int(time.time() * 1000)
     registry.client.log_batch(parent, metrics=[
         Metric("best_validation_auc", validation[names.AUC], ts, 0),
@@ -46,13 +49,13 @@ def register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, 
         Metric("holdout_logloss", candidate.holdout[names.LOGLOSS], ts, 0),
     ], tags=[RunTag("seedcore.best_trial_id", trial_id), RunTag("seedcore.best_run_id", child_run_id),
              RunTag("seedcore.model_version", str(version.version)),
-             RunTag("seedcore.promotion", promotion["status"])])
+             RunTag("seedcore.promotion", outcome["status"])])
     best_trial = {"trial_id": trial_id, "auc": validation[names.AUC], "logloss": validation[names.LOGLOSS],
                   "training_time": round(float(best.metrics[TRAINING_TIME]), 4), "config": dict(best.config),
                   "best_iteration": int(best.metrics[BEST_ITERATION]), "run_id": child_run_id}
     followups = FollowUps(registry.settings, version.version, parent, registry=registry, booster=booster,
                           dataset=dataset, parent_run_id=parent, trials=logger.trial_summaries())
-    return {"best_trial": best_trial, "promotion": promotion, "model_version": int(version.version),
+    return {"best_trial": best_trial, "promotion": outcome, "model_version": int(version.version),
             "holdout": dict(candidate.holdout), "refit": refit, "followups": followups}
 
 

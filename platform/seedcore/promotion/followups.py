@@ -29,7 +29,7 @@ from seedcore.promotion import plots
 from seedcore.config import Settings
 from seedcore.db.database import Database
 from seedcore.db.tables_jobs import JOB_SUCCEEDED, KIND_TUNE, TuningJob
-from seedcore.monitoring.drift import remember_reference
+from seedcore.promotion.drift_reference import remember_reference
 from seedcore.process_identity import owner_alive
 
 log = logging.getLogger(__name__)
