@@ -4,6 +4,7 @@ itself round a cycle, counting imports made inside functions."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import tomllib
@@ -118,3 +119,20 @@ def test_every_import_made_inside_a_function_is_listed_with_its_reason():
     assert unlisted == [], "import these at the top of the module, or add a rule with its reason to pyproject.toml"
     unused = [rule["reason"] for rule in rules if not any(_reason([rule], *pair) for pair in found)]
     assert unused == []
+
+
+def test_the_readme_layout_names_every_part_and_only_files_that_exist():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("## Benchmarks")]
+    package = ROOT / "platform" / "seedcore"
+    named = set(re.findall(r"`([\w/]+(?:\.py|/))`", layout))
+    missing = sorted(n for n in named if not (package / n).exists() and not (ROOT / n).exists()
+                     and not any((package / part / n).exists() for part in _parts(package)))
+    assert missing == []
+    unnamed = [part for part in _parts(package) if f"`{part}/`" not in layout]
+    assert unnamed == []
+
+
+def _parts(package: Path) -> list[str]:
+    return sorted(p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()
+                  and not p.name.startswith("_"))

@@ -42,6 +42,7 @@ class JobContext:
     cancel_requested: Callable[[], bool]
     hold_followups: Callable[[Any], None]
     promotion: PromotionService
+    prepared: Any = None  # what `check` made when the job was queued in this process (a sweep's plan)
 
     @property
     def job_id(self) -> str:
@@ -52,13 +53,22 @@ class JobContext:
         return self.job.get("trigger")
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A request that passed its kind's checks: the trials it will run, and what the checks made that the
+    run can use (a sweep's plan: a job is planned once, when it is queued)."""
+
+    trials_total: int
+    prepared: Any = None
+
+
 class JobKind:
-    """One kind of job. `check` runs before the job is queued (400s) and returns its trials_total."""
+    """One kind of job. `check` runs before the job is queued (400s)."""
 
     name: str
     request_model: type[BaseModel]
 
-    def check(self, settings: Settings, request: BaseModel) -> int:
+    def check(self, settings: Settings, request: BaseModel) -> Checked:
         raise NotImplementedError
 
     def execute(self, context: JobContext) -> dict:
@@ -78,18 +88,19 @@ class TuneKind(JobKind):
 
     name, request_model = KIND_TUNE, TuneRequest
 
-    def check(self, settings: Settings, request: TuneRequest) -> int:
+    def check(self, settings: Settings, request: TuneRequest) -> Checked:
         from seedcore.tuning.plan import plan_sweep  # loaded when first used: Ray Tune and MLflow cost seconds to import
 
         check_request_json(settings, request)  # what is stored must be served back by /tune/jobs and /status
-        return plan_sweep(settings, request).tune.num_samples  # checks the data and the space too
+        plan = plan_sweep(settings, request)  # checks the data and the space too
+        return Checked(plan.tune.num_samples, plan)
 
     def execute(self, context: JobContext) -> dict:
         from seedcore.tuning.sweep import run_sweep  # loaded when first used: Ray Tune and MLflow cost seconds to import
 
         return run_sweep(context.settings, self.load_request(context.job), progress=context.progress,
                          cancel_event=context.cancel, job_id=context.job_id, trigger=context.trigger,
-                         hold_followups=context.hold_followups, promotion=context.promotion)
+                         hold_followups=context.hold_followups, promotion=context.promotion, plan=context.prepared)
 
     def remember(self, incidents: IncidentStore, job: dict, succeeded: bool, cancelled: bool, outcome: Any) -> None:
         if succeeded:
@@ -103,13 +114,13 @@ class TrainKind(JobKind):
 
     name, request_model = KIND_TRAIN, TrainRequest
 
-    def check(self, settings: Settings, request: TrainRequest) -> int:
+    def check(self, settings: Settings, request: TrainRequest) -> Checked:
         from seedcore.tuning.params_check import check_request_params  # loaded when first used: Ray Tune and MLflow cost seconds to import
         from seedcore.tuning.single import fixed_params
 
         check_request_json(settings, request)
         check_request_params(settings, request, fixed_params(request.params), "params")  # the data, dry run
-        return 1
+        return Checked(1)
 
     def execute(self, context: JobContext) -> dict:
         from seedcore.tuning.single import train_model  # loaded when first used: Ray Tune and MLflow cost seconds to import

@@ -77,6 +77,7 @@ class JobRunner:
         self._cancel_events: dict[str, threading.Event] = {}
         self._errors: dict[str, SeedcoreError] = {}
         self._done: dict[str, threading.Event] = {}
+        self._prepared: dict[str, Any] = {}  # what each job's check made, for its run if it runs here
         self._lock = threading.Lock()
         self._sync_slots = threading.BoundedSemaphore(settings.max_sync_waits)
         self._last_error: tuple[str, str] | None = None
@@ -155,13 +156,14 @@ class JobRunner:
         it); `run_claimed` then runs it here.
         """
         kind = kind_of(request)
-        trials_total = kind.check(self.settings, request)
+        checked = kind.check(self.settings, request)
         require_mlflow_store(self.settings)  # 503 before any job exists when MLflow's store is gone or corrupt
-        job = self.jobs.create(request.model_dump(), request.experiment_name, trials_total,
+        job = self.jobs.create(request.model_dump(), request.experiment_name, checked.trials_total,
                                trigger=trigger, kind=kind.name, owner=self.identity if claim else None,
                                max_queued=self.settings.max_queued_jobs)  # 429 beyond it
         with self._lock:
             self._done[job["id"]] = threading.Event()
+            self._prepared[job["id"]] = checked.prepared
         self._wake.set()
         return job
 
@@ -276,10 +278,11 @@ class JobRunner:
         held: list = []  # the job's follow-ups: they start once its answer is recorded
         with self._lock:
             self._cancel_events[job_id] = cancel
+            prepared = self._prepared.pop(job_id, None)
         try:
             context = JobContext(self.settings, job, cancel, self._progress_reporter(job_id, cancel),
                                  lambda: self._guarded("check for cancel", self.jobs.is_cancel_requested,
-                                                       job_id) is True, held.append, self.promotion)
+                                                       job_id) is True, held.append, self.promotion, prepared)
             result = KINDS[job["kind"]].execute(context)
             outcome: tuple[str, Any] = (JOB_SUCCEEDED, {**result, "job_id": job_id})
         except SweepCancelledError as exc:

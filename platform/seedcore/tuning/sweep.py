@@ -63,21 +63,22 @@ def prepare_sweep(settings: Settings, request: SweepRequest | None = None) -> No
 def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progress: Progress | None = None,
               cancel_event: threading.Event | None = None, job_id: str | None = None, trigger: str | None = None,
               hold_followups: Callable[[FollowUps], None] | None = None,
-              promotion: PromotionService | None = None, **fields) -> dict:
+              promotion: PromotionService | None = None, plan: SweepPlan | None = None, **fields) -> dict:
     """Run one sweep end to end and return the guide's result shape plus ours.
 
     Raises ValidationError/DataError before any trial starts, SweepFailedError when no trial
     finished, SweepCancelledError when cancelled. No MLflow run is left RUNNING in any case.
     The follow-ups (seedcore.promotion.followups) start as it returns, or go to `hold_followups` to start
     later (the job runner starts them once the job's answer is recorded). The winner is promoted through
-    `promotion` (the process's service; one of its own, closed after, when none is handed in).
+    `promotion` (the process's service; one of its own, closed after, when none is handed in). `plan` is the
+    request's plan when it was made already (a job's, when it was queued in this process).
     """
     request = request or SweepRequest(**fields)
     if promotion is None:
         with PromotionService.opened(settings) as own:
             return run_sweep(settings, request, progress=progress, cancel_event=cancel_event, job_id=job_id,
-                             trigger=trigger, hold_followups=hold_followups, promotion=own)
-    plan = plan_sweep(settings, request)
+                             trigger=trigger, hold_followups=hold_followups, promotion=own, plan=plan)
+    plan = plan if plan is not None else plan_sweep(settings, request)  # a job's was made when it was queued
     dataset = load_dataset(settings.data_dir, request.data_source, request.label_column, request.feature_columns)
     ensure_ray(settings)
     warm_in_background()  # the follow-ups' pictures: imports overlap with the trials
