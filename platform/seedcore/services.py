@@ -25,6 +25,7 @@ from seedcore.monitoring.loops import start_loop
 from seedcore.monitoring.monitors import MonitorService
 from seedcore.monitoring.predlog import PredictionLogger
 from seedcore.monitoring.schedules import ScheduleService
+from seedcore.promotion.registry import Registry
 from seedcore.promotion.service import PromotionService
 from seedcore.serving.model import ModelHolder
 
@@ -39,6 +40,7 @@ class Services:
     """What one process shares. Optional parts are None in role "serve"."""
 
     settings: Settings
+    registry: Registry
     model: ModelHolder
     prediction_log: PredictionLogger
     database: Database | None = None
@@ -70,22 +72,24 @@ class Services:
 
     @classmethod
     def _start(cls, settings: Settings, database: Database | None, stops: list, loops: bool) -> "Services":
-        model = ModelHolder(settings).start()
+        registry = Registry(settings)  # opens MLflow's client on first use
+        model = ModelHolder(settings, registry).start()
         stops.insert(0, model.stop)
         prediction_log = PredictionLogger(settings, (lambda: database) if database else
                                           (lambda: Database(settings.database_url)))
         stops.insert(0, prediction_log.stop)
-        services = cls(settings, model, prediction_log, database, _stops=stops)
+        services = cls(settings, registry, model, prediction_log, database, _stops=stops)
         if database is None:
             return services
         services.incidents = IncidentStore(database, limits=PayloadLimits.of(settings))
-        services.promotion = PromotionService(settings, database, on_promoted=lambda _record: model.poll_once())
+        services.promotion = PromotionService(settings, database, on_promoted=lambda _record: model.poll_once(),
+                                              registry=registry)
         _settle_promotions(services.promotion)
         services.runner = JobRunner(settings, database, services.promotion).start()
         stops.insert(0, services.runner.stop)
         submit = services.runner.submit
         services.schedules = ScheduleService(settings, database, submit, cancel=services.runner.cancel)
-        services.monitors = MonitorService(settings, database, submit)
+        services.monitors = MonitorService(settings, database, submit, registry=registry)
         if loops:
             stops.insert(0, start_loop(services.schedules, services.monitors, settings.monitor_interval_s))
         return services

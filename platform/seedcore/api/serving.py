@@ -109,7 +109,7 @@ def model_info():
 def list_models(query: ListModelsQuery):
     """One page of `limit` versions from `offset`; 503 if the registry cannot be reached."""
     holder = current_services().model
-    page = holder.registry.list_versions(limit=query.limit, offset=query.offset)
+    page = current_services().registry.list_versions(limit=query.limit, offset=query.offset)
     served = holder.model.version if holder.model else None
     models = [{**item, "served": item["version"] == served} for item in page["items"]]
     end = query.offset + len(models)

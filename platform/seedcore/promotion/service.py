@@ -60,8 +60,10 @@ class PromotionService:
     one (seedcore.services) and hands it to whatever promotes; `PromotionService.opened(settings)` is one
     with a database of its own, for a command or a library call, disposed by `close()`."""
 
-    def __init__(self, settings: Settings, db: Database, on_promoted: Listener | None = None):
+    def __init__(self, settings: Settings, db: Database, on_promoted: Listener | None = None,
+                 registry: Registry | None = None):
         self.settings = settings
+        self.registry = registry or Registry(settings)
         self.db = db
         self.incidents = IncidentStore(db)
         self.journal = PromotionJournal(db)
@@ -165,7 +167,7 @@ class PromotionService:
         for entry in self.journal.unfinished(self.settings.model_name, self.settings.blessed_dir):
             reached = entry.steps[-1] if entry.steps else "its intent"
             try:
-                outcome = Production(Registry(self.settings)).settle(entry)
+                outcome = Production(self.registry).settle(entry)
             except (MlflowException, SQLAlchemyError) as exc:
                 raise unavailable(exc) from exc
             record = {**entry.detail.get("record", {}), "status": PROMOTED, "promotion_id": entry.id,
@@ -186,7 +188,7 @@ class PromotionService:
 
     def _registry_promote(self, version, force, dataset, challenger, allow_schema_change, journal) -> dict:
         try:
-            return Production(Registry(self.settings)).promote(version, force=force, dataset=dataset, challenger=challenger,
+            return Production(self.registry).promote(version, force=force, dataset=dataset, challenger=challenger,
                                                    allow_schema_change=allow_schema_change, journal=journal)
         except (MlflowException, SQLAlchemyError) as exc:
             raise unavailable(exc) from exc
