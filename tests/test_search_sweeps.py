@@ -25,6 +25,7 @@ from seedcore.errors import ValidationError
 from seedcore.scoring import evaluate
 from seedcore.promotion.registry import Registry
 from seedcore.tuning import run_sweep
+from seedcore.tuning import sweep as sweep_module
 from seedcore.tuning.search import TPE_STARTUP_TRIALS
 from seedcore.tuning.spaces import NUM_BOOST_ROUND, SPACES, TUNE_CONFIGS, describe_space, resolve_space
 from seedcore.tuning.winner import TRAIN_ROWS
@@ -296,3 +297,14 @@ def test_each_preset_prunes_on_its_own_asha_rungs(preset):
             assert len(steps) <= rounds
         else:
             assert len(steps) == rounds  # ran every round: not stopped anywhere else
+
+
+def test_a_cost_first_objective_holds_when_trials_outlast_the_report_interval(store, monkeypatch):
+    # progress reports every millisecond: a report without the first objective (known only at the end)
+    # would fail Tune's metric check, as a slow round on a busy machine once made it
+    monkeypatch.setattr(sweep_module, "REPORT_INTERVAL_S", 0.001)
+    result = sweep(store, "search_cost_first", custom_search_space={"max_depth": 6, "num_boost_round": 300},
+                   objectives=[{"metric": "training_time", "mode": "min"}, {"metric": "auc", "mode": "max"}],
+                   custom_tune_config={"num_samples": 2, "search_alg": "random", "seed": 3}).result
+    assert result["trials"]["completed"] == 2, result["trials"]
+    assert result["best_trial"]["training_time"] > 0

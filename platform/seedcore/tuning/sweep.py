@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -36,7 +37,7 @@ from seedcore.tuning.search import build_searcher
 from seedcore.tuning.warmstart import WarmStart, gather
 from seedcore.vocabulary import SearchAlgorithm
 from seedcore.tuning.spaces import describe_space
-from seedcore.tuning.trainable import TrialData, asha_rungs, train_xgb
+from seedcore.tuning.trainable import REPORT_INTERVAL_S, TrialData, asha_rungs, train_xgb
 from seedcore.tuning.trials_over import TrialsOver, fit
 from seedcore.tuning.winner import register_and_promote
 
@@ -202,10 +203,13 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
     if first.metric in PER_ROUND:  # ASHA prunes on the first objective; a cost known only at the end cannot
         scheduler = _SeededRunsInFull(warm.rerun if warm.rewards else warm.points, time_attr=names.ROUND,
                                       max_t=max_t, grace_period=grace, reduction_factor=plan.tune.reduction_factor)
+        interval = REPORT_INTERVAL_S
     else:
-        scheduler, rungs = FIFOScheduler(), frozenset()
+        # a cost known only at the end: no report before it, whatever a round takes (Tune requires the
+        # first objective in every report, and the searcher reads it from each one)
+        scheduler, rungs, interval = FIFOScheduler(), frozenset(), math.inf
     trainable = tune.with_parameters(train_xgb, data=TrialData.of(dataset), nthread=cpus, report_at=rungs,
-                                     measure=measured_metrics(plan.objectives, plan.selection))
+                                     max_interval_s=interval, measure=measured_metrics(plan.objectives, plan.selection))
     trainable = tune.with_resources(trainable, {"cpu": cpus})
     search = build_searcher(plan.tune.search_alg, seed=plan.tune.seed, metric=first.metric, mode=first.mode,
                             max_concurrent=concurrent, warm=warm)

@@ -25,6 +25,7 @@ CHECKPOINT_FILE = "model.ubj"
 NODE_ID = "node_id"  # the Ray node the trial runs on (in every report: pruned trials too)
 CONFIG_ATTR = "xgboost_config"  # booster attribute: XGBoost's own save_config() from training
 MODEL_BYTES, PREDICT_US = "model_bytes", "predict_us"  # costs a sweep's objectives may ask for
+REPORT_INTERVAL_S = 1.0  # a trial reports at least this often (progress, cancel), besides ASHA's rungs
 PREDICT_BATCH = 1000  # rows in the fixed batch predict_us is measured on
 
 _DMATRIX_CACHE: dict[str, tuple[xgb.DMatrix, xgb.DMatrix]] = {}
@@ -136,7 +137,7 @@ class _ReportRounds(xgb.callback.TrainingCallback):
 
 
 def train_xgb(config: dict[str, Any], data: TrialData, nthread: int = 1, report_at: frozenset[int] | None = None,
-              max_interval_s: float = 1.0, measure: tuple[str, ...] = ()) -> None:
+              max_interval_s: float = REPORT_INTERVAL_S, measure: tuple[str, ...] = ()) -> None:
     """Ray Tune trainable: train, report the rounds, end with the final metrics and a checkpoint.
 
     `report_at=None` reports after every round. `measure` names costs to report at the end
