@@ -14,6 +14,7 @@ from seedcore.config import Settings
 from seedcore.errors import ValidationError
 from seedcore.runtime.logs import quiet_noise
 from seedcore.runtime.observability import telemetry_off
+from seedcore.tuning.retries import retry_only_lost_workers
 
 _LOCK = threading.Lock()
 _STATE: dict = {"dashboard_url": None, "gcs_address": None, "one_sweep": False, "ending": None}
@@ -41,6 +42,7 @@ def ensure_ray(settings: Settings) -> bool:
     """
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
+    retry_only_lost_workers()
     telemetry_off()
     quiet_noise()
     import ray

@@ -212,7 +212,7 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
         run_config=tune.RunConfig(name=f"{_safe(plan.request.experiment_name)}_{time.strftime('%Y-%m-%d_%H-%M-%S')}",
                                   **tune_storage(settings, str(settings.ray_results_dir)), callbacks=[logger, over],
                                   verbose=0, stop=_CancelStopper(cancel_event),
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+                                  failure_config=tune.FailureConfig(max_failures=settings.max_failures)),
     )
     return fit(tuner, over, cancel_event, on_end=trials_ended)  # the answer does not wait for Tune's shutdown
 
