@@ -23,8 +23,8 @@ from seedcore.errors import (ConflictError, NotFoundError, SeedcoreError, SweepC
                              TooManyWaitsError)
 from seedcore.memory.incidents import record_sweep_completed, record_sweep_failed
 from seedcore.runtime.store_health import require_mlflow_store
-from seedcore.jobs.store import (FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED, JobStore,
-                           local_process_alive)
+from seedcore.jobs.store import (FINISHED_STATES, INTERRUPTED, JOB_CANCELLED, JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED,
+                                 JobStore, local_process_alive)
 from seedcore.memory.store import IncidentStore
 from seedcore.process_identity import ProcessIdentity
 
@@ -114,17 +114,41 @@ class JobRunner:
             self._resumer.join(max(0.0, deadline - time.monotonic()))
 
     def recover_interrupted(self) -> list[str]:
-        """Jobs whose runner died (by pid, host and start time: a recycled pid is not the runner): mark them
-        failed ("interrupted") and end their MLflow runs."""
+        """Jobs whose runner died (by pid, host and start time: a recycled pid is not the runner): a sweep is
+        taken over and resumed here (`_take_over`); the others are marked failed ("interrupted") and their
+        MLflow runs ended."""
         from seedcore.tuning.sweep import close_job_runs
 
         recovered = []
         for job in self.jobs.find_interrupted():
+            if self._take_over(job):
+                recovered.append(job["id"])
+                continue
             self.jobs.mark_interrupted(job["id"])
             closed = close_job_runs(self.settings, job["id"])
             log.warning("job %s was interrupted; marked failed, %d MLflow runs closed", job["id"], closed)
             recovered.append(job["id"])
         return recovered
+
+    def _take_over(self, job: dict) -> bool:
+        """An interrupted sweep goes on in this process from its Tune storage (seedcore.tuning.resume); one that
+        cannot (its storage is gone) fails with the reason. False for a job of another kind."""
+        from seedcore.tuning.resume import close_job_runs, why_not
+
+        if job["kind"] != KIND_TUNE:
+            return False
+        reason = why_not(self.settings, job["id"])
+        if reason is not None:
+            self.jobs.finish(job["id"], JOB_FAILED, error=f"{INTERRUPTED}; cannot resume: {reason}")
+            closed = close_job_runs(self.settings, job["id"])
+            log.warning("job %s was interrupted and cannot resume (%s); %d MLflow runs closed", job["id"], reason,
+                        closed)
+            return True
+        log.warning("job %s was interrupted; resuming its sweep here", job["id"])
+        job = self.jobs.take_over(job["id"], self.identity)
+        # not one of the worker threads /health counts: it ends with its job (stop cancels it like any job)
+        threading.Thread(target=self._run, args=(job,), name=f"seedcore-resumed-{job['id'][:8]}", daemon=True).start()
+        return True
 
     def resume_followups(self) -> list[str]:
         """Finish the follow-ups that dead processes left pending in their jobs; the ids of those jobs."""

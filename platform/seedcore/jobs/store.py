@@ -198,6 +198,13 @@ class JobStore:
         self._transition(job_id, (JOB_RUNNING,), values, "mark as interrupted")
         return self.get(job_id)
 
+    def take_over(self, job_id: str, owner: tuple) -> dict:
+        """A running job whose runner died, now owned by (pid, host, start) of the process resuming it."""
+        pid, host, start = owner
+        values = {"owner_pid": pid, "owner_host": host, "owner_start": start}
+        self._transition(job_id, (JOB_RUNNING,), values, "take over")
+        return self.get(job_id)
+
     def _transition(self, job_id: str, from_states: tuple[str, ...], values: dict, verb: str) -> None:
         """UPDATE the job only if it is in one of `from_states`; else NotFoundError or ConflictError."""
         with self.db.session() as session:

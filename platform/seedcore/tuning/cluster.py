@@ -27,6 +27,9 @@ TUNE_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000",
     "RAY_DEDUP_LOGS": "1",
+    # the experiment's state is saved every 2 s (not Tune's 10 s or more), so that a sweep resumed after its
+    # driver died (seedcore.tuning.resume) knows nearly every trial the dead one started
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",
 }
 TAG_NODE = "seedcore.node"  # on each trial's run: the Ray node id it ran on
 CLUSTER_TAG_PREFIX = "seedcore.cluster."  # on a sweep's parent run: the cluster's resources
