@@ -58,13 +58,14 @@ class MLflowTrialLogger(Callback):
         self.waiting = 0  # trials waiting for free cluster resources
         self.retries: dict[str, int] = {}  # trial id -> times Tune retried it
         self.restarting: set[str] = set()  # retried trials whose first report of the new attempt is due
+        self._tried: set[str] = set()  # trials whose run the writer tried to create
         self._lock = threading.Lock()
         self._writer = Writer()
         self._progress = Newest(self._send_progress)
 
     def __getstate__(self):
         # Tune pickles its callbacks into the experiment state; live handles stay here.
-        skip = ("client", "_lock", "on_progress", "_writer", "_progress", "cancel_event")
+        skip = ("client", "_lock", "on_progress", "_writer", "_progress", "cancel_event", "_tried")
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     # -- Tune hooks (Tune's control loop: no I/O here) ----------------------------------------
@@ -188,11 +189,19 @@ class MLflowTrialLogger(Callback):
 
     # -- the writer thread's work -------------------------------------------------------------
     def _create_run(self, trial_id: str, name: str, config: dict) -> None:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={
+        run = self._made_before(trial_id) if trial_id in self._tried else None
+        self._tried.add(trial_id)
+        run = run or self.client.create_run(self.experiment_id, run_name=name, tags={
             names.TAG_PARENT_RUN: self.parent_run_id, names.TAG_TRIAL_ID: trial_id})
         self.run_ids[trial_id] = run.info.run_id
         params = [Param(k, _param_value(v)) for k, v in sorted(config.items())]
         self.client.log_batch(run.info.run_id, params=params)
+
+    def _made_before(self, trial_id: str):
+        """The trial's run, if an earlier attempt made it although its answer was lost (the write is retried)."""
+        found = self.client.search_runs([self.experiment_id], max_results=1, filter_string=(
+            f"tags.`{names.TAG_PARENT_RUN}` = '{self.parent_run_id}' and tags.`{names.TAG_TRIAL_ID}` = '{trial_id}'"))
+        return found[0] if found else None
 
     def _tag_run(self, trial_id: str, key: str, value: str) -> None:
         self.client.set_tag(self.run_ids[trial_id], key, value)

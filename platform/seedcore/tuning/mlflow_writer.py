@@ -5,15 +5,27 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
+RETRY_FOR_S = 300.0  # how long one write is retried while the tracking store does not answer
+_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 5.0)
+# MLflow's answers that may pass: the store failing or busy, or no answer at all (MLflow's REST client gives
+# up on a server that is down with INTERNAL_ERROR). A refusal (bad value, no such run) would only repeat.
+_TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
 
 
 class Writer:
-    """One background thread doing the tracking-store writes in order, off Tune's control loop."""
+    """One background thread doing the tracking-store writes in order, off Tune's control loop.
 
-    def __init__(self):
+    A write the store cannot take now (the tracking server down or unreachable) is tried again, with a
+    growing pause, for up to `retry_for_s`; the writes behind it wait, so they still land in order.
+    """
+
+    def __init__(self, retry_for_s: float = RETRY_FOR_S):
+        self.retry_for_s = retry_for_s
+        self.retries = 0  # writes tried again, in all
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="seedcore-mlflow-writer", daemon=True)
         self._thread.start()
@@ -37,13 +49,39 @@ class Writer:
             try:
                 if item is None:
                     return
-                fn, args = item
-                fn(*args)
-            except Exception as exc:  # a tracking hiccup must not kill the sweep; it is reported
+                self._until_done(*item)
+            except Exception as exc:  # a tracking failure must not kill the sweep; it is reported
                 log.exception("MLflow write failed")
                 self.errors.append(f"{type(exc).__name__}: {exc}")
             finally:
                 self._queue.task_done()
+
+    def _until_done(self, fn: Callable, args: tuple) -> None:
+        deadline = time.monotonic() + self.retry_for_s
+        for attempt in range(1_000_000):  # bounded by the deadline
+            try:
+                fn(*args)
+            except Exception as exc:
+                if not transient(exc) or time.monotonic() >= deadline:
+                    raise
+                if attempt == 0:
+                    log.warning("MLflow write failed (%s); retrying for up to %.0f s", type(exc).__name__,
+                                self.retry_for_s)
+                self.retries += 1
+                time.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+            else:
+                if attempt:
+                    log.warning("MLflow write went through after %d retries", attempt)
+                return
+
+
+def transient(exc: Exception) -> bool:
+    """Whether a failed tracking-store call may succeed when tried again."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException):
+        return exc.error_code in _TRANSIENT_CODES
+    return isinstance(exc, (OSError, TimeoutError)) or type(exc).__module__.startswith(("requests", "urllib3"))
 
 
 class Newest:
