@@ -131,6 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     partition.set_defaults(handler=_partition)
     sub.add_parser("heal", help="end every partition (remove the cluster's nftables table)").set_defaults(
         handler=_heal)
+    drill = sub.add_parser("drill", help="each fault against a running sweep of the cluster that is up; a table",
+                           formatter_class=formatter)
+    drill.add_argument("--short", action="store_true", help="one round of each fault, 4 trials a sweep (for CI)")
+    drill.add_argument("--rounds", type=int, choices=range(1, 21), default=5, metavar="1-20",
+                       help="rounds of each fault (6 trials a sweep)")
+    drill.set_defaults(handler=_drill)
     return parser
 
 
@@ -599,6 +605,17 @@ def _start(args) -> int:
         return 1
     _launch(args.state, args.part, json.loads(spec_file.read_text()))
     return 0
+
+
+def _drill(args) -> int:
+    """Run the fault drill (scripts/local_cluster_drill.py) against the cluster in --state."""
+    if sorted(_running_parts(args.state)) != sorted(STOP_ORDER):
+        log(f"the drill needs every part running in {args.state}: `up` first")
+        return 1
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the drill lives beside this script
+    import local_cluster_drill
+
+    return local_cluster_drill.run(args, Path(__file__).resolve())
 
 
 # -- partitions -----------------------------------------------------------------------------------
