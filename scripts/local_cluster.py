@@ -291,7 +291,9 @@ def _start_all(args) -> dict[str, str]:
     common = {"SEEDCORE_TRACKING_URI": mlflow_url, "SEEDCORE_DATABASE_URL": app_db,
               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
               "SEEDCORE_POLL_INTERVAL_S": str(args.poll_interval), "SEEDCORE_INSTANCE_ID": instance}
+    serve_urls = [f"http://{where[part]}:{port}" for part, port in zip(SERVES, args.serve_ports)]
     api_env = {**common, **ray_env, "SEEDCORE_HOST": where[API], "SEEDCORE_PORT": str(args.api_port),
+               "SEEDCORE_REPLICAS": ",".join(serve_urls),
                "SEEDCORE_DATA_DIR": str(state / "api"), "SEEDCORE_MLRUNS_DIR": str(state / "api" / "mlruns"),
                "SEEDCORE_RAY_ADDRESS": f"{where[HEAD]}:{args.ray_port}"}
     _spawn(state, API, [str(BIN / "seedcore"), "up", "--no-mlflow-ui"], api_env)
@@ -300,7 +302,7 @@ def _start_all(args) -> dict[str, str]:
         _spawn(state, part, [str(BIN / "seedcore"), "serve", "--workers", "1"],
                {**common, "SEEDCORE_HOST": where[part], "SEEDCORE_PORT": str(port),
                 "SEEDCORE_DATA_DIR": str(state / part), "SEEDCORE_MLRUNS_DIR": str(state / part / "mlruns")})
-        endpoints[f"SERVE_{i}"] = f"http://{where[part]}:{port}"
+        endpoints[f"SERVE_{i}"] = serve_urls[i - 1]
     _wait(f"{mlflow_url}/health", deadline, MLFLOW, state)
     _check_mlflow_is_ours(mlflow_url, mlflow_db, instance)
     for name, part in (("API", API), ("SERVE_1", SERVES[0]), ("SERVE_2", SERVES[1])):

@@ -68,9 +68,12 @@ def test_trials_that_end_while_the_tracking_server_is_down_are_recorded_once_it_
     done: list[tuple[float, int]] = []
     outcome: dict = {}
 
+    def note(progress: dict) -> None:
+        done.append((time.monotonic(), progress["trials_done"]))
+
     def sweep() -> None:
         try:
-            outcome["result"] = run_sweep(settings, progress=lambda p: done.append((time.monotonic(), p["trials_done"])),
+            outcome["result"] = run_sweep(settings, progress=note,
                                           custom_search_space=SPACE, config_type="conservative",
                                           experiment_name="outage",
                                           custom_tune_config={"num_samples": TRIALS, "max_concurrent_trials": 1,
