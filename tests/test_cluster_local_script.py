@@ -253,3 +253,14 @@ def test_every_service_gets_its_own_loopback_address_and_the_base_is_checked():
         assert up.returncode == 2 and "--address-base" in up.stderr, up.stderr
     source = (ROOT / "scripts" / "local_cluster.py").read_text()
     assert "127.0.0.1" not in source and "localhost" not in source  # every URL from the configured addresses
+
+
+def test_the_drill_and_a_partition_need_a_cluster_that_is_up():
+    state = _state()
+    drill = _run("--state", str(state), "drill", "--short")
+    assert drill.returncode == 1 and "the drill needs every part running" in drill.stderr, drill.stderr
+    cut = _run("--state", str(state), "partition", "ray-node2", "ray-head")
+    assert cut.returncode == 1 and f"no cluster in {state}" in cut.stderr, cut.stderr
+    same = _run("--state", str(state), "partition", "api", "api")
+    assert same.returncode == 2 and "two different parts" in same.stderr
+    assert not state.exists()

@@ -103,6 +103,7 @@ def _sweeps(state: Path, endpoints: dict) -> None:
     replicas = call("GET", f"{api}/health", timeout=30)[1]["replicas"]  # the API knows both, with versions
     assert [(r["url"], r["status"], r["model_version"]) for r in replicas] == [
         (endpoints["SERVE_1"], "ok", str(version)), (endpoints["SERVE_2"], "ok", str(version))], replicas
+    _a_replica_killed(state, endpoints, version)
     _sweep_losing_a_node(state, api, mlflow)
     _replicas_serve(endpoints, _production_version(mlflow), within_s=POLL_S + 8)
 
@@ -180,6 +181,18 @@ def _sweep_losing_a_node(state, api: str, mlflow: MlflowClient) -> None:
     experiments = [e.experiment_id for e in mlflow.search_experiments()]
     running = mlflow.search_runs(experiments, filter_string="attributes.status = 'RUNNING'")
     assert running == [], [r.info.run_name for r in running]
+
+
+def _a_replica_killed(state: Path, endpoints: dict, version: int) -> None:
+    """serve-1 SIGKILLed: serve-2 goes on predicting, the API lists serve-1 unreachable; started again, it
+    serves the production version."""
+    assert local_cluster(state, "stop", "serve-1", "--kill", timeout=60).returncode == 0
+    status, answer = call("POST", f"{endpoints['SERVE_2']}/xgboost/predict", {"features": [0.1] * 10}, timeout=10)
+    assert status == 200, answer
+    replicas = call("GET", f"{endpoints['API']}/health", timeout=30)[1]["replicas"]
+    assert [r["status"] for r in replicas] == ["unreachable", "ok"], replicas
+    assert local_cluster(state, "start", "serve-1", timeout=60).returncode == 0
+    _replicas_serve(endpoints, version, within_s=120)
 
 
 def _drill(state: Path) -> None:
