@@ -6,7 +6,8 @@ head for 20 s. Each round submits a sweep over REST, waits until trials are runn
 waits for the job to end, then counts the sweep's trial runs in MLflow. One table row per round: fault,
 requested (trials), recorded (trial runs in MLflow), duplicates (runs beyond one per trial), outcome (the
 job's state), recovery_s (from the fault's end until the sweep made progress again); then a summary line.
-A round passes when its job succeeded with every trial recorded once.
+A round passes when its job succeeded with every trial recorded once and none failed (a trial failing is
+shown in the outcome column).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def run(args, script: Path) -> int:
             rows.append(_round(state, script, endpoints, fault, inject, trials, round_))
             print(_format([rows[-1]], header=len(rows) == 1), flush=True)
     passed = sum(1 for row in rows if _passed(row))
-    print(f"drill: {passed}/{len(rows)} rounds passed (every trial recorded once, job succeeded); "
+    print(f"drill: {passed}/{len(rows)} rounds passed (job succeeded, every trial recorded once, none failed); "
           f"max recovery {max((r['recovery_s'] for r in rows if r['recovery_s'] is not None), default=0):.1f} s",
           flush=True)
     return 0 if passed == len(rows) else 1
@@ -65,9 +66,10 @@ def _round(state: Path, script: Path, endpoints: dict, fault: str, inject, trial
     else:  # the sweep went on: another trial ended, or the job did
         recovery = _wait(lambda: _moved_on(url, done_before), 600)
     final = _wait(lambda: (p := _status(url)) and p["state"] not in ("queued", "running") and p, 900)
-    recorded, duplicates = _runs(endpoints["MLFLOW"], job["job_id"])
+    recorded, duplicates, errored = _runs(endpoints["MLFLOW"], job["job_id"])
+    outcome = final["state"] if final else "timeout"
     return {"fault": fault, "requested": trials, "recorded": recorded, "duplicates": duplicates,
-            "outcome": final["state"] if final else "timeout",
+            "outcome": f"{outcome} ({errored} trial(s) failed)" if errored else outcome,
             "recovery_s": round(recovery - fault_over, 1) if recovery else None,
             "error": (final or {}).get("error")}
 
@@ -173,15 +175,16 @@ def _resumed(mlflow_url: str, job_id: str) -> bool:
     return any(int(p.data.tags.get("seedcore.resumed", 0)) > 0 for p in parents)
 
 
-def _runs(mlflow_url: str, job_id: str) -> tuple[int, int]:
-    """(trial runs recorded for the job's sweep, runs beyond one per trial)."""
+def _runs(mlflow_url: str, job_id: str) -> tuple[int, int, int]:
+    """(trial runs recorded for the job's sweep, runs beyond one per trial, trial runs FAILED)."""
     client, parents = _parents(mlflow_url, job_id)
     if not parents:
-        return 0, 0
+        return 0, 0, 0
     children = client.search_runs([parents[0].info.experiment_id], max_results=10_000,
                                   filter_string=f"tags.`{TAG_PARENT}` = '{parents[0].info.run_id}'")
     trials = Counter(run.data.tags.get(TAG_TRIAL) for run in children)
-    return len(children), sum(count - 1 for count in trials.values()) + (len(parents) - 1)
+    failed = sum(1 for run in children if run.info.status == "FAILED")
+    return len(children), sum(count - 1 for count in trials.values()) + (len(parents) - 1), failed
 
 
 def _passed(row: dict) -> bool:
