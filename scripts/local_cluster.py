@@ -1,4 +1,11 @@
-"""`scripts/local-cluster up|down|status|stop PART`: the distributed layout from real processes on one machine.
+"""`scripts/local-cluster up|down|status|stop PART|start PART|partition A B|heal`: the distributed layout from
+real processes on one machine, each service on a loopback address of its own.
+
+Every service listens on its own address in 127.0.0.0/8 (by default 127.0.1.11 to 127.0.1.17: PostgreSQL,
+MLflow's tracking server, the Ray head, Ray node 2, the API, two serving replicas) and every URL is built
+from those addresses, so an address mix-up shows as a failure. Each service runs under a group id of its
+own, which is how `partition A B` tells their packets apart: it drops, in an nftables table of this
+cluster's own on lo, what A sends to B's address and what B sends to A's; `heal` (and `down`) remove the table.
 
 Every process started here carries LOCAL_CLUSTER_STATE=<state dir> (and LOCAL_CLUSTER_PART=<part>) in
 its environment, inherited by everything it spawns (Ray's workers too), so `down` and `stop` find
@@ -29,9 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MARK, PART = "LOCAL_CLUSTER_STATE", "LOCAL_CLUSTER_PART"
-HEAD, NODE2, MLFLOW, API = "ray-head", "ray-node2", "mlflow", "api"
+HEAD, NODE2, MLFLOW, API, PG = "ray-head", "ray-node2", "mlflow", "api", "postgres"
 SERVES = ("serve-1", "serve-2")
-STOP_ORDER = (*SERVES, API, NODE2, HEAD, MLFLOW)
+HOSTED = (PG, MLFLOW, HEAD, NODE2, API, *SERVES)  # in address order: the n-th takes the base address + n
+STOP_ORDER = (*SERVES, API, NODE2, HEAD, MLFLOW, PG)
 # `ray start`, but a node waits up to 2 minutes (not 30 s) for the GCS to list it: on a busy machine the GCS
 # answers slowly and Ray would give the node up although it comes up fine.
 PATIENT_RAY_START = """
@@ -59,6 +67,8 @@ MAX_STATE_PATH = 34  # + "/ray-node2/session_<date>_<time>_<pid>/sockets/plasma_
 CLUSTER_FILE = "cluster.json"  # in the state dir: instance id, the admin URL and the databases `up` made
 INSTANCE_TAG = "seedcore.local_cluster.instance"  # on MLflow's Default experiment
 INSTANCE_LABEL = "seedcore-instance"  # on each Ray node
+GID_SPAN = (1 << 20, 1 << 30)  # each service's group id: drawn per cluster from here (no user has one so high)
+NFT = "nft"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="pid files, logs, data dirs (LOCAL_CLUSTER_STATE_DIR)")
     sub = parser.add_subparsers(required=True, metavar="command")
     up = sub.add_parser("up", help="start everything; print NAME=URL lines once all answer", formatter_class=formatter)
+    up.add_argument("--address-base", type=_address_base, default=env("LOCAL_CLUSTER_ADDRESS_BASE", "127.0.1.10"),
+                    help=f"a loopback address; the services take the next {len(HOSTED)}, in this order: "
+                         f"{', '.join(HOSTED)} (LOCAL_CLUSTER_ADDRESS_BASE)")
     up.add_argument("--api-port", type=_port, default=env("LOCAL_CLUSTER_API_PORT", "8400"),
                     help="the API (LOCAL_CLUSTER_API_PORT)")
     up.add_argument("--serve-ports", type=_serve_ports, default=env("LOCAL_CLUSTER_SERVE_PORTS", "8401,8402"),
@@ -87,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="the Ray head's GCS (LOCAL_CLUSTER_RAY_PORT)")
     up.add_argument("--dashboard-port", type=_port, default=env("LOCAL_CLUSTER_DASHBOARD_PORT", "8403"),
                     help="the Ray dashboard (LOCAL_CLUSTER_DASHBOARD_PORT)")
+    up.add_argument("--pg-port", type=_port, default=env("LOCAL_CLUSTER_PG_PORT", "5440"),
+                    help="the cluster's own PostgreSQL server, when no --pg-url is given (LOCAL_CLUSTER_PG_PORT)")
     up.add_argument("--head-cpus", type=int, default=int(env("LOCAL_CLUSTER_HEAD_CPUS", 1)),
                     help="CPUs of the Ray head (LOCAL_CLUSTER_HEAD_CPUS)")
     up.add_argument("--node2-cpus", type=int, default=int(env("LOCAL_CLUSTER_NODE2_CPUS", 1)),
@@ -94,8 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--poll-interval", type=float, default=float(env("LOCAL_CLUSTER_POLL_S", 2.0)),
                     help="seconds between the serving replicas' checks of the production alias (LOCAL_CLUSTER_POLL_S)")
     up.add_argument("--pg-url", default=env("LOCAL_CLUSTER_PG_URL"),
-                    help="PostgreSQL URL of a role that may create databases; None: the one scripts/ensure-postgres "
-                         "sets up (LOCAL_CLUSTER_PG_URL)")
+                    help="PostgreSQL URL of a role that may create databases on a server of its own; None: the "
+                         "cluster runs a PostgreSQL server of its own on its address (LOCAL_CLUSTER_PG_URL)")
     up.add_argument("--db-prefix", type=_db_prefix, default=env("LOCAL_CLUSTER_DB_PREFIX", "seedcore_cluster"),
                     help="the databases are <prefix>_mlflow and <prefix>_app (LOCAL_CLUSTER_DB_PREFIX)")
     up.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for everything to answer")
@@ -107,6 +122,21 @@ def _parser() -> argparse.ArgumentParser:
     stop.add_argument("part", choices=STOP_ORDER)
     stop.add_argument("--kill", action="store_true", help="SIGKILL at once, as a machine that dies")
     stop.set_defaults(handler=_stop)
+    start = sub.add_parser("start", help="start a stopped part again, as `up` started it (a restart)")
+    start.add_argument("part", choices=STOP_ORDER)
+    start.set_defaults(handler=_start)
+    partition = sub.add_parser("partition", help="drop all traffic between two parts' addresses (nftables on lo)")
+    partition.add_argument("a", choices=HOSTED)
+    partition.add_argument("b", choices=HOSTED)
+    partition.set_defaults(handler=_partition)
+    sub.add_parser("heal", help="end every partition (remove the cluster's nftables table)").set_defaults(
+        handler=_heal)
+    drill = sub.add_parser("drill", help="each fault against a running sweep of the cluster that is up; a table",
+                           formatter_class=formatter)
+    drill.add_argument("--short", action="store_true", help="one round of each fault, 4 trials a sweep (for CI)")
+    drill.add_argument("--rounds", type=int, choices=range(1, 21), default=5, metavar="1-20",
+                       help="rounds of each fault (6 trials a sweep)")
+    drill.set_defaults(handler=_drill)
     return parser
 
 
@@ -122,6 +152,28 @@ def _serve_ports(text: str) -> list[int]:
     if len(ports) != len(SERVES):
         raise argparse.ArgumentTypeError(f"needs {len(SERVES)} ports, got {text!r}")
     return ports
+
+
+def _address_base(text: str) -> str:
+    """A loopback IPv4 address with room for one address per service after it."""
+    import ipaddress
+
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IPv4 address: {text!r}") from None
+    if not address.is_loopback or not 1 <= address.packed[3] <= 254 - len(HOSTED):
+        raise argparse.ArgumentTypeError(f"{text} and the {len(HOSTED)} addresses after it must be in 127.0.0.0/8, "
+                                         f"in one /24, none ending in .0 or .255")
+    return str(address)
+
+
+def addresses(base: str) -> dict[str, str]:
+    """{part: its address}: the services in HOSTED order on the addresses after `base`."""
+    import ipaddress
+
+    first = ipaddress.IPv4Address(base)
+    return {part: str(first + i) for i, part in enumerate(HOSTED, start=1)}
 
 
 def _db_prefix(text: str) -> str:
@@ -143,6 +195,7 @@ def _up(args) -> int:
     if _running_parts(args.state):
         log(f"already running in {args.state} ({', '.join(_running_parts(args.state))}); run `down` first")
         return 1
+    args.addresses = addresses(args.address_base)
     taken = _taken_ports(args)
     if taken:
         log("; ".join(taken))
@@ -156,7 +209,7 @@ def _up(args) -> int:
 
     telemetry_off()  # here and in every process `up` starts
     args.instance_id = secrets.token_hex(8)
-    _fresh_state(args.state, args.instance_id)
+    _fresh_state(args.state, args.instance_id, args.addresses)
     try:
         endpoints = _start_all(args)
     except Exception as exc:  # anything that keeps the layout from answering: stop what started, say why
@@ -171,71 +224,153 @@ def _up(args) -> int:
 
 
 def _taken_ports(args) -> list[str]:
-    """Why each port `up` needs cannot be ours (used twice, or something on this machine listens on it)."""
-    wanted = [("--api-port", args.api_port), *(("--serve-ports", p) for p in args.serve_ports),
-              ("--mlflow-port", args.mlflow_port), ("--ray-port", args.ray_port),
-              ("--dashboard-port", args.dashboard_port)]
+    """Why each address:port `up` needs cannot be ours (given twice, or something listens on it)."""
+    where = args.addresses
+    wanted = [("--api-port", API, args.api_port),
+              *(("--serve-ports", part, p) for part, p in zip(SERVES, args.serve_ports)),
+              ("--mlflow-port", MLFLOW, args.mlflow_port), ("--ray-port", HEAD, args.ray_port),
+              ("--dashboard-port", HEAD, args.dashboard_port)]
+    if not args.pg_url:
+        wanted.append(("--pg-port", PG, args.pg_port))
     problems, seen = [], {}
-    for option, port in wanted:
-        if port in seen:
+    for option, part, port in wanted:
+        if port in seen:  # the same port on two addresses would work, but is a mistake more often than not
             problems.append(f"port {port} is given twice ({seen[port]} and {option})")
             continue
         seen[port] = option
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener still conflicts
             try:
-                probe.bind(("127.0.0.1", port))
+                probe.bind((where[part], port))
             except OSError as exc:
-                problems.append(f"port {port} ({option}) is taken on 127.0.0.1 ({exc.strerror}): free it or "
+                problems.append(f"port {port} ({option}) is taken on {where[part]} ({exc.strerror}): free it or "
                                 f"choose another with {option}")
     return problems
 
 
-def _fresh_state(state: Path, instance: str) -> None:
-    """The state dir, marked as made by `up` with the cluster's file (`down` removes only a marked dir)."""
-    for sub in ("pids", "logs"):
+def _fresh_state(state: Path, instance: str, where: dict[str, str]) -> None:
+    """The state dir, marked as made by `up` with the cluster's file (`down` removes only a marked dir): the
+    instance id, each service's address and group id."""
+    for sub in ("pids", "logs", "parts"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    _write_private(state / CLUSTER_FILE, json.dumps({"instance_id": instance}))
+    first = secrets.randbelow((GID_SPAN[1] - GID_SPAN[0]) // 16) * 16 + GID_SPAN[0]
+    _write_private(state / CLUSTER_FILE, json.dumps({
+        "instance_id": instance, "addresses": where,
+        "gids": {part: first + i for i, part in enumerate(HOSTED)}, "partitions": []}))
+
+
+def cluster_info(state: Path) -> dict:
+    return json.loads((state / CLUSTER_FILE).read_text())
+
+
+def _update_cluster(state: Path, **fields) -> None:
+    _write_private(state / CLUSTER_FILE, json.dumps({**cluster_info(state), **fields}))
 
 
 def _start_all(args) -> dict[str, str]:
-    """Ray first, one node at a time (a Ray node gives up after 30 s when the machine is busy), then the rest."""
-    state, deadline = args.state, time.monotonic() + args.timeout
+    """PostgreSQL, then Ray one node at a time (a Ray node gives up after 30 s when the machine is busy), then
+    the rest. Every URL is made of the addresses `up` gave the services."""
+    state, deadline, where = args.state, time.monotonic() + args.timeout, args.addresses
     instance = args.instance_id
     token = secrets.token_hex(32)
     _write_private(state / "ray_token", token)
-    mlflow_db, app_db = _databases(args)
+    admin_url = args.pg_url or _start_postgres(args, deadline)
+    mlflow_db, app_db = _databases(args, admin_url)
     # A busy machine starts a node's dashboard agent slowly; Ray's raylet would give up on it and exit.
     ray_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_agent_register_timeout_ms": "300000"}
-    dashboard = f"http://127.0.0.1:{args.dashboard_port}"
-    _start_ray_node(state, HEAD, lambda: _spawn(state, HEAD, _ray_start(state / HEAD, args.head_cpus, instance,
-                                                                        head=args), ray_env),
+    dashboard = f"http://{where[HEAD]}:{args.dashboard_port}"
+    head_command = _ray_start(state / HEAD, args.head_cpus, instance, where[HEAD], head=args)
+    _start_ray_node(state, HEAD, lambda: _spawn(state, HEAD, head_command, ray_env),
                     dashboard, token, instance, 1, deadline)
     _start_ray_node(state, NODE2, lambda: _start_node2(args, ray_env), dashboard, token, instance, 2, deadline)
-    mlflow_url = f"http://127.0.0.1:{args.mlflow_port}"
-    _spawn(state, MLFLOW, [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(args.mlflow_port),
+    mlflow_url = f"http://{where[MLFLOW]}:{args.mlflow_port}"
+    _spawn(state, MLFLOW, [str(BIN / "mlflow"), "server", "--host", where[MLFLOW], "--port", str(args.mlflow_port),
                            "--backend-store-uri", mlflow_db, "--serve-artifacts",
                            "--artifacts-destination", str(state / "mlartifacts"), "--workers", "1",
-                           "--allowed-hosts", f"127.0.0.1:{args.mlflow_port},localhost:{args.mlflow_port}"])
-    common = {"SEEDCORE_TRACKING_URI": mlflow_url, "SEEDCORE_DATABASE_URL": app_db, "SEEDCORE_HOST": "127.0.0.1",
+                           "--allowed-hosts", f"{where[MLFLOW]}:{args.mlflow_port}"])
+    common = {"SEEDCORE_TRACKING_URI": mlflow_url, "SEEDCORE_DATABASE_URL": app_db,
               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
               "SEEDCORE_POLL_INTERVAL_S": str(args.poll_interval), "SEEDCORE_INSTANCE_ID": instance}
-    api_env = {**common, **ray_env, "SEEDCORE_PORT": str(args.api_port), "SEEDCORE_DATA_DIR": str(state / "api"),
-               "SEEDCORE_MLRUNS_DIR": str(state / "api" / "mlruns"),
-               "SEEDCORE_RAY_ADDRESS": f"127.0.0.1:{args.ray_port}"}
+    serve_urls = [f"http://{where[part]}:{port}" for part, port in zip(SERVES, args.serve_ports)]
+    api_env = {**common, **ray_env, "SEEDCORE_HOST": where[API], "SEEDCORE_PORT": str(args.api_port),
+               "SEEDCORE_REPLICAS": ",".join(serve_urls),
+               "SEEDCORE_DATA_DIR": str(state / "api"), "SEEDCORE_MLRUNS_DIR": str(state / "api" / "mlruns"),
+               "SEEDCORE_RAY_ADDRESS": f"{where[HEAD]}:{args.ray_port}"}
     _spawn(state, API, [str(BIN / "seedcore"), "up", "--no-mlflow-ui"], api_env)
-    endpoints = {"API": f"http://127.0.0.1:{args.api_port}", "MLFLOW": mlflow_url}
+    endpoints = {"API": f"http://{where[API]}:{args.api_port}", "MLFLOW": mlflow_url}
     for i, (part, port) in enumerate(zip(SERVES, args.serve_ports), start=1):
         _spawn(state, part, [str(BIN / "seedcore"), "serve", "--workers", "1"],
-               {**common, "SEEDCORE_PORT": str(port), "SEEDCORE_DATA_DIR": str(state / part),
-                "SEEDCORE_MLRUNS_DIR": str(state / part / "mlruns")})
-        endpoints[f"SERVE_{i}"] = f"http://127.0.0.1:{port}"
+               {**common, "SEEDCORE_HOST": where[part], "SEEDCORE_PORT": str(port),
+                "SEEDCORE_DATA_DIR": str(state / part), "SEEDCORE_MLRUNS_DIR": str(state / part / "mlruns")})
+        endpoints[f"SERVE_{i}"] = serve_urls[i - 1]
     _wait(f"{mlflow_url}/health", deadline, MLFLOW, state)
     _check_mlflow_is_ours(mlflow_url, mlflow_db, instance)
     for name, part in (("API", API), ("SERVE_1", SERVES[0]), ("SERVE_2", SERVES[1])):
         _wait(f"{endpoints[name]}/health", deadline, part, state, check=_echoes(instance))
     endpoints["RAY_DASHBOARD"] = dashboard
+    endpoints["POSTGRES"] = f"{where[PG]}:{args.pg_port}" if not args.pg_url else "external"
     return endpoints
+
+
+def _start_postgres(args, deadline: float) -> str:
+    """A PostgreSQL server of the cluster's own on its address (data and socket in the state dir, run as the
+    `postgres` user when we are root): its admin URL, with a password drawn here."""
+    import pwd
+
+    state, address = args.state, args.addresses[PG]
+    home = state / PG
+    home.mkdir()
+    user = None
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        owner = pwd.getpwnam("postgres")
+        os.chmod(state, 0o711)  # the postgres user may pass through to its own dir, and list nothing
+        os.chown(home, owner.pw_uid, owner.pw_gid)
+        user = "postgres"
+    password = secrets.token_hex(16)
+    pwfile = home / "pwfile"
+    _write_private(pwfile, password)
+    if user:
+        os.chown(pwfile, pwd.getpwnam(user).pw_uid, -1)
+    try:
+        subprocess.run([_pg_binary("initdb"), "-D", str(home / "data"), "-U", "postgres", "--pwfile", str(pwfile),
+                        "--auth-host=scram-sha-256", "--auth-local=peer", "-E", "UTF8", "--no-instructions"],
+                       user=user, cwd=home, check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(f"initdb failed: {exc.stderr[-2000:]}") from None
+    finally:
+        pwfile.unlink()
+    _spawn(state, PG, [_pg_binary("postgres"), "-D", str(home / "data"), "-p", str(args.pg_port),
+                       "-c", f"listen_addresses={address}", "-c", f"unix_socket_directories={home}",
+                       "-c", "fsync=off", "-c", "full_page_writes=off"], user=user)
+    admin_url = f"postgresql+psycopg://postgres:{password}@{address}:{args.pg_port}/postgres"
+    _update_cluster(state, own_postgres=True, pg_url=admin_url)
+    _wait_postgres(admin_url, deadline, state)
+    return admin_url
+
+
+def _pg_binary(name: str) -> str:
+    """A PostgreSQL server program: on PATH, else the newest Debian install's."""
+    found = shutil.which(name) or max(map(str, Path("/usr/lib/postgresql").glob(f"*/bin/{name}")), default=None,
+                                      key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    if not found:
+        raise RuntimeError(f"no PostgreSQL `{name}` (install the Debian package postgresql, or give --pg-url)")
+    return found
+
+
+def _wait_postgres(url: str, deadline: float, state: Path) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    while True:
+        try:
+            psycopg.connect(dsn, connect_timeout=5).close()
+            return
+        except psycopg.OperationalError:
+            if PG not in _running_parts(state) or time.monotonic() > deadline:
+                tail = (state / "logs" / f"{PG}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"PostgreSQL did not answer; its log ends:\n{tail}") from None
+            time.sleep(0.3)
 
 
 def _echoes(instance: str):
@@ -279,27 +414,29 @@ def _start_ray_node(state: Path, part: str, spawn, dashboard: str, token: str, i
             _stop_part(state, part, kill=True)
 
 
-def _ray_start(temp_dir: Path, cpus: int, instance: str, head=None) -> list[str]:
-    """`ray start --block` for one node: its own temp dir, CPUs and ports (two nodes share this host), labelled
-    with the cluster's instance id."""
-    command = [sys.executable, "-c", PATIENT_RAY_START, "start", "--block", "--disable-usage-stats", "--temp-dir", str(temp_dir),
-               "--num-cpus", str(cpus), "--node-ip-address", "127.0.0.1", "--labels", f"{INSTANCE_LABEL}={instance}",
-               "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
-               "--metrics-export-port", str(_free_port()), "--runtime-env-agent-port", str(_free_port()),
-               "--node-manager-port", str(_free_port()), "--object-manager-port", str(_free_port())]
+def _ray_start(temp_dir: Path, cpus: int, instance: str, address: str, head=None) -> list[str]:
+    """`ray start --block` for one node on its address: its own temp dir, CPUs and ports (two nodes share this
+    host), labelled with the cluster's instance id."""
+    command = [sys.executable, "-c", PATIENT_RAY_START, "start", "--block", "--disable-usage-stats", "--temp-dir",
+               str(temp_dir), "--num-cpus", str(cpus), "--node-ip-address", address,
+               "--labels", f"{INSTANCE_LABEL}={instance}",
+               "--dashboard-agent-listen-port", str(_free_port(address)),
+               "--dashboard-agent-grpc-port", str(_free_port(address)),
+               "--metrics-export-port", str(_free_port(address)), "--runtime-env-agent-port", str(_free_port(address)),
+               "--node-manager-port", str(_free_port(address)), "--object-manager-port", str(_free_port(address))]
     if head is None:
         return command
     return command + ["--head", "--port", str(head.ray_port), "--include-dashboard", "true",
-                      "--dashboard-host", "127.0.0.1", "--dashboard-port", str(head.dashboard_port),
-                      "--ray-client-server-port", str(_free_port())]
+                      "--dashboard-host", address, "--dashboard-port", str(head.dashboard_port),
+                      "--ray-client-server-port", str(_free_port(address))]
 
 
 def _start_node2(args, ray_env: dict) -> None:
     """The second node; as root in a private mount namespace where the state dir (the head's temp dir,
     the API's data dir, the MLflow artifacts) is an empty tmpfs, so relying on a shared disk fails."""
-    state = args.state
-    command = _ray_start(state / NODE2, args.node2_cpus, args.instance_id) + ["--address",
-                                                                                f"127.0.0.1:{args.ray_port}"]
+    state, where = args.state, args.addresses
+    command = _ray_start(state / NODE2, args.node2_cpus, args.instance_id, where[NODE2]) + [
+        "--address", f"{where[HEAD]}:{args.ray_port}"]
     if _can_hide_disk(state):
         script = ('mount -t tmpfs -o size=512m seedcore-node2 "$0" && mkdir -p "$0/ray-node2" && exec "$@"')
         command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(state), *command]
@@ -319,14 +456,12 @@ def _can_hide_disk(state: Path) -> bool:
     return probe.returncode == 0
 
 
-def _databases(args) -> tuple[str, str]:
+def _databases(args, admin_url: str) -> tuple[str, str]:
     """Two new databases (MLflow's and ours) next to the admin URL's; their SQLAlchemy URLs. Each one made is
     recorded in the state dir at once, for `down` to drop; one that exists already is refused, not reused."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ProgrammingError
 
-    admin_url = args.pg_url or subprocess.run([str(ROOT / "scripts" / "ensure-postgres")], check=True,
-                                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
     base = make_url(admin_url).set(drivername="postgresql+psycopg")
     names = [f"{args.db_prefix}_{suffix}" for suffix in ("mlflow", "app")]
     made: list[str] = []
@@ -340,9 +475,7 @@ def _databases(args) -> tuple[str, str]:
                                        f"version): choose another --db-prefix or drop it") from None
                 raise
             made.append(name)
-            _write_private(args.state / CLUSTER_FILE, json.dumps({
-                "instance_id": args.instance_id, "pg_url": base.render_as_string(hide_password=False),
-                "databases": made}))
+            _update_cluster(args.state, pg_url=base.render_as_string(hide_password=False), databases=made)
     mlflow_db, app_db = (base.set(database=name).render_as_string(hide_password=False) for name in names)
     return mlflow_db, app_db
 
@@ -367,17 +500,26 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
-def _spawn(state: Path, part: str, command: list[str], env: dict | None = None) -> None:
-    environment = {**os.environ, **(env or {}), MARK: str(state), PART: part}
+def _spawn(state: Path, part: str, command: list[str], env: dict | None = None, user: str | None = None) -> None:
+    """Start a part and keep how (for `start` after `stop`): under its own group id, which `partition` matches."""
+    spec = {"command": command, "env": env or {}, "user": user}
+    _write_private(state / "parts" / f"{part}.json", json.dumps(spec))
+    _launch(state, part, spec)
+
+
+def _launch(state: Path, part: str, spec: dict) -> None:
+    environment = {**os.environ, **spec["env"], MARK: str(state), PART: part}
+    gid = cluster_info(state)["gids"].get(part) if os.geteuid() == 0 else None
     with open(state / "logs" / f"{part}.log", "ab") as out:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   env=environment, cwd=state, start_new_session=True)
+        process = subprocess.Popen(spec["command"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   env=environment, cwd=state, start_new_session=True, user=spec.get("user"),
+                                   group=gid, extra_groups=[] if gid is not None else None)
     (state / "pids" / f"{part}.pid").write_text(str(process.pid))
 
 
-def _free_port() -> int:
+def _free_port(address: str) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -421,6 +563,8 @@ def _wait_nodes(dashboard: str, token: str, instance: str, count: int, deadline:
 def _down(args) -> int:
     """Stop every marked process, drop the databases `up` made, remove the state dir (only one `up` made)."""
     state = args.state
+    if (state / CLUSTER_FILE).exists():
+        _remove_table(cluster_info(state))
     left = _stop_all(state)
     if left:
         log(f"still running after SIGKILL: {left}; {state} stays")
@@ -434,7 +578,7 @@ def _down(args) -> int:
         return 1
     info = json.loads(cluster.read_text())
     databases = info.get("databases", [])
-    if databases:
+    if databases and not info.get("own_postgres"):  # the cluster's own server goes with the state dir
         try:
             with _admin(info["pg_url"]) as connection:
                 for name in databases:
@@ -452,6 +596,95 @@ def _stop(args) -> int:
     return 0
 
 
+def _start(args) -> int:
+    """Start a stopped part again with the command and environment `up` gave it."""
+    spec_file = args.state / "parts" / f"{args.part}.json"
+    if not spec_file.exists():
+        log(f"{args.part} was never started in {args.state}")
+        return 1
+    if args.part in _running_parts(args.state):
+        log(f"{args.part} runs already")
+        return 1
+    _launch(args.state, args.part, json.loads(spec_file.read_text()))
+    return 0
+
+
+def _drill(args) -> int:
+    """Run the fault drill (scripts/local_cluster_drill.py) against the cluster in --state."""
+    if sorted(_running_parts(args.state)) != sorted(STOP_ORDER):
+        log(f"the drill needs every part running in {args.state}: `up` first")
+        return 1
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the drill lives beside this script
+    import local_cluster_drill
+
+    return local_cluster_drill.run(args, Path(__file__).resolve())
+
+
+# -- partitions -----------------------------------------------------------------------------------
+def _partition(args) -> int:
+    """Drop every packet part A sends to part B's address and B to A's (a new connection never opens, an open
+    one stalls) in the cluster's own nftables table on lo. Matched by each part's group id, since clients on
+    loopback all send from the same source address, whatever the address they listen on."""
+    if args.a == args.b:
+        log("a partition needs two different parts")
+        return 2
+    if not (args.state / CLUSTER_FILE).exists():
+        log(f"no cluster in {args.state}")
+        return 1
+    info = cluster_info(args.state)
+    nft = _ensure_nft()
+    table, where, gids = _table(info), info["addresses"], info["gids"]
+    rules = [f"table inet {table} {{", "  chain output {", "    type filter hook output priority 0; policy accept;",
+             "  }", "}"]
+    for src, dst in ((args.a, args.b), (args.b, args.a)):
+        rules.append(f'add rule inet {table} output oifname "lo" meta skgid {gids[src]} ip daddr {where[dst]} '
+                     f'counter drop comment "{src} -> {dst}"')
+    subprocess.run([nft, "-f", "-"], input="\n".join(rules) + "\n", text=True, check=True, capture_output=True)
+    pair = sorted((args.a, args.b))
+    _update_cluster(args.state, partitions=sorted({*map(tuple, info.get("partitions", [])), tuple(pair)}))
+    log(f"partitioned {args.a} ({where[args.a]}) from {args.b} ({where[args.b]})")
+    return 0
+
+
+def _heal(args) -> int:
+    if not (args.state / CLUSTER_FILE).exists():
+        log(f"no cluster in {args.state}")
+        return 1
+    healed = _remove_table(cluster_info(args.state))
+    _update_cluster(args.state, partitions=[])
+    log("healed every partition" if healed else "no partition to heal")
+    return 0
+
+
+def _table(info: dict) -> str:
+    return f"seedcore_lc_{info['instance_id']}"
+
+
+def _remove_table(info: dict) -> bool:
+    """Delete the cluster's nftables table; False when there was none."""
+    nft = shutil.which(NFT)
+    if nft is None or "gids" not in info:
+        return False
+    listed = subprocess.run([nft, "list", "table", "inet", _table(info)], capture_output=True, text=True)
+    if listed.returncode != 0:
+        return False
+    subprocess.run([nft, "delete", "table", "inet", _table(info)], check=True, capture_output=True)
+    return True
+
+
+def _ensure_nft() -> str:
+    """nft, installed from Debian's nftables package when missing (root only)."""
+    found = shutil.which(NFT)
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise SystemExit("local-cluster: partitions need nftables (`nft`) and root to install or use it")
+    log("installing nftables from Debian packages")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "install", "-y", "nftables"], env=env, check=True, stdout=subprocess.DEVNULL)
+    return shutil.which(NFT) or "/usr/sbin/nft"
+
+
 def _status(args) -> int:
     running = _running_parts(args.state)
     for part in reversed(STOP_ORDER):
@@ -459,6 +692,12 @@ def _status(args) -> int:
     endpoints = args.state / "endpoints.env"
     if endpoints.exists():
         print(endpoints.read_text(), end="")
+    if (args.state / CLUSTER_FILE).exists():
+        info = cluster_info(args.state)
+        for part, address in info.get("addresses", {}).items():
+            print(f"address {part}={address}")
+        for a, b in info.get("partitions", []):
+            print(f"partition {a} {b}")
     return 0
 
 

@@ -1,8 +1,10 @@
-"""The loopback cluster for the cluster tests: `scripts/local-cluster` run on free ports, its own databases."""
+"""The loopback cluster for the cluster tests: `scripts/local-cluster` run on free ports of loopback addresses
+of its own (a /24 drawn per cluster), with a PostgreSQL server of its own."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import subprocess
 import time
@@ -47,14 +49,15 @@ def marked_processes(state: Path) -> list[int]:
 
 
 @contextmanager
-def loopback_cluster(state: Path, pg_url: str) -> Iterator[dict]:
-    """`up` on free ports with two fresh databases; yields the NAME=URL endpoints; `down` and drop after."""
+def loopback_cluster(state: Path, pg_url: str | None = None) -> Iterator[dict]:
+    """`up` on free ports with two fresh databases (on `pg_url`'s server, or the cluster's own PostgreSQL);
+    yields the NAME=URL endpoints; `down` (and drop, on `pg_url`'s server) after."""
     prefix = f"seedcore_lc_{uuid.uuid4().hex[:10]}"
-    ports = [free_port() for _ in range(6)]
-    args = ["up", "--pg-url", pg_url, "--db-prefix", prefix, "--api-port", str(ports[0]),
+    ports = [free_port() for _ in range(7)]
+    args = ["up", "--db-prefix", prefix, "--api-port", str(ports[0]), "--address-base", address_base(),
             "--serve-ports", f"{ports[1]},{ports[2]}", "--mlflow-port", str(ports[3]), "--ray-port", str(ports[4]),
-            "--dashboard-port", str(ports[5]), "--head-cpus", "1", "--node2-cpus", "1",
-            "--poll-interval", str(POLL_S)]
+            "--dashboard-port", str(ports[5]), "--pg-port", str(ports[6]), "--head-cpus", "1", "--node2-cpus", "1",
+            "--poll-interval", str(POLL_S), *(["--pg-url", pg_url] if pg_url else [])]
     try:
         started = time.monotonic()
         up = local_cluster(state, *args)
@@ -64,7 +67,13 @@ def loopback_cluster(state: Path, pg_url: str) -> Iterator[dict]:
         yield endpoints
     finally:
         local_cluster(state, "down", timeout=120)
-        _drop(pg_url, prefix)
+        if pg_url:
+            _drop(pg_url, prefix)
+
+
+def address_base() -> str:
+    """A base address in a /24 of 127.0.0.0/8 drawn at random (two clusters at once rarely share one)."""
+    return f"127.0.{secrets.randbelow(200) + 20}.10"
 
 
 def _drop(pg_url: str, prefix: str) -> None:

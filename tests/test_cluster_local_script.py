@@ -27,7 +27,10 @@ from seedcore.services import services_of
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-PORT_OPTIONS = ("--api-port", "--serve-ports", "--mlflow-port", "--ray-port", "--dashboard-port")
+PORT_OPTIONS = ("--api-port", "--serve-ports", "--mlflow-port", "--ray-port", "--dashboard-port", "--pg-port")
+# The part whose address each port option is on.
+OPTION_PART = {"--api-port": "api", "--serve-ports": "serve-1", "--mlflow-port": "mlflow", "--ray-port": "ray-head",
+               "--dashboard-port": "ray-head", "--pg-port": "postgres"}
 RAY_DASHBOARD_TRIES = 51  # Ray's dashboard takes 8265 or one of the 50 ports after it (ray/_private/services.py)
 
 
@@ -49,8 +52,8 @@ def _state() -> Path:
 
 
 @contextmanager
-def _health_server(instance_id: str | None, port: int = 0):
-    """A real HTTP server on 127.0.0.1 answering every GET with 200 and {"status": "ok", "instance_id": ...}."""
+def _health_server(instance_id: str | None, port: int = 0, host: str = "127.0.0.1"):
+    """A real HTTP server on `host` answering every GET with 200 and {"status": "ok", "instance_id": ...}."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             body = json.dumps({"status": "ok", "instance_id": instance_id}).encode()
@@ -63,7 +66,7 @@ def _health_server(instance_id: str | None, port: int = 0):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -74,9 +77,9 @@ def _health_server(instance_id: str | None, port: int = 0):
 
 
 def _free_ports() -> dict[str, str]:
-    ports = [free_port() for _ in range(6)]
+    ports = [free_port() for _ in range(7)]
     return {"--api-port": str(ports[0]), "--serve-ports": f"{ports[1]},{ports[2]}", "--mlflow-port": str(ports[3]),
-            "--ray-port": str(ports[4]), "--dashboard-port": str(ports[5])}
+            "--ray-port": str(ports[4]), "--dashboard-port": str(ports[5]), "--pg-port": str(ports[6])}
 
 
 def _readme_ports() -> set[int]:
@@ -116,22 +119,24 @@ def test_help_prints_every_default_and_the_default_ports_avoid_the_readmes():
     assert "(default: /tmp/seedcore-local-cluster)" in _help_entries(_run("--help").stdout)["--state"]
 
     ports = {int(p) for o in PORT_OPTIONS for p in re.search(r"\(default: ([\d,]+)\)$", entries[o]).group(1).split(",")}
-    assert len(ports) == 6
+    assert len(ports) == 7
     assert ports.isdisjoint(_readme_ports()), ports & _readme_ports()
 
 
 @pytest.mark.parametrize("option", PORT_OPTIONS)
 def test_up_refuses_a_taken_port_before_starting_anything(option):
-    """A server already answering /health on a port `up` needs makes it stop at once, never print `API=`."""
+    """A server already answering /health on an address:port `up` needs makes it stop at once, never print `API=`;
+    the same port on another address is no conflict."""
     state = _state()
-    with _health_server(instance_id="someone-else") as taken:
+    address = _module().addresses("127.0.1.10")[OPTION_PART[option]]
+    with _health_server(instance_id="someone-else", host=address) as taken:
         ports = _free_ports()
         ports[option] = f"{taken},{free_port()}" if option == "--serve-ports" else str(taken)
         args = [a for pair in ports.items() for a in pair]
         started = time.monotonic()
-        up = _run("--state", str(state), "up", *args, "--pg-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+        up = _run("--state", str(state), "up", *args, "--address-base", "127.0.1.10")
     assert up.returncode == 1, up
-    assert f"port {taken} ({option}) is taken" in up.stderr, up.stderr
+    assert f"port {taken} ({option}) is taken on {address}" in up.stderr, up.stderr
     assert "API=" not in up.stdout
     assert not state.exists() and marked_processes(state) == []  # nothing made, nothing started
     assert time.monotonic() - started < 30
@@ -216,16 +221,46 @@ def test_health_echoes_the_instance_id(migrated_settings):
             services_of(app).stop()
 
 
-def test_the_free_port_probe_sees_a_plain_listener():
-    """A listener that is not HTTP at all (e.g. a Ray GCS) counts as taken, and a closed port as free."""
+def test_the_free_port_probe_sees_a_plain_listener_on_the_parts_own_address():
+    """A listener that is not HTTP at all (e.g. a Ray GCS) on the head's address counts as taken; the same port
+    on another loopback address, or closed, is free."""
     module = _module()
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
+    head = module.addresses("127.0.1.10")["ray-head"]
+    with socket.socket() as listener, socket.socket() as elsewhere:
+        listener.bind((head, 0))
         listener.listen()
         port = listener.getsockname()[1]
         args = module._parser().parse_args(["up", *[a for pair in _free_ports().items() for a in pair],
-                                            "--ray-port", str(port)])
+                                            "--ray-port", str(port), "--address-base", "127.0.1.10"])
+        args.addresses = module.addresses(args.address_base)
         assert module._taken_ports(args) == [
-            f"port {port} (--ray-port) is taken on 127.0.0.1 (Address already in use): free it or choose another "
+            f"port {port} (--ray-port) is taken on {head} (Address already in use): free it or choose another "
             f"with --ray-port"]
+        elsewhere.bind(("127.0.0.1", 0))
+        elsewhere.listen()
+        args.ray_port = elsewhere.getsockname()[1]
+        assert module._taken_ports(args) == []
     assert module._taken_ports(args) == []
+
+
+def test_every_service_gets_its_own_loopback_address_and_the_base_is_checked():
+    module = _module()
+    where = module.addresses("127.0.1.10")
+    assert where == {"postgres": "127.0.1.11", "mlflow": "127.0.1.12", "ray-head": "127.0.1.13",
+                     "ray-node2": "127.0.1.14", "api": "127.0.1.15", "serve-1": "127.0.1.16", "serve-2": "127.0.1.17"}
+    for bad in ("10.0.0.1", "127.0.1.250", "localhost", "127.0.1"):
+        up = _run("up", "--address-base", bad)
+        assert up.returncode == 2 and "--address-base" in up.stderr, up.stderr
+    source = (ROOT / "scripts" / "local_cluster.py").read_text()
+    assert "127.0.0.1" not in source and "localhost" not in source  # every URL from the configured addresses
+
+
+def test_the_drill_and_a_partition_need_a_cluster_that_is_up():
+    state = _state()
+    drill = _run("--state", str(state), "drill", "--short")
+    assert drill.returncode == 1 and "the drill needs every part running" in drill.stderr, drill.stderr
+    cut = _run("--state", str(state), "partition", "ray-node2", "ray-head")
+    assert cut.returncode == 1 and f"no cluster in {state}" in cut.stderr, cut.stderr
+    same = _run("--state", str(state), "partition", "api", "api")
+    assert same.returncode == 2 and "two different parts" in same.stderr
+    assert not state.exists()

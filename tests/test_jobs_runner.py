@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,7 +55,9 @@ def _kill_leftovers(processes: list[psutil.Process], grace: float = 30) -> None:
             pass
 
 
-def test_a_killed_runner_leaves_a_job_that_the_next_start_marks_interrupted(migrated_settings, tmp_path):
+def test_a_killed_runner_whose_sweep_storage_is_gone_leaves_a_job_the_next_start_fails(migrated_settings, tmp_path):
+    """The next start would resume the sweep (tests/tuning/test_resume.py); with its Tune storage gone it
+    fails the job with that reason and closes the runs."""
     settings = migrated_settings
     request = {**LONG, "experiment_name": "killed_midway"}
     log_path = tmp_path / "victim.log"
@@ -89,10 +92,14 @@ def test_a_killed_runner_leaves_a_job_that_the_next_start_marks_interrupted(migr
         parent, _ = sweep_runs(settings, job["mlflow_parent_run_id"])
         assert parent.info.status == "RUNNING"
 
+        experiment = settings.ray_results_dir / f"job_{job['id']}"
+        assert (experiment / "tuner.pkl").exists()
+        shutil.rmtree(experiment)  # the storage is gone: nothing to resume from
         runner = JobRunner(settings, db).start()
         try:
             recovered = JobStore(db).get(job["id"])
-            assert recovered["state"] == "failed" and recovered["error"] == INTERRUPTED
+            assert recovered["state"] == "failed"
+            assert recovered["error"].startswith(f"{INTERRUPTED}; cannot resume: its Tune experiment is gone from")
             assert recovered["finished_at"] is not None
             runs = all_runs(settings)
             assert runs and [run.info.run_name for run in runs if run.info.status == "RUNNING"] == []

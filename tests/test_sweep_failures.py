@@ -91,6 +91,7 @@ def test_failing_trials_are_failed_runs_and_the_sweep_goes_on(migrated_settings,
         assert run.data.params["monotone_constraints"] == TOO_MANY_CONSTRAINTS
         assert run.data.tags["seedcore.outcome"] == "errored" and run.data.tags[names.TAG_PRUNED] == "false"
         assert "seedcore.error" in run.data.tags
+        assert run.data.tags["seedcore.retries"] == "0"  # its own code raised: not retried (max_failures is 2)
     assert result["best_trial"]["config"]["monotone_constraints"] == FITS
     assert result["promotion"]["status"] == "success"
 

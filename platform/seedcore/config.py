@@ -140,6 +140,14 @@ class Settings(BaseSettings):
                                     description="where Ray Tune keeps trial checkpoints on a cluster: a path every "
                                                 "node mounts (NFS) or a URI such as s3://bucket/prefix; unset: the "
                                                 "driver's own disk, reached from other nodes through Ray")
+    max_failures: int = Field(default=2, ge=0, le=20,
+                              description="times Ray Tune retries a trial whose worker or node died (from its "
+                                          "last checkpoint, on any live node; the same MLflow run goes on); 0: "
+                                          "such a trial fails at once")
+    replicas: str | None = Field(default=None, max_length=4000, pattern=r"^https?://[^,\s]+(,https?://[^,\s]+)*$",
+                                 description="the serving replicas' base URLs, comma-separated "
+                                             "(http://host:port): `GET /health` lists each with the versions "
+                                             "it runs and serves, or why it does not answer")
     max_sync_waits: int = Field(default=2, ge=1, le=64,
                                 description="requests that may wait at once for a job (`/xgboost/tune`, "
                                             "`/xgboost/train`); beyond it a 429 points at `/xgboost/tune/submit`")
@@ -196,6 +204,10 @@ class Settings(BaseSettings):
     @property
     def blessed_dir(self) -> Path:
         return self.models_dir / BLESSED_DIRNAME
+
+    @property
+    def replica_urls(self) -> list[str]:
+        return [url.rstrip("/") for url in (self.replicas or "").split(",") if url]
 
     @property
     def ray_results_dir(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from importlib import metadata
 from typing import Any, Literal
@@ -12,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from seedcore.api._http import api_blueprint
 from seedcore.errors import SeedcoreError
+from seedcore.runtime.discovery import call
 from seedcore.runtime.store_health import check_database, check_mlflow
 from seedcore.serving.model import UNAVAILABLE
 from seedcore.tuning.cluster import dashboard_url
@@ -20,6 +22,7 @@ from seedcore.services import current_services
 bp = api_blueprint("health", __name__)
 
 DISTRIBUTION = "seedcore-flywheel"
+REPLICA_TIMEOUT_S = 2.0  # a replica slower than this to answer its /health is listed as unreachable
 
 
 class DatabaseHealth(BaseModel):
@@ -44,6 +47,16 @@ class MlflowHealth(BaseModel):
                                                 "need it answer 503 meanwhile")
 
 
+class ReplicaHealth(BaseModel):
+    """A serving replica this process knows of (SEEDCORE_REPLICAS), as its own `/health` answers now."""
+
+    url: str
+    status: Literal["ok", "degraded", "unreachable"]
+    version: str | None = Field(None, description="the package version it runs")
+    model_version: str | None = Field(None, description="the model version it serves (null: none)")
+    error: str | None = Field(None, description="why it did not answer")
+
+
 class Health(BaseModel):
     """Body of `GET /health`; 200 whenever the process can answer, `degraded` when a part is failing."""
 
@@ -60,6 +73,9 @@ class Health(BaseModel):
                                           "current_job, last_error, last_error_at; not alive is `degraded`")
     prediction_log: Any = Field(None, description="the prediction log writer: ok or degraded (predict answers "
                                                   "either way), rows written, dropped, queued")
+    replicas: list[ReplicaHealth] | None = Field(None, description="the serving replicas SEEDCORE_REPLICAS names "
+                                                                   "(null: none), each asked at once; one that "
+                                                                   "does not answer leaves this answer `ok`")
 
 
 @lru_cache(maxsize=1)
@@ -115,6 +131,24 @@ def _model_failing(model: Any) -> bool:
 
 
 
+def replicas_health(urls: list[str]) -> list[ReplicaHealth] | None:
+    """Each replica's own `/health`, asked in parallel, within REPLICA_TIMEOUT_S."""
+    if not urls:
+        return None
+    with ThreadPoolExecutor(max_workers=min(len(urls), 16)) as pool:
+        return list(pool.map(_replica, urls))
+
+
+def _replica(url: str) -> ReplicaHealth:
+    status, body = call("GET", f"{url}/health", timeout=REPLICA_TIMEOUT_S)
+    if status != 200 or not isinstance(body, dict) or "version" not in body:
+        return ReplicaHealth(url=url, status="unreachable", error=str(body.get("error") or f"HTTP {status}")[:300])
+    model = body.get("model") if isinstance(body.get("model"), dict) else {}
+    served = model.get("version")
+    return ReplicaHealth(url=url, status="ok" if body.get("status") == "ok" else "degraded",
+                         version=str(body["version"]), model_version=None if served is None else str(served))
+
+
 def runner_health() -> dict | None:
     """The job runner's own report, if this process runs jobs."""
     runner = current_services().runner
@@ -140,6 +174,7 @@ def health():
         ray_dashboard=dashboard_url(),
     )
     report.runner = runner_health()
+    report.replicas = replicas_health(settings.replica_urls)
     if report.runner is not None and not report.runner["alive"]:
         report.status = "degraded"
     return jsonify(report.model_dump(mode="json"))

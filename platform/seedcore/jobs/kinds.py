@@ -22,6 +22,7 @@ from seedcore.config import Settings
 from seedcore.db.stored_json import check_request_json
 from seedcore.db.tables_jobs import KIND_TRAIN, KIND_TUNE
 from seedcore.errors import BudgetError, SweepCancelledError
+from seedcore.jobs.store import INTERRUPTED
 from seedcore.memory.incidents import record_sweep_completed, record_sweep_failed
 from seedcore.memory.store import IncidentStore
 from seedcore.promotion.service import PromotionService
@@ -78,6 +79,11 @@ class JobKind:
     def remember(self, incidents: IncidentStore, job: dict, succeeded: bool, cancelled: bool, outcome: Any) -> None:
         """Write what flashbulb memory keeps of the job's end (nothing by default)."""
 
+    def why_not_resumed(self, settings: Settings, job: dict) -> str | None:
+        """Why a job of this kind whose process died cannot go on in another (None: it can, `execute` resumes
+        it); by default it cannot, and is marked failed ("interrupted")."""
+        return INTERRUPTED
+
     def load_request(self, job: dict) -> BaseModel:
         """The job's stored request, as this kind's model."""
         return self.request_model.model_validate(job["request"])
@@ -101,6 +107,12 @@ class TuneKind(JobKind):
         return run_sweep(context.settings, self.load_request(context.job), progress=context.progress,
                          cancel_event=context.cancel, job_id=context.job_id, trigger=context.trigger,
                          hold_followups=context.hold_followups, promotion=context.promotion, plan=context.prepared)
+
+    def why_not_resumed(self, settings: Settings, job: dict) -> str | None:
+        from seedcore.tuning.resume import why_not  # loaded when first used: Ray Tune costs seconds to import
+
+        reason = why_not(settings, job["id"])  # a sweep goes on from its Tune storage unless that is gone
+        return None if reason is None else f"{INTERRUPTED}; cannot resume: {reason}"
 
     def remember(self, incidents: IncidentStore, job: dict, succeeded: bool, cancelled: bool, outcome: Any) -> None:
         if succeeded:

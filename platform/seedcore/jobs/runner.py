@@ -24,8 +24,8 @@ from seedcore.errors import (ConflictError, NotFoundError, SeedcoreError, SweepC
 from seedcore.jobs.kinds import KINDS, JobContext, kind_of
 from seedcore.promotion.service import PromotionService
 from seedcore.runtime.store_health import require_mlflow_store
-from seedcore.jobs.store import (FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED, JobStore,
-                           local_process_alive)
+from seedcore.jobs.store import (FINISHED_STATES, JOB_CANCELLED, JOB_FAILED, JOB_RUNNING, JOB_SUCCEEDED,
+                                 JobStore, local_process_alive)
 from seedcore.memory.store import IncidentStore
 from seedcore.process_identity import ProcessIdentity
 from seedcore.promotion.followups import resume
@@ -121,17 +121,30 @@ class JobRunner:
             self._resumer.join(max(0.0, deadline - time.monotonic()))
 
     def recover_interrupted(self) -> list[str]:
-        """Jobs whose runner died (by pid, host and start time: a recycled pid is not the runner): mark them
-        failed ("interrupted") and end their MLflow runs."""
-        from seedcore.tuning.sweep import close_job_runs
+        """Jobs whose runner died (by pid, host and start time: a recycled pid is not the runner): a sweep is
+        taken over and resumed here (`_take_over`); the others are marked failed ("interrupted") and their
+        MLflow runs ended."""
+        from seedcore.tuning.resume import close_job_runs
 
         recovered = []
         for job in self.jobs.find_interrupted():
-            self.jobs.mark_interrupted(job["id"])
-            closed = close_job_runs(self.settings, job["id"])
-            log.warning("job %s was interrupted; marked failed, %d MLflow runs closed", job["id"], closed)
+            reason = KINDS[job["kind"]].why_not_resumed(self.settings, job)
+            if reason is None:
+                self._take_over(job)
+            else:
+                self.jobs.mark_interrupted(job["id"], reason)
+                closed = close_job_runs(self.settings, job["id"])
+                log.warning("job %s: %s; marked failed, %d MLflow runs closed", job["id"], reason, closed)
             recovered.append(job["id"])
         return recovered
+
+    def _take_over(self, job: dict) -> None:
+        """Go on with a job whose process died, here (its kind's `execute` resumes it, e.g. a sweep from its
+        Tune storage, seedcore.tuning.resume)."""
+        log.warning("job %s was interrupted; resuming it here", job["id"])
+        job = self.jobs.take_over(job["id"], self.identity)
+        # not one of the worker threads /health counts: it ends with its job (stop cancels it like any job)
+        threading.Thread(target=self._run, args=(job,), name=f"seedcore-resumed-{job['id'][:8]}", daemon=True).start()
 
     def resume_followups(self) -> list[str]:
         """Finish the follow-ups that dead processes left pending in their jobs; the ids of those jobs."""
@@ -227,7 +240,7 @@ class JobRunner:
 
     def _cancel_orphan(self, job_id: str) -> dict:
         """End a running job whose owner died on this host: cancelled now, its MLflow runs KILLED."""
-        from seedcore.tuning.sweep import close_job_runs
+        from seedcore.tuning.resume import close_job_runs
 
         try:
             job = self.jobs.finish(job_id, JOB_CANCELLED, error=ORPHAN_CANCELLED)
@@ -326,7 +339,7 @@ class JobRunner:
 
     def _abandon_running(self) -> None:
         """After stop's deadline: jobs our threads still run are cancelled in SQL and their runs KILLED."""
-        from seedcore.tuning.sweep import close_job_runs
+        from seedcore.tuning.resume import close_job_runs
 
         with self._lock:
             running = list(self._cancel_events)

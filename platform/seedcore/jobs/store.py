@@ -192,10 +192,17 @@ class JobStore:
             return [job for job in jobs if not owner_alive(job["owner_pid"], job["owner_host"], job["owner_start"])]
         return [job for job in jobs if not alive(job["owner_pid"], job["owner_host"])]
 
-    def mark_interrupted(self, job_id: str) -> dict:
-        """Fail a running job whose runner died: state failed, error "interrupted"."""
-        values = {"state": JOB_FAILED, "error": INTERRUPTED, "finished_at": self._now()}
+    def mark_interrupted(self, job_id: str, error: str = INTERRUPTED) -> dict:
+        """Fail a running job whose runner died: state failed, `error` ("interrupted", or why it cannot resume)."""
+        values = {"state": JOB_FAILED, "error": error, "finished_at": self._now()}
         self._transition(job_id, (JOB_RUNNING,), values, "mark as interrupted")
+        return self.get(job_id)
+
+    def take_over(self, job_id: str, owner: tuple) -> dict:
+        """A running job whose runner died, now owned by (pid, host, start) of the process resuming it."""
+        pid, host, start = owner
+        values = {"owner_pid": pid, "owner_host": host, "owner_start": start}
+        self._transition(job_id, (JOB_RUNNING,), values, "take over")
         return self.get(job_id)
 
     def _transition(self, job_id: str, from_states: tuple[str, ...], values: dict, verb: str) -> None:

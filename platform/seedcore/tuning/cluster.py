@@ -14,6 +14,7 @@ from seedcore.config import Settings
 from seedcore.errors import ValidationError
 from seedcore.runtime.logs import quiet_noise
 from seedcore.runtime.observability import telemetry_off
+from seedcore.tuning.retries import retry_only_lost_workers
 
 _LOCK = threading.Lock()
 _STATE: dict = {"dashboard_url": None, "gcs_address": None, "one_sweep": False, "ending": None}
@@ -26,6 +27,9 @@ TUNE_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1000",
     "RAY_DEDUP_LOGS": "1",
+    # the experiment's state is saved every 2 s (not Tune's 10 s or more), so that a sweep resumed after its
+    # driver died (seedcore.tuning.resume) knows nearly every trial the dead one started
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",
 }
 TAG_NODE = "seedcore.node"  # on each trial's run: the Ray node id it ran on
 CLUSTER_TAG_PREFIX = "seedcore.cluster."  # on a sweep's parent run: the cluster's resources
@@ -41,6 +45,7 @@ def ensure_ray(settings: Settings) -> bool:
     """
     for key, value in TUNE_ENV.items():
         os.environ.setdefault(key, value)
+    retry_only_lost_workers()
     telemetry_off()
     quiet_noise()
     import ray

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -16,12 +15,14 @@ from ray.tune import Callback
 
 from seedcore import names
 from seedcore.tuning.cluster import TAG_NODE
+from seedcore.tuning.mlflow_writer import Newest, Writer
 from seedcore.tuning.trainable import BEST_ITERATION, CURVE, DONE_TRAINING, NODE_ID, TRAINING_TIME
 
 log = logging.getLogger(__name__)
 _MAX_BATCH = 1000  # MLflow's limit of entries in one log_batch call
 _PARAM_LIMIT = 6000
 _NAME_PARAMS = (("eta", "eta"), ("max_depth", "depth"))  # the parameters a trial's run name shows
+TAG_RETRIES = "seedcore.retries"  # on a trial's run: how often Tune retried it after its worker or node died
 
 
 class TrialOutcome:
@@ -29,78 +30,10 @@ class TrialOutcome:
     ALL = (COMPLETED, PRUNED, ERRORED, KILLED)
 
 
-class _Writer:
-    """One background thread doing the tracking-store writes in order, off Tune's control loop."""
-
-    def __init__(self):
-        self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="seedcore-mlflow-writer", daemon=True)
-        self._thread.start()
-        self.errors: list[str] = []
-
-    def submit(self, fn: Callable, *args) -> None:
-        self._queue.put((fn, args))
-
-    def drain(self) -> None:
-        """Wait until every submitted write is done."""
-        self._queue.join()
-
-    def close(self) -> None:
-        self.drain()
-        self._queue.put(None)
-        self._thread.join(5)
-
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                fn, args = item
-                fn(*args)
-            except Exception as exc:  # a tracking hiccup must not kill the sweep; it is reported
-                log.exception("MLflow write failed")
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            finally:
-                self._queue.task_done()
-
-
-class _Newest:
-    """One background thread handing its consumer the newest value put (unsent older ones are dropped), so
-    a slow consumer (progress rows in SQL) never holds up Tune's control loop nor falls behind it."""
-
-    def __init__(self, consume: Callable[[Any], None]):
-        self._consume = consume
-        self._ready = threading.Condition()
-        self._value: Any = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="seedcore-progress", daemon=True)
-        self._thread.start()
-
-    def put(self, value: Any) -> None:
-        with self._ready:
-            self._value = value
-            self._ready.notify()
-
-    def close(self) -> None:
-        """Hand over what is pending, then stop."""
-        with self._ready:
-            self._closed = True
-            self._ready.notify()
-        self._thread.join(5)
-
-    def _loop(self) -> None:
-        while True:
-            with self._ready:
-                self._ready.wait_for(lambda: self._value is not None or self._closed)
-                value, self._value = self._value, None
-            if value is None:
-                return
-            self._consume(value)
-
-
 class MLflowTrialLogger(Callback):
-    """Child run per trial: params, per-round curves (step = round), final metrics and status.
+    """Child run per trial: params, per-round curves (step = round), final metrics and status. A trial Tune
+    retries (its worker or node died) goes on in the same run, tagged with its retry count; the rounds it
+    reports again replace the ones of the attempt that died.
 
     Tune's control loop only buffers; a writer thread creates runs and sends each trial's curve
     with `log_batch` when it ends, so MLflow round trips never hold up trial scheduling.
@@ -123,13 +56,16 @@ class MLflowTrialLogger(Callback):
         self.numbered: dict[str, tuple[int, dict]] = {}  # trial id -> (its number in this sweep, its config)
         self.best_auc: float | None = None
         self.waiting = 0  # trials waiting for free cluster resources
+        self.retries: dict[str, int] = {}  # trial id -> times Tune retried it
+        self.restarting: set[str] = set()  # retried trials whose first report of the new attempt is due
+        self._tried: set[str] = set()  # trials whose run the writer tried to create
         self._lock = threading.Lock()
-        self._writer = _Writer()
-        self._progress = _Newest(self._send_progress)
+        self._writer = Writer()
+        self._progress = Newest(self._send_progress)
 
     def __getstate__(self):
         # Tune pickles its callbacks into the experiment state; live handles stay here.
-        skip = ("client", "_lock", "on_progress", "_writer", "_progress", "cancel_event")
+        skip = ("client", "_lock", "on_progress", "_writer", "_progress", "cancel_event", "_tried")
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     # -- Tune hooks (Tune's control loop: no I/O here) ----------------------------------------
@@ -142,10 +78,21 @@ class MLflowTrialLogger(Callback):
         name = run_name(len(self.started), trial.config)
         self._writer.submit(self._create_run, trial.trial_id, name, dict(trial.config))
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """Tune retries the trial (its worker or node died): the same run goes on, tagged with the count."""
+        count = self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
+        self.restarting.add(trial.trial_id)
+        self._writer.submit(self._tag_run, trial.trial_id, TAG_RETRIES, str(count))
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         buffer = self.buffers.setdefault(trial.trial_id, [])
+        curve = result.get(CURVE) or ()
+        if trial.trial_id in self.restarting and curve:  # rounds the new attempt reports again replace the old
+            self.restarting.discard(trial.trial_id)
+            first = int(min(step for step, _, _ in curve))
+            buffer[:] = [m for m in buffer if m.step < first]
         ts = int(time.time() * 1000)
-        for step, auc, logloss in result.get(CURVE) or ():
+        for step, auc, logloss in curve:
             buffer.append(Metric(names.AUC, auc, ts, int(step)))
             buffer.append(Metric(names.LOGLOSS, logloss, ts, int(step)))
         self.last_results[trial.trial_id] = result
@@ -232,7 +179,7 @@ class MLflowTrialLogger(Callback):
             auc = float(last[names.AUC])
             self.best_auc = auc if self.best_auc is None else max(self.best_auc, auc)
         tags = [RunTag(names.TAG_PRUNED, str(outcome == TrialOutcome.PRUNED).lower()),
-                RunTag("seedcore.outcome", outcome)]
+                RunTag("seedcore.outcome", outcome), RunTag(TAG_RETRIES, str(self.retries.get(trial_id, 0)))]
         if error:
             tags.append(RunTag("seedcore.error", error[:5000]))
         if last.get(NODE_ID):
@@ -242,11 +189,22 @@ class MLflowTrialLogger(Callback):
 
     # -- the writer thread's work -------------------------------------------------------------
     def _create_run(self, trial_id: str, name: str, config: dict) -> None:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={
+        run = self._made_before(trial_id) if trial_id in self._tried else None
+        self._tried.add(trial_id)
+        run = run or self.client.create_run(self.experiment_id, run_name=name, tags={
             names.TAG_PARENT_RUN: self.parent_run_id, names.TAG_TRIAL_ID: trial_id})
         self.run_ids[trial_id] = run.info.run_id
         params = [Param(k, _param_value(v)) for k, v in sorted(config.items())]
         self.client.log_batch(run.info.run_id, params=params)
+
+    def _made_before(self, trial_id: str):
+        """The trial's run, if an earlier attempt made it although its answer was lost (the write is retried)."""
+        found = self.client.search_runs([self.experiment_id], max_results=1, filter_string=(
+            f"tags.`{names.TAG_PARENT_RUN}` = '{self.parent_run_id}' and tags.`{names.TAG_TRIAL_ID}` = '{trial_id}'"))
+        return found[0] if found else None
+
+    def _tag_run(self, trial_id: str, key: str, value: str) -> None:
+        self.client.set_tag(self.run_ids[trial_id], key, value)
 
     def _end_run(self, trial_id: str, metrics: list[Metric], tags: list[RunTag], status: str) -> None:
         run_id = self.run_ids[trial_id]

@@ -156,12 +156,14 @@ class RelayHandler(pafs.FileSystemHandler):
 def driver_storage() -> pafs.PyFileSystem:
     """A filesystem for Tune's `storage_filesystem`: this (driver) node's disk, reachable from every node.
 
-    Starts the relay actor on this node once per driver process (it ends with the driver).
+    Starts the relay actor on this node once per driver process (it ends with the driver). The first handle,
+    the owner's, is kept for the process's life: replaced by a later `get_if_exists` handle (a borrower's) it
+    would be dropped, and Ray ends an actor whose owner's handles are all gone, under the next sweep's trials.
     """
     home = ray.get_runtime_context().get_node_id()
-    # Keep the handle: an actor nobody holds a handle to is ended, even a named one.
-    _ACTORS[home] = _StorageActor.options(
-        name=_ACTOR_PREFIX + home, namespace=ACTOR_NAMESPACE, get_if_exists=True,
-        scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(home, soft=False),
-    ).remote()
+    if home not in _ACTORS:
+        _ACTORS[home] = _StorageActor.options(
+            name=_ACTOR_PREFIX + home, namespace=ACTOR_NAMESPACE, get_if_exists=True,
+            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(home, soft=False),
+        ).remote()
     return pafs.PyFileSystem(RelayHandler(home))

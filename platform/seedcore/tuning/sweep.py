@@ -33,6 +33,7 @@ from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import PER_ROUND, Selection, measured_metrics, pareto_front, select_point
 from seedcore.tuning.records import log_front, log_warm_start, match_point, trial_points
 from seedcore.tuning.plan import SweepPlan, plan_sweep, tune_settings
+from seedcore.tuning.resume import close_job_runs, close_orphans, experiment_name, find, restore  # noqa: F401 (runner)
 from seedcore.tuning.search import build_searcher
 from seedcore.tuning.warmstart import WarmStart, gather
 from seedcore.vocabulary import SearchAlgorithm
@@ -89,15 +90,19 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
     warm = gather(registry, request.warm_start, dataset, plan.space, plan.tune.search_alg, first.metric, first.mode,
                   plan.tune.num_samples)
     started = time.time()
-    parent = _start_parent(registry, experiment_id, plan, dataset, job_id, trigger)
+    resumed = find(registry, settings, job_id)  # the job's sweep, interrupted when its process died
+    parent = resumed.parent_run_id if resumed else _start_parent(registry, experiment_id, plan, dataset, job_id,
+                                                                 trigger)
     logs.sweep_started(request.experiment_name, plan.tune.num_samples, job_id)
     cancel_event = cancel_event or threading.Event()
     logger = MLflowTrialLogger(registry.client, experiment_id, parent, progress, plan.tune.num_samples,
                                cancel_event=cancel_event)
+    if resumed:
+        resumed.seed(logger)
     logger.report_progress()
     status = "FAILED"
     try:
-        grid = _tune(settings, plan, dataset, logger, cancel_event, warm)
+        grid = _tune(settings, plan, dataset, logger, cancel_event, warm, job_id, resumed is not None)
         logger.close_open_runs("KILLED")  # trials cut short by the time budget
         if cancel_event.is_set():
             status = "KILLED"
@@ -143,6 +148,7 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
         **({"pareto_front": extras["front"]} if len(plan.objectives) > 1 else {}),
         RESULT_KEY: followups.describe(),
         "duration_s": round(time.time() - started, 3),
+        "resumed": resumed.count if resumed else 0,
     }
     if hold_followups is None:
         followups.start()
@@ -192,7 +198,7 @@ class _CancelStopper(tune.Stopper):
 
 
 def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowTrialLogger,
-          cancel_event: threading.Event, warm: WarmStart):
+          cancel_event: threading.Event, warm: WarmStart, job_id: str | None = None, resuming: bool = False):
     cpus = max(1, settings.cpus_per_trial)
     check_trial_fits(cpus)  # again: Ray may have started (or lost nodes) since the sweep was planned
     concurrent = max(1, min(plan.tune.max_concurrent_trials, cluster_cpus() // cpus))
@@ -214,18 +220,24 @@ def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowT
     search = build_searcher(plan.tune.search_alg, seed=plan.tune.seed, metric=first.metric, mode=first.mode,
                             max_concurrent=concurrent, warm=warm)
     over = TrialsOver(plan.tune.num_samples)
+    storage = tune_storage(settings, str(settings.ray_results_dir))
+    run_config = tune.RunConfig(name=experiment_name(job_id, plan.request.experiment_name), **storage,
+                                callbacks=[logger, over], verbose=0, stop=_CancelStopper(cancel_event),
+                                failure_config=tune.FailureConfig(max_failures=settings.max_failures))
+    trainable = _register_trainable(trainable, job_id)
+    if resuming:  # the job's experiment as its dead process left it; trials it never knew end as orphans
+        grid = fit(restore(settings, job_id, trainable, run_config, storage), over, cancel_event, trials_ended)
+        close_orphans(logger.client, logger, [r.metrics.get("trial_id") for r in grid])
+        return grid
     tuner = tune.Tuner(
-        _register_trainable(trainable),
+        trainable,
         param_space=plan.space,
         tune_config=tune.TuneConfig(metric=first.metric, mode=first.mode, scheduler=scheduler, search_alg=search,
                                     num_samples=plan.tune.num_samples, time_budget_s=plan.tune.time_budget_s,
                                     # on several nodes a reused actor keeps every trial on the node that
                                     # started first; a fresh actor per trial lets each free CPU take one
                                     reuse_actors=len(alive_nodes()) == 1),
-        run_config=tune.RunConfig(name=f"{_safe(plan.request.experiment_name)}_{time.strftime('%Y-%m-%d_%H-%M-%S')}",
-                                  **tune_storage(settings, str(settings.ray_results_dir)), callbacks=[logger, over],
-                                  verbose=0, stop=_CancelStopper(cancel_event),
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+        run_config=run_config,
     )
     return fit(tuner, over, cancel_event, on_end=trials_ended)  # the answer does not wait for Tune's shutdown
 
@@ -246,13 +258,14 @@ class _SeededRunsInFull(ASHAScheduler):
         return action
 
 
-def _register_trainable(trainable) -> str:
-    """Register this sweep's trainable (with its data) under a name of its own.
+def _register_trainable(trainable, job_id: str | None = None) -> str:
+    """Register this sweep's trainable (with its data) under a name of its own (its job's: a restored
+    experiment must find the trainable under the name it was saved with).
 
     Tune's registry is keyed by the function's name per process and is not thread-safe, so two sweeps at
     once (max_concurrent_sweeps > 1) would overwrite each other's trainable or fail mid-registration.
     """
-    name = f"{train_xgb.__name__}_{uuid.uuid4().hex[:12]}"
+    name = f"{train_xgb.__name__}_{job_id or uuid.uuid4().hex[:12]}"
     with _REGISTRY_LOCK:
         tune.register_trainable(name, trainable)
     return name
@@ -294,26 +307,3 @@ def _trial_error(error: BaseException) -> str:
     cause = getattr(error, "cause", None) or error
     lines = str(cause).strip().splitlines() or [""]
     return f"{type(cause).__name__}: {lines[0]}"[:300]
-
-
-def close_job_runs(settings: Settings, job_id: str) -> int:
-    """End the MLflow runs a dead process left RUNNING for `job_id` (parent and children): KILLED."""
-    registry = Registry(settings)
-    client = registry.client
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    if not experiments:
-        return 0
-    parents = client.search_runs(experiments, filter_string=f"tags.`{names.TAG_JOB_ID}` = '{job_id}'")
-    closed = 0
-    for parent in parents:
-        children = client.search_runs([parent.info.experiment_id],
-                                      filter_string=f"tags.`{names.TAG_PARENT_RUN}` = '{parent.info.run_id}'")
-        for run in [parent, *children]:
-            if run.info.status == "RUNNING":
-                client.set_terminated(run.info.run_id, "KILLED")
-                closed += 1
-    return closed
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80] or "sweep"

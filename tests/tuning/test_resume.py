@@ -1,0 +1,82 @@
+"""A sweep outlives its driver: the process running a job's sweep is SIGKILLed mid-sweep, and the next runner
+start resumes it from Tune's storage in the same MLflow parent and child runs (no run twice, every trial
+accounted for) and records the resumption. Real processes, real Ray, real MLflow and SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from _tuning import job_rows, mlflow_client, sweep_runs, wait_for
+from seedcore import names
+from seedcore.db.database import Database
+from seedcore.jobs.runner import JobRunner
+from seedcore.jobs.store import JobStore
+from seedcore.tuning.resume import TAG_RESUMED
+from test_jobs_runner import VICTIM, _env_for, _kill_leftovers
+
+pytestmark = pytest.mark.e2e
+
+TRIALS = 4
+SPACE = {"eta": {"type": "loguniform", "lower": 0.01, "upper": 0.02}, "max_depth": 6, "num_boost_round": 300}
+REQUEST = {"config_type": "conservative", "custom_search_space": SPACE, "experiment_name": "resumed",
+           "custom_tune_config": {"num_samples": TRIALS, "max_concurrent_trials": 1, "seed": 7, "grace_period": 300}}
+
+
+@pytest.mark.timeout(420)
+def test_a_sweep_whose_process_dies_is_resumed_by_the_next_start(migrated_settings, ray_session, tmp_path):
+    settings = migrated_settings
+    log_path = tmp_path / "victim.log"
+    with open(log_path, "w") as log:
+        victim = subprocess.Popen([sys.executable, "-c", VICTIM, json.dumps(REQUEST)], env=_env_for(settings),
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    db = Database(settings.database_url)
+    try:
+        def one_trial_done_and_one_running():
+            assert victim.poll() is None, log_path.read_text()[-3000:]
+            jobs = job_rows(settings)
+            if not jobs or jobs[0]["trials_done"] < 1 or not jobs[0]["mlflow_parent_run_id"]:
+                return None
+            _, children = sweep_runs(settings, jobs[0]["mlflow_parent_run_id"])
+            return jobs[0] if any(run.info.status == "RUNNING" for run in children) else None
+
+        job = wait_for(one_trial_done_and_one_running, 240, "the victim's sweep to finish a trial", interval=0.3)
+        _, before = sweep_runs(settings, job["mlflow_parent_run_id"])
+        finished_before = {run.info.run_id for run in before if run.info.status == "FINISHED"}
+        descendants = psutil.Process(victim.pid).children(recursive=True)
+        os.killpg(victim.pid, signal.SIGKILL)  # the process and its Ray: the driver is gone
+        victim.wait(60)
+        _kill_leftovers(descendants)
+
+        runner = JobRunner(settings, db, poll_s=0.2).start()
+        try:
+            done = wait_for(lambda: (j := JobStore(db).get(job["id"]))["state"] not in ("queued", "running") and j,
+                            300, "the resumed sweep to end", interval=0.5)
+        finally:
+            runner.stop()
+        assert done["state"] == "succeeded", done["error"]
+        assert done["result"]["resumed"] == 1
+        assert done["result"]["mlflow"]["parent_run_id"] == job["mlflow_parent_run_id"]  # the same parent run
+        trials = done["result"]["trials"]
+        assert trials["completed"] + trials["pruned"] == TRIALS and trials["errored"] == trials["killed"] == 0
+
+        parent, children = sweep_runs(settings, job["mlflow_parent_run_id"])
+        assert parent.info.status == "FINISHED" and parent.data.tags[TAG_RESUMED] == "1"
+        trial_ids = [run.data.tags[names.TAG_TRIAL_ID] for run in children]
+        assert len(children) == TRIALS and len(set(trial_ids)) == TRIALS, trial_ids  # every trial once
+        assert {run.info.status for run in children} == {"FINISHED"}
+        assert finished_before <= {run.info.run_id for run in children}  # finished trials were not run again
+        running = mlflow_client(settings).search_runs([parent.info.experiment_id],
+                                                      filter_string="attributes.status = 'RUNNING'")
+        assert running == []
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        db.dispose()
