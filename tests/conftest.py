@@ -1,5 +1,14 @@
 """Shared fixtures: a fresh Settings per test (own data dir, own MLflow SQLite store, own SQL database:
-SQLite, or PostgreSQL in a module that imports `sql_backend` from _pg), one Ray session."""
+SQLite, or PostgreSQL in a module that imports `sql_backend` from _pg), one Ray session; and the lanes.
+
+Every test is in exactly one lane, set by its module (`pytestmark = pytest.mark.unit`):
+  unit         in process: no Ray, no subprocess, no PostgreSQL, no server on a port (SQLite and MLflow's
+               SQLite store in the test's temp dir are fine)
+  integration  real parts together in process: Ray, PostgreSQL, a live HTTP server, helper child processes
+  e2e          the product in its own processes: `seedcore up`/`serve`/`tune`, gunicorn, an installed wheel,
+               MLflow servers, the local cluster, a browser
+`./scripts/test -m unit` runs one lane; a test without exactly one lane stops the collection.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,20 @@ import pytest
 from _pg import fresh_postgres_database, postgres_base_url, upgrade_unless_at_head
 from _pg import postgres_template  # noqa: F401  (session fixture)
 from seedcore.config import Settings
+
+LANES = ("unit", "integration", "e2e")
+
+
+def lanes_of(item) -> list[str]:
+    return [mark.name for mark in item.iter_markers() if mark.name in LANES]
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked, whatever runs
+def pytest_collection_modifyitems(config, items):
+    wrong = [f"{item.nodeid}: {lanes_of(item) or 'no lane'}" for item in items if len(lanes_of(item)) != 1]
+    if wrong:
+        raise pytest.UsageError("every test needs exactly one lane (" + ", ".join(LANES) + "), set by its module's "
+                                "`pytestmark`:\n  " + "\n  ".join(wrong[:20]))
 
 
 @pytest.fixture(scope="session")
