@@ -12,14 +12,14 @@ Every test is in exactly one lane, set by its module (`pytestmark = pytest.mark.
 
 from __future__ import annotations
 
-import shutil
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from _pg import fresh_postgres_database, postgres_base_url, upgrade_unless_at_head
-from _pg import postgres_template  # noqa: F401  (session fixture)
+from _pg import copy_sqlite_template, fresh_postgres_database, postgres_base_url, upgrade_unless_at_head
+from _pg import postgres_template, sqlite_template  # noqa: F401  (session fixtures)
+from _stores import stores_settings
 from seedcore.config import Settings
 
 LANES = ("unit", "integration", "e2e")
@@ -57,18 +57,13 @@ def sql_backend() -> str:
 def settings(tmp_path, mlflow_template, sql_backend, request):
     """Settings pointing every store at this test's own temporary directory; on PostgreSQL, at a database of
     its own (a copy of the session's migrated template when the test asks for `migrated_settings`, else empty)."""
-    mlruns = tmp_path / "mlruns"
-    mlruns.mkdir()
-    shutil.copy(mlflow_template, mlruns / "mlflow.db")
     with ExitStack() as stack:
         sql = {}
         if sql_backend == "postgresql":
             migrated = "migrated_settings" in request.fixturenames
             template = request.getfixturevalue("postgres_template") if migrated else None
             sql["database_url"] = stack.enter_context(fresh_postgres_database(postgres_base_url(), template))
-        s = Settings(data_dir=tmp_path / "data", mlruns_dir=mlruns, poll_interval_s=0.2, **sql)
-        s.ensure_dirs()
-        yield s
+        yield stores_settings(tmp_path, mlflow_template, **sql)
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +79,11 @@ def ray_session():
 
 
 @pytest.fixture
-def migrated_settings(settings) -> Settings:
-    """Settings whose SQL database is at the head revision (Alembic's upgrade; PostgreSQL's came so)."""
+def migrated_settings(settings, sql_backend, request) -> Settings:
+    """Settings whose SQL database is at the head revision: a copy of the session's migrated template
+    (a file copy on SQLite; PostgreSQL's database came so), checked at head."""
+    if sql_backend == "sqlite":
+        copy_sqlite_template(request.getfixturevalue("sqlite_template"), settings.database_url)
     upgrade_unless_at_head(settings.database_url)
     return settings
 
@@ -104,3 +102,23 @@ def app(migrated_settings):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def module_settings(tmp_path_factory, mlflow_template, sqlite_template) -> Settings:
+    """Settings on fresh stores (our SQLite database at head) shared by a module's tests: for tests that only
+    read, or whose requests must all be refused (each still checks that nothing happened: a row that left
+    something behind fails, and so do the rows after it)."""
+    return stores_settings(tmp_path_factory.mktemp("module"), mlflow_template, sqlite_template)
+
+
+@pytest.fixture(scope="module")
+def module_client(module_settings):
+    """A test client of one app on `module_settings`, built once per module."""
+    from seedcore.api import create_app
+
+    application = create_app(module_settings)
+    application.config["TESTING"] = True
+    yield application.test_client()
+    for stop in application.extensions.get("seedcore_stop", []):
+        stop()

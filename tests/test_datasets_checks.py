@@ -75,17 +75,17 @@ def test_load_dataset_refuses_spoiled_data(settings, spoil, field, named, suffix
 
 @pytest.mark.parametrize("path,body", [("/xgboost/tune", TUNE), ("/xgboost/train", TRAIN)])
 @pytest.mark.parametrize("spoil,field,named", SPOILED.values(), ids=list(SPOILED))
-def test_tune_and_train_refuse_spoiled_data_and_register_nothing(client, migrated_settings, path, body, spoil,
+def test_tune_and_train_refuse_spoiled_data_and_register_nothing(module_client, module_settings, path, body, spoil,
                                                                   field, named):
     data = frame()
     spoil(data)
-    source = _write(migrated_settings, "d.csv", data)
-    response = client.post(path, json={**body, "data_source": source, "label_column": "y"})
+    source = _write(module_settings, "d.csv", data)
+    response = module_client.post(path, json={**body, "data_source": source, "label_column": "y"})
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["field"] == field and named in response.get_json()["error"]
     from _tuning import all_runs, model_versions
 
-    assert all_runs(migrated_settings) == [] and model_versions(migrated_settings) == []
+    assert all_runs(module_settings) == [] and model_versions(module_settings) == []
 
 
 def test_batch_refuses_an_infinite_value_as_training_does(settings):
@@ -124,13 +124,13 @@ SUBMIT_REFUSES = {
 
 
 @pytest.mark.parametrize("make,fields,field", SUBMIT_REFUSES.values(), ids=list(SUBMIT_REFUSES))
-def test_submit_refuses_what_the_header_shows_will_fail(client, migrated_settings, make, fields, field):
-    source = make(migrated_settings)
+def test_submit_refuses_what_the_header_shows_will_fail(module_client, module_settings, make, fields, field):
+    source = make(module_settings)
     body = {**TUNE, **fields, **({"data_source": source} if source else {})}
-    response = client.post("/xgboost/tune/submit", json=body)
+    response = module_client.post("/xgboost/tune/submit", json=body)
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["field"] == field, response.get_json()
-    assert_nothing_happened(migrated_settings)
+    assert_nothing_happened(module_settings)
 
 
 def test_submit_accepts_a_good_file(client, migrated_settings):

@@ -32,12 +32,12 @@ ENTRY_POINTS = [
 
 @pytest.mark.parametrize("path,body", ENTRY_POINTS, ids=[p for p, _ in ENTRY_POINTS])
 @pytest.mark.parametrize("name", BAD_NAMES, ids=[repr(n)[:20] for n in BAD_NAMES])
-def test_a_hostile_experiment_name_is_a_400_and_nothing_happens(client, migrated_settings, path, body, name):
-    response = client.post(path, json={**body, "experiment_name": name})
+def test_a_hostile_experiment_name_is_a_400_and_nothing_happens(module_client, module_settings, path, body, name):
+    response = module_client.post(path, json={**body, "experiment_name": name})
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["field"] == "experiment_name", response.get_json()
-    assert_nothing_happened(migrated_settings)
-    assert [e.name for e in mlflow_client(migrated_settings).search_experiments()] in ([], ["Default"])
+    assert_nothing_happened(module_settings)
+    assert [e.name for e in mlflow_client(module_settings).search_experiments()] in ([], ["Default"])
 
 
 @pytest.mark.parametrize("name", ["x" * 256, "exp#frag", "team/churn model", "ünïcode ✓", "a..b"])

@@ -1,7 +1,7 @@
 """Bad requests to `/xgboost` tuning, training and promotion: the right 4xx, the field named, nothing lost.
 
-Every row runs against an app with an API token and a small body cap. After each refused request
-there is no MLflow run, no job row, no registered version and no blessed file.
+Every row runs against one app (per module) with an API token and a small body cap. After each refused
+request there is no MLflow run, no job row, no registered version and no blessed file.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from _pg import ON_BOTH_BACKENDS
+from _stores import stores_settings
 from _tuning import assert_nothing_happened, job_rows
 from seedcore.api import create_app
 from seedcore.db.database import Database
@@ -199,19 +200,31 @@ def _csv(path, rows: int = 200) -> None:
     frame.to_csv(path, index=False)
 
 
-@pytest.fixture
-def guarded(migrated_settings, tmp_path):
+def _guarded_app(settings, outside_dir):
     """(settings, test client) of an app with an API token and a 4 KiB body cap; a real CSV outside
     the data dir, and a symlink inside it pointing there."""
-    outside = tmp_path / "outside" / "data.csv"
+    outside = outside_dir / "outside" / "data.csv"
     _csv(outside)
-    (migrated_settings.data_dir / "link_out.csv").symlink_to(outside)
-    settings = migrated_settings.replace(api_token=TOKEN, max_request_bytes=MAX_BYTES)
+    (settings.data_dir / "link_out.csv").symlink_to(outside)
+    settings = settings.replace(api_token=TOKEN, max_request_bytes=MAX_BYTES)
     app = create_app(settings)
     app.config["TESTING"] = True
     yield settings, app.test_client(), str(outside)
     for stop in app.extensions.get("seedcore_stop", []):
         stop()
+
+
+@pytest.fixture
+def guarded(migrated_settings, tmp_path):
+    yield from _guarded_app(migrated_settings, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory, mlflow_template, sqlite_template):
+    """One guarded app for the whole table: every row is refused, so every row must still find the stores
+    empty (a row that left something behind fails, and so do the rows after it)."""
+    root = tmp_path_factory.mktemp("refusals")
+    yield from _guarded_app(stores_settings(root, mlflow_template, sqlite_template), root)
 
 
 def assert_error_body(response, status: int, field: str | None) -> None:
@@ -226,8 +239,8 @@ def assert_error_body(response, status: int, field: str | None) -> None:
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "status", "field"), BAD_REQUESTS,
                          ids=[f"{m} {p} {s} {f}" for m, p, _, s, f in BAD_REQUESTS])
-def test_bad_request_is_refused_and_loses_nothing(guarded, method, path, kwargs, status, field):
-    settings, client, outside = guarded
+def test_bad_request_is_refused_and_loses_nothing(refusing, method, path, kwargs, status, field):
+    settings, client, outside = refusing
     kwargs = _fill(kwargs, outside)
     kwargs.setdefault("headers", AUTH)
     response = client.open(path, method=method, **kwargs)

@@ -29,9 +29,9 @@ TWO = [{"metric": "auc", "mode": "max"}, {"metric": "model_bytes", "mode": "min"
     ({"objectives": TWO, "select": {"model_bytes": {"max": 1, "min": 5}}}, "select.model_bytes"),
 ])
 @pytest.mark.parametrize("path", ["/xgboost/tune", "/xgboost/tune/submit"])
-def test_bad_search_fields_are_400s_naming_the_field(client, migrated_settings, path, changes, field):
-    response = client.post(path, json={**GOOD, **changes})
+def test_bad_search_fields_are_400s_naming_the_field(module_client, module_settings, path, changes, field):
+    response = module_client.post(path, json={**GOOD, **changes})
     assert response.status_code == 400, response.get_json()
     body = response.get_json()
     assert body["status"] == "error" and body["field"].startswith(field), body
-    assert_nothing_happened(migrated_settings)
+    assert_nothing_happened(module_settings)

@@ -42,21 +42,21 @@ BAD_SPACES = [  # (parameter, search-space spec) with a boundary or a choice XGB
 
 
 @pytest.mark.parametrize("key,value", BAD_PARAMS, ids=[f"{k}={v!r}"[:40] for k, v in BAD_PARAMS])
-def test_train_refuses_a_parameter_naming_it(client, migrated_settings, key, value):
-    response = client.post("/xgboost/train", json={"params": {"max_depth": 2, "num_boost_round": 3, key: value}})
+def test_train_refuses_a_parameter_naming_it(module_client, module_settings, key, value):
+    response = module_client.post("/xgboost/train", json={"params": {"max_depth": 2, "num_boost_round": 3, key: value}})
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["field"] == f"params.{key}", response.get_json()
-    assert_nothing_happened(migrated_settings)
+    assert_nothing_happened(module_settings)
 
 
 @pytest.mark.parametrize("path", ["/xgboost/tune", "/xgboost/tune/submit"])
 @pytest.mark.parametrize("key,spec", BAD_SPACES, ids=[f"{k}={v!r}"[:40] for k, v in BAD_SPACES])
-def test_tune_refuses_a_space_naming_the_key(client, migrated_settings, path, key, spec):
+def test_tune_refuses_a_space_naming_the_key(module_client, module_settings, path, key, spec):
     body = {**TUNE, "custom_search_space": {"eta": 0.3, "max_depth": 2, "num_boost_round": 3, key: spec}}
-    response = client.post(path, json=body)
+    response = module_client.post(path, json=body)
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["field"] == f"custom_search_space.{key}", response.get_json()
-    assert_nothing_happened(migrated_settings)
+    assert_nothing_happened(module_settings)
 
 
 @pytest.mark.parametrize("path,body", [
@@ -64,12 +64,12 @@ def test_tune_refuses_a_space_naming_the_key(client, migrated_settings, path, ke
     ("/xgboost/tune/submit", TUNE),
     ("/xgboost/tune", TUNE),
 ])
-def test_repeated_feature_columns_are_refused(client, migrated_settings, path, body):
-    response = client.post(path, json={**body, "feature_columns": ["f0", "f1", "f0"]})
+def test_repeated_feature_columns_are_refused(module_client, module_settings, path, body):
+    response = module_client.post(path, json={**body, "feature_columns": ["f0", "f1", "f0"]})
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.get_json()["field"] == "feature_columns"
     assert "f0" in response.get_json()["error"]
-    assert_nothing_happened(migrated_settings)
+    assert_nothing_happened(module_settings)
 
 
 def test_constraints_are_judged_against_the_requested_features():
