@@ -12,6 +12,10 @@ Every test is in exactly one lane, set by its module (`pytestmark = pytest.mark.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -35,6 +39,19 @@ def pytest_collection_modifyitems(config, items):
     if wrong:
         raise pytest.UsageError("every test needs exactly one lane (" + ", ".join(LANES) + "), set by its module's "
                                 "`pytestmark`:\n  " + "\n  ".join(wrong[:20]))
+
+
+def pytest_configure(config):
+    """Each pytest process (each xdist worker) keeps its Ray sessions under a temp dir of its own: `ray.init()`
+    then starts a Ray of ours instead of attaching to one someone started with `ray start` on this machine
+    (Ray reads <temp>/ray/ray_current_cluster), and a worker's Ray never meets another worker's."""
+    if os.environ.get("RAY_TMPDIR", "") in ("", os.environ.get(_OUR_RAY_TMPDIR)):  # unset, or a parent pytest's
+        made = tempfile.mkdtemp(prefix="sc-ray-", dir="/tmp")  # short: Ray's socket paths live under it
+        os.environ["RAY_TMPDIR"] = os.environ[_OUR_RAY_TMPDIR] = made
+        atexit.register(shutil.rmtree, made, True)  # registered before Ray's own atexit: runs after Ray stopped
+
+
+_OUR_RAY_TMPDIR = "PYTEST_SEEDCORE_RAY_TMPDIR"
 
 
 @pytest.fixture(scope="session")
