@@ -133,14 +133,6 @@ def test_submit_refuses_what_the_header_shows_will_fail(module_client, module_se
     assert_nothing_happened(module_settings)
 
 
-def test_submit_accepts_a_good_file(client, migrated_settings):
-    source = _write(migrated_settings, "d.parquet", frame())
-    response = client.post("/xgboost/tune/submit", json={**TUNE, "data_source": source, "label_column": "y",
-                                                         "feature_columns": ["a", "c"]})
-    assert response.status_code == 202, response.get_data(as_text=True)
-    client.post(f"/xgboost/tune/{response.get_json()['job_id']}/cancel")
-
-
 @pytest.mark.parametrize("source", ["a\x00b.csv", "lone\ud800.csv", "new\nline.csv"])
 def test_a_data_source_with_control_characters_is_refused_naming_it(settings, source):
     """Callers without the API's guard (the CLI, the library) get a 400, not the OS's ValueError."""

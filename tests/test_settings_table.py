@@ -10,7 +10,7 @@ import pytest
 from seedcore import _settings_table
 from seedcore.config import Settings
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # it runs the generator as a command
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -21,6 +21,7 @@ from _tuning import (FAST, FINISHED, LONG, all_runs, job_rows, job_status, model
 from seedcore import names
 from seedcore.api import create_app
 from seedcore.tuning.params_check import MAX_DRY_RUNS
+from tests.test_datasets_checks import TUNE as DATA_TUNE, _write as write_data, frame as data_frame
 
 pytestmark = pytest.mark.integration
 
@@ -446,3 +447,21 @@ def test_train_reads_a_csv_inside_the_data_dir(client, migrated_settings):
         assert response.status_code == 200, response.get_data(as_text=True)
         assert response.get_json()["dataset"]["feature_names"] == ["a", "b", "c"]
         assert response.get_json()["dataset"]["source"] == str(migrated_settings.data_dir / "sub" / "mine.csv")
+
+
+# -- accepted (a job queued, then cancelled): names and data the refusal tables must not refuse --------------
+@pytest.mark.parametrize("name", ["x" * 256, "exp#frag", "team/churn model", "ünïcode ✓", "a..b"])
+def test_a_legitimate_odd_name_is_accepted(client, ray_session, name):
+    response = client.post("/xgboost/tune/submit", json={"experiment_name": name, "space_type": "conservative",
+                                                         "config_type": "conservative",
+                                                         "custom_tune_config": {"num_samples": 1}})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    client.post(f"/xgboost/tune/{response.get_json()['job_id']}/cancel")
+
+
+def test_submit_accepts_a_good_file(client, migrated_settings, ray_session):
+    source = write_data(migrated_settings, "d.parquet", data_frame())
+    response = client.post("/xgboost/tune/submit", json={**DATA_TUNE, "data_source": source, "label_column": "y",
+                                                         "feature_columns": ["a", "c"]})
+    assert response.status_code == 202, response.get_data(as_text=True)
+    client.post(f"/xgboost/tune/{response.get_json()['job_id']}/cancel")
