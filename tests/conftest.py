@@ -39,6 +39,9 @@ def pytest_collection_modifyitems(config, items):
     if wrong:
         raise pytest.UsageError("every test needs exactly one lane (" + ", ".join(LANES) + "), set by its module's "
                                 "`pytestmark`:\n  " + "\n  ".join(wrong[:20]))
+    # The longest modules first, so that parallel workers (scripts/test) do not end on one of them: e2e, then
+    # integration, then unit. A stable sort: each module's tests stay together and in order.
+    items.sort(key=lambda item: LANES[::-1].index(lanes_of(item)[0]))
 
 
 def pytest_configure(config):
