@@ -4,15 +4,19 @@ Import the fixtures into a test module (`from _pg import db_url, db`), or `sql_b
 module's app/client tests (conftest's `settings` family) on both (`ON_BOTH_BACKENDS`: one test).
 PostgreSQL comes from SEEDCORE_TEST_POSTGRES_URL; each test gets its own freshly created database,
 dropped afterwards: an empty one, or a copy of a template migrated once per session
-(`CREATE DATABASE .. TEMPLATE`).
+(`CREATE DATABASE .. TEMPLATE`). A migrated SQLite database is a file copy of one migrated once per
+session (`sqlite_template`), never a fresh run of every migration.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -79,6 +83,25 @@ def postgres_template() -> Iterator[str]:
         yield make_url(url).database
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite database file migrated to head with Alembic once per session, for `copy_sqlite_template`."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "seedcore.db"
+    upgrade(f"sqlite:///{path}")
+    with sqlite3.connect(path) as connection:  # everything in the file itself: a copy needs no -wal beside it
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    return path
+
+
+def copy_sqlite_template(template: Path, url: str) -> None:
+    """Put a copy of the migrated `template` where the SQLite `url` points, unless a database is there."""
+    path = Path(make_url(url).database)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, path)
+
+
 @pytest.fixture(params=BACKENDS)
 def sql_backend(request) -> str:
     """Imported into a module: its tests on conftest's `settings` family run on SQLite and on PostgreSQL."""
@@ -92,9 +115,12 @@ ON_BOTH_BACKENDS = pytest.mark.parametrize("sql_backend", BACKENDS)
 @pytest.fixture(params=BACKENDS)
 def db_url(request, tmp_path) -> Iterator[str]:
     """An empty database URL: a SQLite file in a temp dir, or a brand-new PostgreSQL database
-    (already at head, copied from the session's template, when the test asks for `db`)."""
+    (already at head, copied from the session's template, when the test asks for `db`, on both)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'db' / 'seedcore.db'}"
+        url = f"sqlite:///{tmp_path / 'db' / 'seedcore.db'}"
+        if "db" in request.fixturenames:
+            copy_sqlite_template(request.getfixturevalue("sqlite_template"), url)
+        yield url
         return
     template = request.getfixturevalue("postgres_template") if "db" in request.fixturenames else None
     with fresh_postgres_database(postgres_base_url(), template) as url:

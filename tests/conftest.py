@@ -1,18 +1,61 @@
 """Shared fixtures: a fresh Settings per test (own data dir, own MLflow SQLite store, own SQL database:
-SQLite, or PostgreSQL in a module that imports `sql_backend` from _pg), one Ray session."""
+SQLite, or PostgreSQL in a module that imports `sql_backend` from _pg), one Ray session; and the lanes.
+
+Every test is in exactly one lane, set by its module (`pytestmark = pytest.mark.unit`):
+  unit         in process: no Ray, no subprocess, no PostgreSQL, no server on a port (SQLite and MLflow's
+               SQLite store in the test's temp dir are fine)
+  integration  real parts together in process: Ray, PostgreSQL, a live HTTP server, helper child processes
+  e2e          the product in its own processes: `seedcore up`/`serve`/`tune`, gunicorn, an installed wheel,
+               MLflow servers, the local cluster, a browser
+`./scripts/test -m unit` runs one lane; a test without exactly one lane stops the collection.
+"""
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from _pg import fresh_postgres_database, postgres_base_url, upgrade_unless_at_head
-from _pg import postgres_template  # noqa: F401  (session fixture)
+from _pg import copy_sqlite_template, fresh_postgres_database, postgres_base_url, upgrade_unless_at_head
+from _pg import postgres_template, sqlite_template  # noqa: F401  (session fixtures)
+from _stores import stores_settings
 from seedcore.config import Settings
 from seedcore.services import services_of
+
+LANES = ("unit", "integration", "e2e")
+
+
+def lanes_of(item) -> list[str]:
+    return [mark.name for mark in item.iter_markers() if mark.name in LANES]
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked, whatever runs
+def pytest_collection_modifyitems(config, items):
+    wrong = [f"{item.nodeid}: {lanes_of(item) or 'no lane'}" for item in items if len(lanes_of(item)) != 1]
+    if wrong:
+        raise pytest.UsageError("every test needs exactly one lane (" + ", ".join(LANES) + "), set by its module's "
+                                "`pytestmark`:\n  " + "\n  ".join(wrong[:20]))
+    # The longest modules first, so that parallel workers (scripts/test) do not end on one of them: e2e, then
+    # integration, then unit. A stable sort: each module's tests stay together and in order.
+    items.sort(key=lambda item: LANES[::-1].index(lanes_of(item)[0]))
+
+
+def pytest_configure(config):
+    """Each pytest process (each xdist worker) keeps its Ray sessions under a temp dir of its own: `ray.init()`
+    then starts a Ray of ours instead of attaching to one someone started with `ray start` on this machine
+    (Ray reads <temp>/ray/ray_current_cluster), and a worker's Ray never meets another worker's."""
+    if os.environ.get("RAY_TMPDIR", "") in ("", os.environ.get(_OUR_RAY_TMPDIR)):  # unset, or a parent pytest's
+        made = tempfile.mkdtemp(prefix="sc-ray-", dir="/tmp")  # short: Ray's socket paths live under it
+        os.environ["RAY_TMPDIR"] = os.environ[_OUR_RAY_TMPDIR] = made
+        atexit.register(shutil.rmtree, made, True)  # registered before Ray's own atexit: runs after Ray stopped
+
+
+_OUR_RAY_TMPDIR = "PYTEST_SEEDCORE_RAY_TMPDIR"
 
 
 @pytest.fixture(scope="session")
@@ -35,18 +78,13 @@ def sql_backend() -> str:
 def settings(tmp_path, mlflow_template, sql_backend, request):
     """Settings pointing every store at this test's own temporary directory; on PostgreSQL, at a database of
     its own (a copy of the session's migrated template when the test asks for `migrated_settings`, else empty)."""
-    mlruns = tmp_path / "mlruns"
-    mlruns.mkdir()
-    shutil.copy(mlflow_template, mlruns / "mlflow.db")
     with ExitStack() as stack:
         sql = {}
         if sql_backend == "postgresql":
             migrated = "migrated_settings" in request.fixturenames
             template = request.getfixturevalue("postgres_template") if migrated else None
             sql["database_url"] = stack.enter_context(fresh_postgres_database(postgres_base_url(), template))
-        s = Settings(data_dir=tmp_path / "data", mlruns_dir=mlruns, poll_interval_s=0.2, **sql)
-        s.ensure_dirs()
-        yield s
+        yield stores_settings(tmp_path, mlflow_template, **sql)
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +100,11 @@ def ray_session():
 
 
 @pytest.fixture
-def migrated_settings(settings) -> Settings:
-    """Settings whose SQL database is at the head revision (Alembic's upgrade; PostgreSQL's came so)."""
+def migrated_settings(settings, sql_backend, request) -> Settings:
+    """Settings whose SQL database is at the head revision: a copy of the session's migrated template
+    (a file copy on SQLite; PostgreSQL's database came so), checked at head."""
+    if sql_backend == "sqlite":
+        copy_sqlite_template(request.getfixturevalue("sqlite_template"), settings.database_url)
     upgrade_unless_at_head(settings.database_url)
     return settings
 
@@ -81,3 +122,23 @@ def app(migrated_settings):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def module_settings(tmp_path_factory, mlflow_template, sqlite_template) -> Settings:
+    """Settings on fresh stores (our SQLite database at head) shared by a module's tests: for tests that only
+    read, or whose requests must all be refused (each still checks that nothing happened: a row that left
+    something behind fails, and so do the rows after it)."""
+    return stores_settings(tmp_path_factory.mktemp("module"), mlflow_template, sqlite_template)
+
+
+@pytest.fixture(scope="module")
+def module_client(module_settings):
+    """A test client of one app on `module_settings`, built once per module."""
+    from seedcore.api import create_app
+
+    application = create_app(module_settings)
+    application.config["TESTING"] = True
+    yield application.test_client()
+    for stop in application.extensions.get("seedcore_stop", []):
+        stop()

@@ -9,7 +9,7 @@ import pytest
 from bench import BENCHMARKS, main, run_benchmarks
 from bench._report import Row, Section, document, machine, section_markdown
 
-pytestmark = pytest.mark.timeout(1800)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from seedcore.db.database import Database
 from seedcore.jobs.runner import JobRunner
 from seedcore.jobs.store import JobStore
 from seedcore.tuning.resume import TAG_RESUMED
-from test_jobs_runner import VICTIM, _env_for, _kill_leftovers
+from tests.jobs.test_runner_processes import VICTIM, _env_for, _kill_leftovers
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,27 @@
+"""Settings on fresh stores under a directory: MLflow's SQLite store copied from the session's initialised
+template, and optionally our SQL database copied from the session's migrated SQLite template.
+
+conftest's `settings` builds one per test; a module-scoped fixture builds one for a module whose tests only
+read, or only send requests that must be refused (`from _stores import stores_settings`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from _pg import copy_sqlite_template
+from seedcore.config import Settings
+
+
+def stores_settings(root: Path, mlflow_template: Path, sqlite_template: Path | None = None, **changes) -> Settings:
+    """Settings whose data dir and MLflow store are under `root` (a copy of `mlflow_template`); with
+    `sqlite_template`, our SQLite database there is already at head."""
+    mlruns = root / "mlruns"
+    mlruns.mkdir(parents=True)
+    shutil.copy(mlflow_template, mlruns / "mlflow.db")
+    settings = Settings(data_dir=root / "data", mlruns_dir=mlruns, **{"poll_interval_s": 0.2, **changes})
+    settings.ensure_dirs()
+    if sqlite_template is not None:
+        copy_sqlite_template(sqlite_template, settings.database_url)
+    return settings

@@ -1,0 +1,117 @@
+"""Cluster resources: a trial no node can hold is a 400 at once; trials waiting for a busy cluster say so;
+each trial's run names its node; the parent run records the cluster; Tune storage reachable through Ray."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+
+import pyarrow.fs as pafs
+import pytest
+
+from _tuning import FAST, mlflow_client, sweep_runs
+from seedcore.api import create_app
+from seedcore.tuning import relay_storage
+from seedcore.tuning.cluster import CLUSTER_TAG_PREFIX, TAG_NODE, alive_nodes
+from seedcore.tuning.sweep import run_sweep
+from seedcore.services import services_of
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_trial_larger_than_every_node_is_a_400_naming_the_setting_and_the_largest_node(migrated_settings,
+                                                                                        ray_session):
+    largest = max(n["cpus"] for n in alive_nodes())
+    app = create_app(migrated_settings.replace(cpus_per_trial=largest + 1))
+    started = time.monotonic()
+    response = app.test_client().post("/xgboost/tune/submit", json={**FAST, "experiment_name": "too_big"})
+    assert response.status_code == 400, response.get_json()
+    body = response.get_json()
+    assert body["field"] == "cpus_per_trial"
+    assert f"has {largest}" in body["error"]
+    assert time.monotonic() - started < 10  # at once, not after the time budget
+    assert app.test_client().get("/xgboost/tune/jobs").get_json()["total"] == 0  # no job was created
+    services_of(app).stop()
+
+
+def test_trials_waiting_for_a_busy_cluster_say_so_then_run(migrated_settings, ray_session):
+    """Another job holds every CPU: the sweep reports its waiting trials, and runs once the CPUs are free."""
+    import ray
+
+    @ray.remote
+    class Hog:
+        def ping(self):
+            return True
+
+    total = int(ray.cluster_resources()["CPU"])
+    hog = Hog.options(num_cpus=total).remote()
+    ray.get(hog.ping.remote())
+    reports: list[dict] = []
+    release = threading.Timer(8.0, lambda: ray.kill(hog))
+    release.start()
+    try:
+        result = run_sweep(migrated_settings, **FAST, experiment_name="busy", progress=reports.append)
+    finally:
+        release.cancel()
+        ray.kill(hog)
+    waiting = [r for r in reports if r.get("trials_waiting")]
+    assert waiting, reports
+    assert "waiting for free CPUs" in waiting[0]["waiting_reason"]
+    assert reports[-1]["trials_waiting"] == 0 and reports[-1]["waiting_reason"] is None
+    assert result["trials"]["completed"] >= 1
+
+
+def test_each_trial_run_names_its_node_and_the_parent_records_the_cluster(migrated_settings, ray_session):
+    import ray
+
+    result = run_sweep(migrated_settings, **FAST, experiment_name="tagged")
+    parent, children = sweep_runs(migrated_settings, result["mlflow"]["parent_run_id"])
+    here = ray.get_runtime_context().get_node_id()
+    assert children and {c.data.tags[TAG_NODE] for c in children} == {here}
+    tags = parent.data.tags
+    assert tags[f"{CLUSTER_TAG_PREFIX}nodes"] == str(len(alive_nodes()))
+    assert tags[f"{CLUSTER_TAG_PREFIX}cpus"] == str(int(ray.cluster_resources()["CPU"]))
+    assert here[:12] in tags[f"{CLUSTER_TAG_PREFIX}node_cpus"]
+
+
+def test_relay_storage_from_another_node_writes_and_reads_the_drivers_disk(ray_session):
+    """Seen from a trial on another node, the relay does every operation on the driver's disk via its actor."""
+    import ray
+
+    relay_storage.driver_storage()  # starts the actor on this node
+    handler = relay_storage.RelayHandler(ray.get_runtime_context().get_node_id())
+    actor = ray.get_actor(relay_storage._ACTOR_PREFIX + handler.home_node_id, namespace=relay_storage.ACTOR_NAMESPACE)
+    handler._target = (lambda fn, *args, **kwargs: ray.get(fn.remote(*args, **kwargs)), actor)  # as elsewhere
+    remote = pafs.PyFileSystem(handler)
+    root = tempfile.mkdtemp()
+    source = tempfile.mkdtemp()
+    with open(os.path.join(source, "model.ubj"), "wb") as f:
+        f.write(b"\x01" * 5000)
+    pafs.copy_files(source, f"{root}/exp/checkpoint_000000", source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=remote)  # what Tune does with a trial's checkpoint
+    with open(f"{root}/exp/checkpoint_000000/model.ubj", "rb") as f:  # on this (the driver's) disk
+        assert f.read() == b"\x01" * 5000
+    listed = remote.get_file_info(pafs.FileSelector(f"{root}/exp", recursive=True))
+    assert {(i.path.rsplit("/", 1)[1], i.size) for i in listed} == {("checkpoint_000000", None), ("model.ubj", 5000)}
+    assert remote.open_input_stream(f"{root}/exp/checkpoint_000000/model.ubj").read() == b"\x01" * 5000
+    with pytest.raises(Exception, match="not a relayed filesystem operation"):
+        handler._do("call", "__class__")  # only filesystem operations travel, never arbitrary attributes
+
+
+def test_a_local_ray_listens_on_loopback_only(ray_session):
+    """The session's local Ray (GCS, raylet, workers, agents) accepts connections on 127.0.0.1 only."""
+    import psutil
+
+    from seedcore.tuning.cluster import gcs_address
+
+    assert gcs_address().startswith("127.0.0.1:"), gcs_address()
+    ray_processes = {p.pid for p in psutil.Process().children(recursive=True)}  # this session's, not others'
+    assert len(ray_processes) >= 3, ray_processes  # GCS, raylet, workers ...
+    listening = [c.laddr for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN
+                 and c.pid in ray_processes and c.laddr.port == int(gcs_address().rsplit(":", 1)[1])]
+    assert listening, "the GCS port is not listening"
+    everyone = [c.laddr for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN
+                and c.pid in ray_processes and c.laddr.ip in ("0.0.0.0", "::")]
+    assert everyone == [], everyone
