@@ -32,7 +32,8 @@ def run(ws: Workspace, small: bool = False, repeats: int | None = None) -> Secti
     repeats = repeats or (1 if small else 3)
     csv = dataset_csv(ws, "builtin")
     ours, bare, nested, profiles = [], [], [], []
-    served = _ours_beside_server(ws, csv, trials, repeats, settle_s=0 if small else SETTLE_S)
+    served = [took for took, _ in _ours_beside_server(ws, csv, trials, range(repeats),
+                                                        settle_s=0 if small else SETTLE_S)]
     for r in range(repeats):
         ours.append(_ours_cli(ws, csv, trials, r))
         bare.append(_timed([sys.executable, "-m", "bench._optuna_bare", str(csv), str(trials), str(r)])[0])
@@ -80,10 +81,11 @@ def _ours_cli(ws: Workspace, csv: Path, trials: int, seed: int) -> float:
     return _timed(_tune_command(csv, trials, seed), env=_env(directory))[0]
 
 
-def _ours_beside_server(ws: Workspace, csv: Path, trials: int, repeats: int, settle_s: float) -> list[float]:
+def _ours_beside_server(ws: Workspace, csv: Path, trials: int, seeds, settle_s: float) -> list[tuple[float, str]]:
     """The same command, fresh processes, beside a running `seedcore up` that shares its database: the CLI
     hands each sweep to the server. The server is started first and given `settle_s` to finish warming up
-    (Ray, imports), as a server that has been running would have; its start is not timed."""
+    (Ray, imports), as a server that has been running would have; its start is not timed. One (seconds,
+    the command's output) per seed."""
     from bench._serving import free_port, request, wait_until, _base_env, _spawn
 
     directory = _data_dir(ws, csv, "cold_server")
@@ -94,14 +96,13 @@ def _ours_beside_server(ws: Workspace, csv: Path, trials: int, repeats: int, set
     try:
         wait_until(server, lambda: request(port, "GET", "/health")[0] == 200)
         time.sleep(settle_s)
-        seconds = []
-        for r in range(repeats):
-            took, _ = _timed(_tune_command(csv, trials, r), env=env)
-            seconds.append(took)
-            log(f"{NAME}: repeat {r}: ours CLI beside a running server {took:.1f} s")
-        if _handed(directory, server.process.pid) != repeats:
+        runs = []
+        for seed in seeds:
+            runs.append(_timed(_tune_command(csv, trials, seed), env=env))
+            log(f"{csv.name}: seed {seed}: ours CLI beside a running server {runs[-1][0]:.1f} s")
+        if _handed(directory, server.process.pid) != len(runs):
             raise RuntimeError("the CLI did not hand its sweeps to the running server")
-        return seconds
+        return runs
     finally:
         server.stop()
 
