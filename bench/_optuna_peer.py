@@ -100,11 +100,15 @@ def _dmatrices(data: Dataset) -> tuple[xgb.DMatrix, xgb.DMatrix]:
 
 
 def main(argv: list[str]) -> None:
-    """`python -m bench._optuna_peer DATA TRIALS SEED TRACKING_URI [NTHREAD]`: one JSON line, test AUC included."""
+    """`python -m bench._optuna_peer DATA TRIALS SEED TRACKING_URI [NTHREAD [ROUNDS]]`: the default space
+    (with ROUNDS rounds if given); one JSON line, test AUC included."""
     from seedcore.tuning.spaces import resolve_space
 
     data, trials, seed, uri, *rest = argv
-    out = optuna_sweep(Path(data), resolve_space("default", None), int(trials), uri, "optuna", seed=int(seed),
+    space = resolve_space("default", None)
+    if len(rest) > 1:
+        space[NUM_BOOST_ROUND] = int(rest[1])
+    out = optuna_sweep(Path(data), space, int(trials), uri, "optuna", seed=int(seed),
                        nthread=int(rest[0]) if rest else NTHREAD)
     dataset = out["dataset"]
     holdout = evaluate(out["booster"], dataset.x_holdout, dataset.y_holdout)[AUC]

@@ -20,6 +20,8 @@ from statistics import median
 from bench._datasets import dataset_csv
 from bench._report import Section, log
 from bench._workspace import Workspace
+from ray.tune.search.sample import Float, Integer
+from seedcore.tuning.spaces import DEFAULT_SPACE, NUM_BOOST_ROUND
 
 NAME = "cold"
 TITLE = "6. Cold sweep from the CLI (50 trials, default space, built-in data, fresh processes)"
@@ -70,10 +72,23 @@ def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def _tune_command(csv: Path, trials: int, seed: int) -> list[str]:
+def _tune_command(csv: Path, trials: int, seed: int, rounds: int | None = None) -> list[str]:
+    """`seedcore tune` of the default space and config; `rounds` other than the space's as a custom space."""
     seedcore = str(Path(sys.executable).with_name("seedcore"))
+    space = [] if rounds in (None, DEFAULT_SPACE[NUM_BOOST_ROUND]) else ["--custom-space", json.dumps(
+        {**{key: _spec(domain) for key, domain in DEFAULT_SPACE.items()}, NUM_BOOST_ROUND: rounds})]
     return [seedcore, "tune", "--space", "default", "--config", "default", "--data", csv.name, "--label-column",
-            "target", "--no-promote", "--custom-config", json.dumps({"num_samples": trials, "seed": seed})]
+            "target", "--no-promote", "--custom-config", json.dumps({"num_samples": trials, "seed": seed}), *space]
+
+
+def _spec(domain):
+    """A Ray Tune domain (or constant) of the default space in the request's dictionary form."""
+    if isinstance(domain, Float):
+        kind = "loguniform" if isinstance(domain.get_sampler(), Float._LogUniform) else "uniform"
+        return {"type": kind, "lower": domain.lower, "upper": domain.upper}
+    if isinstance(domain, Integer):
+        return {"type": "randint", "lower": domain.lower, "upper": domain.upper}
+    return domain
 
 
 def _ours_cli(ws: Workspace, csv: Path, trials: int, seed: int) -> float:
@@ -81,7 +96,8 @@ def _ours_cli(ws: Workspace, csv: Path, trials: int, seed: int) -> float:
     return _timed(_tune_command(csv, trials, seed), env=_env(directory))[0]
 
 
-def _ours_beside_server(ws: Workspace, csv: Path, trials: int, seeds, settle_s: float) -> list[tuple[float, str]]:
+def _ours_beside_server(ws: Workspace, csv: Path, trials: int, seeds, settle_s: float,
+                        rounds: int | None = None) -> list[tuple[float, str]]:
     """The same command, fresh processes, beside a running `seedcore up` that shares its database: the CLI
     hands each sweep to the server. The server is started first and given `settle_s` to finish warming up
     (Ray, imports), as a server that has been running would have; its start is not timed. One (seconds,
@@ -98,7 +114,7 @@ def _ours_beside_server(ws: Workspace, csv: Path, trials: int, seeds, settle_s: 
         time.sleep(settle_s)
         runs = []
         for seed in seeds:
-            runs.append(_timed(_tune_command(csv, trials, seed), env=env))
+            runs.append(_timed(_tune_command(csv, trials, seed, rounds), env=env))
             log(f"{csv.name}: seed {seed}: ours CLI beside a running server {runs[-1][0]:.1f} s")
         if _handed(directory, server.process.pid) != len(runs):
             raise RuntimeError("the CLI did not hand its sweeps to the running server")

@@ -20,7 +20,7 @@ from bench._datasets import builtin_parquet, flights_parquet
 from bench._report import Section, log
 from bench._workspace import Workspace
 from bench.cold import SETTLE_S, _data_dir, _env, _ours_beside_server, _timed, _tune_command
-from seedcore.tuning.spaces import TUNE_CONFIGS
+from seedcore.tuning.spaces import DEFAULT_SPACE, NUM_BOOST_ROUND, TUNE_CONFIGS
 
 NAME = "scale"
 TITLE = "11. Sweeps at scale (default space, 50 trials, 327k real rows and 1M generated rows, fresh processes)"
@@ -32,21 +32,23 @@ ALL_CORES = 0  # XGBoost's nthread 0: as many threads as the machine has cores
 
 
 def run(ws: Workspace, small: bool = False, repeats: int | None = None) -> Section:
-    trials = 3 if small else 50
+    """Small mode: the flights data alone, SMALL_ROWS of it, 3 trials of 10 rounds (the same code paths)."""
+    trials, rounds = (3, 10) if small else (50, DEFAULT_SPACE[NUM_BOOST_ROUND])
     seeds = list(range(repeats or (1 if small else 3)))
     section = Section(NAME, TITLE, _setup(trials, len(seeds), small))
-    for name, rows in FULL_ROWS.items():
+    for name, rows in list(FULL_ROWS.items())[: 1 if small else None]:
         path = _data(ws, name, SMALL_ROWS if small else rows)
         served = [_answer(seconds, out) for seconds, out in
-                  _ours_beside_server(ws, path, trials, seeds, settle_s=0 if small else SETTLE_S)]
+                  _ours_beside_server(ws, path, trials, seeds, settle_s=0 if small else SETTLE_S, rounds=rounds)]
         cold, bare, nested = [], [], []
         for seed in seeds:
-            cold.append(_answer(*_timed(_tune_command(path, trials, seed), env=_env(_data_dir(ws, path, f"scale_{seed}")))))
-            bare.append(_peer([sys.executable, "-m", "bench._optuna_bare", str(path), str(trials), str(seed), "200",
-                               str(ALL_CORES)]))
+            env = _env(_data_dir(ws, path, f"scale_{seed}"))
+            cold.append(_answer(*_timed(_tune_command(path, trials, seed, rounds), env=env)))
+            bare.append(_peer([sys.executable, "-m", "bench._optuna_bare", str(path), str(trials), str(seed),
+                               str(rounds), str(ALL_CORES)]))
             _, uri = ws.fresh_store(f"scale_nested_{name}_{seed}")
             nested.append(_peer([sys.executable, "-m", "bench._optuna_peer", str(path), str(trials), str(seed), uri,
-                                 str(ALL_CORES)]))
+                                 str(ALL_CORES), str(rounds)]))
             log(f"{NAME}: {name} seed {seed}: test AUC / wall s: ours cold {cold[-1]['holdout_auc']:.4f} / "
                 f"{cold[-1]['seconds']:.0f}, beside a server {served[seed]['holdout_auc']:.4f} / "
                 f"{served[seed]['seconds']:.0f}, bare Optuna {bare[-1]['holdout_auc']:.4f} / {bare[-1]['seconds']:.0f}, "
@@ -104,7 +106,7 @@ def _short(config: dict) -> dict:
 
 def _setup(trials: int, seeds: int, small: bool) -> str:
     conf = TUNE_CONFIGS["default"]
-    sizes = (f"{SMALL_ROWS:,} rows of each (small mode)" if small else
+    sizes = (f"small mode: flights alone, {SMALL_ROWS:,} rows, 10 rounds" if small else
              "flights: 327,346 rows, 18 features, 24% positive; built-in: 1,000,000 rows, 10 features")
     return (f"{trials} trials of the guide's default space (200 rounds) on two datasets as Parquet ({sizes}): "
             "`flights`, every 2013 New York City departure that arrived, joined with its airport's weather in its "
