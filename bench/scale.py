@@ -12,6 +12,7 @@ with XGBoost on every core (`bench._optuna_bare`, nthread 0), and Optuna + neste
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from statistics import mean
@@ -32,11 +33,13 @@ ALL_CORES = 0  # XGBoost's nthread 0: as many threads as the machine has cores
 
 
 def run(ws: Workspace, small: bool = False, repeats: int | None = None) -> Section:
-    """Small mode: the flights data alone, SMALL_ROWS of it, 3 trials of 10 rounds (the same code paths)."""
+    """Small mode: the flights data alone, SMALL_ROWS of it, 3 trials of 10 rounds (the same code paths).
+    BENCH_SCALE_DATA=flights or =builtin_1m runs one dataset only."""
     trials, rounds = (3, 10) if small else (50, DEFAULT_SPACE[NUM_BOOST_ROUND])
     seeds = list(range(repeats or (1 if small else 3)))
     section = Section(NAME, TITLE, _setup(trials, len(seeds), small))
-    for name, rows in list(FULL_ROWS.items())[: 1 if small else None]:
+    wanted = os.environ.get("BENCH_SCALE_DATA", "").split(",") if os.environ.get("BENCH_SCALE_DATA") else FULL_ROWS
+    for name, rows in [(n, r) for n, r in FULL_ROWS.items() if n in wanted][: 1 if small else None]:
         path = _data(ws, name, SMALL_ROWS if small else rows)
         served = [_answer(seconds, out) for seconds, out in
                   _ours_beside_server(ws, path, trials, seeds, settle_s=0 if small else SETTLE_S, rounds=rounds)]
