@@ -1,7 +1,8 @@
 """Peer: the 30-line Optuna script a user could write instead: TPE, every trial trained in full, no tracking.
 
-Run as `python -m bench._optuna_bare CSV TRIALS SEED [ROUNDS]` (prints one JSON line) for cold timings,
-or call `optuna_bare` in-process. It splits with the platform's own split so both sides see the same
+Run as `python -m bench._optuna_bare DATA TRIALS SEED [ROUNDS [NTHREAD]]` (prints one JSON line) for cold
+timings, or call `optuna_bare` in-process. XGBoost's threads: 1 by default (the fastest on small data), or
+NTHREAD (0 = every core, XGBoost's own default; what a user would run on large data). It splits with the platform's own split so both sides see the same
 rows, picks the trial with the best validation AUC and scores its booster on the holdout. The space is
 the guide's default space written in Optuna's terms (upper bounds inclusive where Ray's randint's are not).
 """
@@ -13,7 +14,7 @@ import sys
 import time
 
 
-def optuna_bare(csv: str, trials: int, seed: int, rounds: int = 200) -> dict:
+def optuna_bare(csv: str, trials: int, seed: int, rounds: int = 200, nthread: int = 1) -> dict:
     started = time.perf_counter()
     import optuna
     import xgboost as xgb
@@ -29,7 +30,7 @@ def optuna_bare(csv: str, trials: int, seed: int, rounds: int = 200) -> dict:
     best: dict = {}
 
     def objective(trial: optuna.Trial) -> float:
-        params = {"objective": "binary:logistic", "eval_metric": "auc", "tree_method": "hist", "nthread": 1,
+        params = {"objective": "binary:logistic", "eval_metric": "auc", "tree_method": "hist", "nthread": nthread,
                   "eta": trial.suggest_float("eta", 1e-2, 2e-1, log=True),
                   "max_depth": trial.suggest_int("max_depth", 4, 10),
                   "subsample": trial.suggest_float("subsample", 0.6, 0.9),
@@ -50,5 +51,5 @@ def optuna_bare(csv: str, trials: int, seed: int, rounds: int = 200) -> dict:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    outcome = optuna_bare(args[0], int(args[1]), int(args[2]), *(int(a) for a in args[3:4]))
+    outcome = optuna_bare(args[0], int(args[1]), int(args[2]), *(int(a) for a in args[3:5]))
     print(json.dumps(outcome))

@@ -10,7 +10,9 @@ on a few hundred rows, and many times slower when anything else wants the CPUs).
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -55,7 +57,7 @@ class _LogRounds(xgb.callback.TrainingCallback):
 
 
 def optuna_sweep(data_path: Path, space: dict, n_trials: int, tracking_uri: str, experiment_name: str,
-                 seed: int | None = None) -> dict:
+                 seed: int | None = None, nthread: int = NTHREAD) -> dict:
     """Load, split, optimise with nested runs; returns wall seconds, the best AUC and the best booster."""
     started = time.perf_counter()
     dataset = load_split(data_path)
@@ -66,7 +68,7 @@ def optuna_sweep(data_path: Path, space: dict, n_trials: int, tracking_uri: str,
 
     def objective(trial: optuna.Trial) -> float:
         config = suggest(trial, space)
-        params = {**{k: v for k, v in config.items() if k not in TRAINING_KEYS}, "nthread": NTHREAD}
+        params = {**{k: v for k, v in config.items() if k not in TRAINING_KEYS}, "nthread": nthread}
         with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
             mlflow.log_params(config)
             booster = xgb.train(params, dtrain, num_boost_round=int(config[NUM_BOOST_ROUND]),
@@ -95,3 +97,24 @@ def _dmatrices(data: Dataset) -> tuple[xgb.DMatrix, xgb.DMatrix]:
     return (xgb.DMatrix(data.x_train, label=data.y_train, feature_names=names),
             xgb.DMatrix(data.x_valid, label=data.y_valid, feature_names=names))
 
+
+
+def main(argv: list[str]) -> None:
+    """`python -m bench._optuna_peer DATA TRIALS SEED TRACKING_URI [NTHREAD [ROUNDS]]`: the default space
+    (with ROUNDS rounds if given); one JSON line, test AUC included."""
+    from seedcore.tuning.spaces import resolve_space
+
+    data, trials, seed, uri, *rest = argv
+    space = resolve_space("default", None)
+    if len(rest) > 1:
+        space[NUM_BOOST_ROUND] = int(rest[1])
+    out = optuna_sweep(Path(data), space, int(trials), uri, "optuna", seed=int(seed),
+                       nthread=int(rest[0]) if rest else NTHREAD)
+    dataset = out["dataset"]
+    holdout = evaluate(out["booster"], dataset.x_holdout, dataset.y_holdout)[AUC]
+    print(json.dumps({"seconds": out["seconds"], "best_auc": out["best_auc"], "holdout_auc": float(holdout),
+                      "trials": out["trials"]}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,4 +1,4 @@
-"""`python -m bench [NAME ...] [--small] [--repeats N] [--out PATH]`: run benchmarks, print and write the tables.
+"""`python -m bench [NAME ...] [--small] [--repeats N | --seeds N] [--out PATH]`: run benchmarks, print and write the tables.
 
 `python -m bench fuzz [--requests N] ...` (a run of its own, not a comparison: see bench/fuzz.py)."""
 
@@ -18,7 +18,8 @@ from bench._report import Section, command_line, document, kept_notes, log, mach
 
 # Run order: the Ray benchmarks first, then Ray is shut down so it cannot disturb the serving ones.
 BENCHMARKS = {"sweep": "bench.sweep", "scaling": "bench.scaling", "quality": "bench.quality",
-              "warmstart": "bench.warmstart", "cold": "bench.cold", "predict": "bench.predict", "batch": "bench.batch",
+              "warmstart": "bench.warmstart", "cold": "bench.cold", "scale": "bench.scale", "predict": "bench.predict",
+              "batch": "bench.batch",
               "predlog": "bench.predlog", "feedback": "bench.feedback", "promotion_crash": "bench.promotion_crash",
               "front": "bench.front"}
 ALIASES = {"overhead": "sweep"}
@@ -26,7 +27,7 @@ ALIASES = {"overhead": "sweep"}
 RUNS = {"fuzz": "bench.fuzz"}
 NEEDS_RAY = {"sweep", "scaling", "quality", "warmstart"}
 ISSUE_ORDER = ("sweep", "scaling", "predict", "batch", "quality", "cold", "warmstart", "predlog", "feedback",
-               "promotion_crash", "front")  # how RESULTS.md lists them
+               "promotion_crash", "scale", "front")  # how RESULTS.md lists them
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -105,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
                              f"or, alone and with its own options, one of: {', '.join(RUNS)}")
     parser.add_argument("--small", action="store_true", help="tiny sizes, seconds each (what the tests run)")
     parser.add_argument("--repeats", type=int, help="repeats per measurement (default: per benchmark)")
+    parser.add_argument("--seeds", type=int, dest="repeats",
+                        help="the same as --repeats: the seeds of the quality and scale benchmarks (default 3)")
     parser.add_argument("--out", type=Path,
                         help=f"write the markdown here (default: {RESULTS.relative_to(RESULTS.parent.parent)} "
                              "when running all benchmarks in full mode; otherwise print only)")

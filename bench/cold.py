@@ -20,6 +20,8 @@ from statistics import median
 from bench._datasets import dataset_csv
 from bench._report import Section, log
 from bench._workspace import Workspace
+from ray.tune.search.sample import Float, Integer
+from seedcore.tuning.spaces import DEFAULT_SPACE, NUM_BOOST_ROUND
 
 NAME = "cold"
 TITLE = "6. Cold sweep from the CLI (50 trials, default space, built-in data, fresh processes)"
@@ -32,7 +34,8 @@ def run(ws: Workspace, small: bool = False, repeats: int | None = None) -> Secti
     repeats = repeats or (1 if small else 3)
     csv = dataset_csv(ws, "builtin")
     ours, bare, nested, profiles = [], [], [], []
-    served = _ours_beside_server(ws, csv, trials, repeats, settle_s=0 if small else SETTLE_S)
+    served = [took for took, _ in _ours_beside_server(ws, csv, trials, range(repeats),
+                                                        settle_s=0 if small else SETTLE_S)]
     for r in range(repeats):
         ours.append(_ours_cli(ws, csv, trials, r))
         bare.append(_timed([sys.executable, "-m", "bench._optuna_bare", str(csv), str(trials), str(r)])[0])
@@ -69,10 +72,23 @@ def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def _tune_command(csv: Path, trials: int, seed: int) -> list[str]:
+def _tune_command(csv: Path, trials: int, seed: int, rounds: int | None = None) -> list[str]:
+    """`seedcore tune` of the default space and config; `rounds` other than the space's as a custom space."""
     seedcore = str(Path(sys.executable).with_name("seedcore"))
+    space = [] if rounds in (None, DEFAULT_SPACE[NUM_BOOST_ROUND]) else ["--custom-space", json.dumps(
+        {**{key: _spec(domain) for key, domain in DEFAULT_SPACE.items()}, NUM_BOOST_ROUND: rounds})]
     return [seedcore, "tune", "--space", "default", "--config", "default", "--data", csv.name, "--label-column",
-            "target", "--no-promote", "--custom-config", json.dumps({"num_samples": trials, "seed": seed})]
+            "target", "--no-promote", "--custom-config", json.dumps({"num_samples": trials, "seed": seed}), *space]
+
+
+def _spec(domain):
+    """A Ray Tune domain (or constant) of the default space in the request's dictionary form."""
+    if isinstance(domain, Float):
+        kind = "loguniform" if isinstance(domain.get_sampler(), Float._LogUniform) else "uniform"
+        return {"type": kind, "lower": domain.lower, "upper": domain.upper}
+    if isinstance(domain, Integer):
+        return {"type": "randint", "lower": domain.lower, "upper": domain.upper}
+    return domain
 
 
 def _ours_cli(ws: Workspace, csv: Path, trials: int, seed: int) -> float:
@@ -80,10 +96,12 @@ def _ours_cli(ws: Workspace, csv: Path, trials: int, seed: int) -> float:
     return _timed(_tune_command(csv, trials, seed), env=_env(directory))[0]
 
 
-def _ours_beside_server(ws: Workspace, csv: Path, trials: int, repeats: int, settle_s: float) -> list[float]:
+def _ours_beside_server(ws: Workspace, csv: Path, trials: int, seeds, settle_s: float,
+                        rounds: int | None = None) -> list[tuple[float, str]]:
     """The same command, fresh processes, beside a running `seedcore up` that shares its database: the CLI
     hands each sweep to the server. The server is started first and given `settle_s` to finish warming up
-    (Ray, imports), as a server that has been running would have; its start is not timed."""
+    (Ray, imports), as a server that has been running would have; its start is not timed. One (seconds,
+    the command's output) per seed."""
     from bench._serving import free_port, request, wait_until, _base_env, _spawn
 
     directory = _data_dir(ws, csv, "cold_server")
@@ -94,14 +112,13 @@ def _ours_beside_server(ws: Workspace, csv: Path, trials: int, repeats: int, set
     try:
         wait_until(server, lambda: request(port, "GET", "/health")[0] == 200)
         time.sleep(settle_s)
-        seconds = []
-        for r in range(repeats):
-            took, _ = _timed(_tune_command(csv, trials, r), env=env)
-            seconds.append(took)
-            log(f"{NAME}: repeat {r}: ours CLI beside a running server {took:.1f} s")
-        if _handed(directory, server.process.pid) != repeats:
+        runs = []
+        for seed in seeds:
+            runs.append(_timed(_tune_command(csv, trials, seed, rounds), env=env))
+            log(f"{csv.name}: seed {seed}: ours CLI beside a running server {runs[-1][0]:.1f} s")
+        if _handed(directory, server.process.pid) != len(runs):
             raise RuntimeError("the CLI did not hand its sweeps to the running server")
-        return seconds
+        return runs
     finally:
         server.stop()
 

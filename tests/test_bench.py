@@ -68,3 +68,28 @@ def test_hand_written_notes_survive_a_regeneration():
     previous = f"# old tables\n| a | b |\n\n{KEEP_MARKER}\n\n## Analysis\nwhy the sweep is slow\n"
     assert kept_notes(previous) == f"{KEEP_MARKER}\n\n## Analysis\nwhy the sweep is slow\n"
     assert kept_notes("# no notes here\n") == ""
+
+
+def test_scale_dataset_is_real_large_and_leaks_no_answer():
+    """The scale benchmark's real data ships inside a pip package: 250k+ rows, numeric, nothing from after take-off."""
+    from bench._datasets import flights_frame
+    from seedcore.datasets import split_frame
+
+    frame = flights_frame()
+    assert len(frame) >= 250_000
+    assert not {"dep_time", "dep_delay", "arr_time", "arr_delay", "air_time"} & set(frame.columns)
+    assert 0.1 < frame["target"].mean() < 0.5
+    split_frame(frame, "target", [c for c in frame.columns if c != "target"], "flights")  # the platform takes it
+
+
+def test_small_scale_sweeps_are_the_default_space_with_fewer_rounds():
+    import json
+    from pathlib import Path
+
+    from bench.cold import _tune_command
+    from seedcore.tuning.spaces import describe_space, resolve_space
+
+    command = _tune_command(Path("flights.parquet"), 3, 0, rounds=10)
+    custom = resolve_space("default", json.loads(command[command.index("--custom-space") + 1]))
+    assert describe_space(custom) == describe_space({**resolve_space("default", None), "num_boost_round": 10})
+    assert "--custom-space" not in _tune_command(Path("flights.parquet"), 3, 0, rounds=200)
