@@ -66,7 +66,7 @@ class Workspace:
             _link_or_copy(path, data_dir / path.name)
         settings = Settings(data_dir=data_dir, mlruns_dir=directory / "mlruns", **changes)
         settings.ensure_dirs()
-        from seedcore.db.database import upgrade
+        from seedcore.db.migrations import upgrade
 
         upgrade(settings.database_url)  # promotion takes a lock in our SQL tables
         return settings

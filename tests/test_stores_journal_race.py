@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 
-from seedcore.db.database import sqlite_write_problem
+from seedcore.db.engine import sqlite_write_problem
 
 
 def test_a_journal_created_and_deleted_by_a_writer_is_no_write_problem(tmp_path):

@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 from _lifecycle import SEEDCORE, clean_env, free_port, session_processes, start, wait_until_gone
 from _pg import fresh_postgres_database, postgres_base_url
 from seedcore.cli.common import OUR_FAULT
-from seedcore.db.database import normalize_url
+from seedcore.db.engine import normalize_url
 from seedcore.errors import DatabaseUnavailableError, RegistryUnavailableError
 from seedcore.memory.store import IncidentStore
 from seedcore.server.process import start_mlflow_ui, stop_process

@@ -90,7 +90,8 @@ def _with_address(settings: Settings, args) -> Settings:
 
 
 def _db_upgrade(settings: Settings, args) -> int:
-    from seedcore.db.database import current_revision, upgrade
+    from seedcore.db.database import current_revision
+    from seedcore.db.migrations import upgrade
 
     settings.ensure_dirs()
     upgrade(settings.database_url)
@@ -99,7 +100,8 @@ def _db_upgrade(settings: Settings, args) -> int:
 
 
 def _db_downgrade(settings: Settings, args) -> int:
-    from seedcore.db.database import current_revision, downgrade
+    from seedcore.db.database import current_revision
+    from seedcore.db.migrations import downgrade
 
     downgrade(settings.database_url, args.revision)
     print(f"database at revision {current_revision(settings.database_url) or 'base'}")
@@ -107,7 +109,8 @@ def _db_downgrade(settings: Settings, args) -> int:
 
 
 def _db_current(settings: Settings, args) -> int:
-    from seedcore.db.database import current_revision, head_revision
+    from seedcore.db.database import current_revision
+    from seedcore.db.migrations import head_revision
 
     print(f"current: {current_revision(settings.database_url) or 'base'}  head: {head_revision()}")
     return 0

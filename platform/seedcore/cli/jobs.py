@@ -143,7 +143,8 @@ def _run_here(settings: Settings, kind: str, request) -> int:
     run it here. Checked first (400s before Ray starts); a sweep then starts Ray in the main thread (Ray's
     signal handling wants it there) while a thread loads the rest of its cold start (MLflow and its store,
     the searcher's library)."""
-    from seedcore.db.database import Database, upgrade
+    from seedcore.db.database import Database
+    from seedcore.db.migrations import upgrade
     from seedcore.jobs.runner import JobRunner
 
     settings.ensure_dirs()
@@ -266,7 +267,7 @@ def _follow(read) -> dict:
 
 
 def _promote(settings: Settings, args) -> int:
-    from seedcore.db.database import upgrade
+    from seedcore.db.migrations import upgrade
     from seedcore.promotion.service import PromotionService
 
     upgrade(settings.database_url)
