@@ -7,7 +7,7 @@ import time
 import requests
 from _serving import free_port
 
-from seedcore.server.process import start_mlflow_ui, stop_process
+from seedcore.server.mlflow_ui import start_mlflow_ui, stop_process
 
 
 def _wait_up(base: str, timeout: float = 240.0) -> None:

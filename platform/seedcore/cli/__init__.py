@@ -118,7 +118,8 @@ def _db_current(settings: Settings, args) -> int:
 
 def _up(settings: Settings, args) -> int:
     from seedcore.runtime.discovery import announced
-    from seedcore.server.process import run_api, start_mlflow_ui, stop_in_background, stop_process
+    from seedcore.server.mlflow_ui import start_mlflow_ui, stop_in_background, stop_process
+    from seedcore.server.process import run_api
 
     settings = _with_address(settings, args)
     _require_writable_database(settings, migrated=False)
