@@ -20,7 +20,8 @@ def optuna_bare(csv: str, trials: int, seed: int, rounds: int = 200, nthread: in
     import xgboost as xgb
     from sklearn.metrics import roc_auc_score
 
-    from seedcore.datasets import read_table, split_frame
+    from seedcore.data_files import read_table
+    from seedcore.datasets import split_frame
     from pathlib import Path
 
     frame = read_table(Path(csv))

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from seedcore.config import Settings
-from seedcore.datasets import BUILTIN_FEATURES, BUILTIN_LABEL, Dataset, builtin_frame, read_table, split_frame
+from seedcore.data_files import read_table
+from seedcore.datasets import BUILTIN_FEATURES, BUILTIN_LABEL, Dataset, builtin_frame, split_frame
 
 LABEL = BUILTIN_LABEL
 SMALL_ROWS = 569  # the breast-cancer dataset's size, which the numbers were measured on
@@ -65,7 +66,7 @@ class Workspace:
             _link_or_copy(path, data_dir / path.name)
         settings = Settings(data_dir=data_dir, mlruns_dir=directory / "mlruns", **changes)
         settings.ensure_dirs()
-        from seedcore.db.database import upgrade
+        from seedcore.db.migrations import upgrade
 
         upgrade(settings.database_url)  # promotion takes a lock in our SQL tables
         return settings

@@ -33,7 +33,7 @@ def _start(settings, workers: int, sample_rate: float, log_dir):
 
 
 def run(ws: Workspace, small: bool = False, repeats: int | None = None) -> Section:
-    from seedcore.db.database import upgrade
+    from seedcore.db.migrations import upgrade
 
     workers = 2
     seconds, warmup = (0.5, 0.2) if small else (5.0, 1.0)

@@ -6,7 +6,8 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from seedcore.db.database import VERSION_TABLE, make_engine, normalize_url
+from seedcore.db.engine import make_engine, normalize_url
+from seedcore.db.migrations import VERSION_TABLE
 from seedcore.db.schema import metadata as target_metadata_all
 
 config = context.config

@@ -24,7 +24,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
-from seedcore.db.database import Database, current_revision, head_revision, normalize_url, upgrade
+from seedcore.db.database import Database, current_revision
+from seedcore.db.engine import normalize_url
+from seedcore.db.migrations import head_revision, upgrade
 
 POSTGRES_ENV = "SEEDCORE_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", "postgresql"]

@@ -26,7 +26,7 @@ def tiny_settings(root: Path, mlflow_template: Path, **changes) -> Settings:
     settings = Settings(data_dir=root / "data", mlruns_dir=mlruns, poll_interval_s=0.5, max_trials=2,
                         max_time_budget_s=5.0, **changes)
     settings.ensure_dirs()
-    from seedcore.db.database import upgrade
+    from seedcore.db.migrations import upgrade
 
     upgrade(settings.database_url)
     return settings

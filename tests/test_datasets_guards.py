@@ -21,7 +21,8 @@ from _serving import add_version
 from _tuning import all_runs, assert_nothing_happened, job_rows
 from seedcore.api import create_app
 from seedcore.serving.batch import PREDICTIONS_DIRNAME
-from seedcore.datasets import BUILTIN_FEATURES, check_data, load_dataset, table_columns
+from seedcore.data_files import table_columns
+from seedcore.datasets import BUILTIN_FEATURES, check_data, load_dataset
 from seedcore.db.database import Database
 from seedcore.errors import DataError
 from seedcore.monitoring.evaluate import latest_evaluation

@@ -9,7 +9,8 @@ import pytest
 from _pg import sql_backend  # noqa: F401  (fixture: these tests on SQLite and PostgreSQL)
 from seedcore.api import create_app
 from seedcore.errors import SchemaOutdatedError
-from seedcore.db.database import Database, downgrade
+from seedcore.db.database import Database
+from seedcore.db.migrations import downgrade
 from seedcore.memory.store import IncidentStore
 from seedcore.services import services_of
 

@@ -21,7 +21,8 @@ from _tuning import job_rows, mlflow_client, production_version
 from seedcore import names
 from seedcore.cli import main
 from seedcore.datasets import load_dataset
-from seedcore.db.database import Database, head_revision
+from seedcore.db.database import Database
+from seedcore.db.migrations import head_revision
 from seedcore.memory.store import IncidentStore
 from seedcore.promotion.registry import configure_mlflow
 from seedcore.tuning.single import train_model

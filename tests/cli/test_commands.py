@@ -114,7 +114,7 @@ def test_jobs_commands_list_show_and_cancel(migrated_settings, monkeypatch, caps
 def test_a_sweep_whose_ray_never_started_ends_its_job(migrated_settings, why, state):
     """`seedcore tune --here` creates its job (checked, claimed) before Ray starts; if Ray fails (or Ctrl-C),
     the job ends then, not at the next start's recovery."""
-    from seedcore.cli.jobs import _end_unstarted
+    from seedcore.cli.tune_train import _end_unstarted
     from seedcore.jobs.runner import JobRunner
 
     runner = JobRunner(migrated_settings, Database(migrated_settings.database_url))

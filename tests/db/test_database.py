@@ -9,7 +9,9 @@ from sqlalchemy import inspect, text
 
 from _pg import db, db_url  # noqa: F401  (fixtures)
 from seedcore.errors import ConflictError, SchemaOutdatedError, SeedcoreError, ValidationError
-from seedcore.db.database import VERSION_TABLE, Database, make_engine, current_revision, downgrade, head_revision, normalize_url, upgrade
+from seedcore.db.database import Database, current_revision
+from seedcore.db.engine import make_engine, normalize_url
+from seedcore.db.migrations import VERSION_TABLE, downgrade, head_revision, upgrade
 from seedcore.memory.store import IncidentStore
 from seedcore.db.schema import metadata as schema_metadata
 from seedcore.db.tables_jobs import TuningJob

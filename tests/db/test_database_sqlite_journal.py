@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from seedcore.db.database import sqlite_write_problem
+from seedcore.db.engine import sqlite_write_problem
 
 pytestmark = pytest.mark.unit
 

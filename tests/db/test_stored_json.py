@@ -12,7 +12,9 @@ from sqlalchemy import create_engine, text
 from _pg import db_url  # noqa: F401  (fixture: SQLite and PostgreSQL)
 from _tuning import job_rows
 from seedcore.api import create_app
-from seedcore.db.database import Database, normalize_url, upgrade
+from seedcore.db.database import Database
+from seedcore.db.engine import normalize_url
+from seedcore.db.migrations import upgrade
 from seedcore.db.stored_json import SERVABLE_DEPTH, UNREADABLE
 from seedcore.errors import PayloadTooLargeError, ValidationError
 from seedcore.memory.store import IncidentStore, PayloadLimits

@@ -70,7 +70,7 @@ def test_a_one_trial_sweep_runs_with_each_search_algorithm(installed, tmp_path, 
 
 
 def test_the_plain_install_runs_seedcore_db_upgrade_from_the_shipped_migrations(installed, tmp_path):
-    where = subprocess.run([str(installed.python), "-c", "import seedcore.db.database as d; print(d.__file__); "
+    where = subprocess.run([str(installed.python), "-c", "import seedcore.db.migrations as d; print(d.__file__); "
                             "print(d.MIGRATIONS_DIR)"], check=True, capture_output=True, text=True,
                            cwd=tmp_path, env=installed.env()).stdout.split()
     assert all(Path(p).is_relative_to(installed.venv / "lib") for p in where), where

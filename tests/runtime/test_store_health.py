@@ -28,10 +28,10 @@ from sqlalchemy.engine import make_url
 from _lifecycle import SEEDCORE, clean_env, free_port, session_processes, start, wait_until_gone
 from _pg import fresh_postgres_database, postgres_base_url
 from seedcore.cli.common import OUR_FAULT
-from seedcore.db.database import normalize_url
+from seedcore.db.engine import normalize_url
 from seedcore.errors import DatabaseUnavailableError, RegistryUnavailableError
 from seedcore.memory.store import IncidentStore
-from seedcore.server.process import start_mlflow_ui, stop_process
+from seedcore.server.mlflow_ui import start_mlflow_ui, stop_process
 from seedcore.runtime.store_health import PROBE_TTL_S, check_database, probe_mlflow_write, require_writable
 from seedcore.services import services_of
 

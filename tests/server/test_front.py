@@ -21,7 +21,7 @@ import requests
 from _lifecycle import clean_env, describe, free_port, session_processes, start, wait_until_gone
 from _serving import GUIDE_ROW, add_version, wait_for
 from seedcore.config import Settings
-from seedcore.db.database import upgrade
+from seedcore.db.migrations import upgrade
 from seedcore.promotion.registry import Registry
 
 pytestmark = pytest.mark.e2e

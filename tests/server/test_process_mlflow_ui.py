@@ -8,7 +8,7 @@ import pytest
 import requests
 from _serving import free_port
 
-from seedcore.server.process import start_mlflow_ui, stop_process
+from seedcore.server.mlflow_ui import start_mlflow_ui, stop_process
 
 pytestmark = pytest.mark.e2e
 

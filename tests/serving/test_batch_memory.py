@@ -28,7 +28,7 @@ CHILD = r"""
 import json, sys
 from seedcore.api import create_app
 from seedcore.config import Settings
-from seedcore.datasets import read_table, resolve_data_path
+from seedcore.data_files import read_table, resolve_data_path
 from seedcore.services import services_of
 
 def kb(key):

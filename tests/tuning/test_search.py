@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from ray import tune
 
-from seedcore.datasets import SMALL_SPLIT_FRACTIONS, SPLIT_FRACTIONS, split_fractions, stratified_split
+from seedcore.data_split import SMALL_SPLIT_FRACTIONS, SPLIT_FRACTIONS, split_fractions, stratified_split
 from seedcore.errors import ValidationError
 from seedcore.request_models import TuneRequest
 from seedcore.tuning.objectives import (Objective, Selection, dominates, knee, pareto_front, resolve_objectives,

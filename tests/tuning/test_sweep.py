@@ -70,7 +70,7 @@ def fresh_settings(tmp_path_factory, mlflow_template, name: str, **changes) -> S
     shutil.copy(mlflow_template, mlruns / "mlflow.db")
     settings = Settings(data_dir=root / "data", mlruns_dir=mlruns, poll_interval_s=0.2, **changes)
     settings.ensure_dirs()
-    from seedcore.db.database import upgrade
+    from seedcore.db.migrations import upgrade
 
     upgrade(settings.database_url)  # promotion goes through seedcore.promotion.service: our SQL schema (locks)
     return settings

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from seedcore.api._http import MAX_INT
-from seedcore.datasets import F32_MAX
+from seedcore.data_checks import F32_MAX
 
 # A model sees float32: a larger number is refused (400) as out of range, so the document bounds it too.
 _NUMBER_OR_NULL = {"anyOf": [{"type": "number", "minimum": -F32_MAX, "maximum": F32_MAX}, {"type": "null"}]}

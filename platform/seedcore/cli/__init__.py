@@ -20,7 +20,7 @@ from seedcore.runtime.logs import exit_now
 from seedcore.errors import invalid
 
 # Modules that add subcommands (`add_commands(sub)`), in the order --help lists them after this module's own.
-COMMAND_MODULES = ("seedcore.cli.jobs", "seedcore.cli.monitors", "seedcore.cli.ray_status")
+COMMAND_MODULES = ("seedcore.cli.tune_train", "seedcore.cli.jobs", "seedcore.cli.monitors", "seedcore.cli.ray_status")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +90,8 @@ def _with_address(settings: Settings, args) -> Settings:
 
 
 def _db_upgrade(settings: Settings, args) -> int:
-    from seedcore.db.database import current_revision, upgrade
+    from seedcore.db.database import current_revision
+    from seedcore.db.migrations import upgrade
 
     settings.ensure_dirs()
     upgrade(settings.database_url)
@@ -99,7 +100,8 @@ def _db_upgrade(settings: Settings, args) -> int:
 
 
 def _db_downgrade(settings: Settings, args) -> int:
-    from seedcore.db.database import current_revision, downgrade
+    from seedcore.db.database import current_revision
+    from seedcore.db.migrations import downgrade
 
     downgrade(settings.database_url, args.revision)
     print(f"database at revision {current_revision(settings.database_url) or 'base'}")
@@ -107,7 +109,8 @@ def _db_downgrade(settings: Settings, args) -> int:
 
 
 def _db_current(settings: Settings, args) -> int:
-    from seedcore.db.database import current_revision, head_revision
+    from seedcore.db.database import current_revision
+    from seedcore.db.migrations import head_revision
 
     print(f"current: {current_revision(settings.database_url) or 'base'}  head: {head_revision()}")
     return 0
@@ -115,7 +118,8 @@ def _db_current(settings: Settings, args) -> int:
 
 def _up(settings: Settings, args) -> int:
     from seedcore.runtime.discovery import announced
-    from seedcore.server.process import run_api, start_mlflow_ui, stop_in_background, stop_process
+    from seedcore.server.mlflow_ui import start_mlflow_ui, stop_in_background, stop_process
+    from seedcore.server.process import run_api
 
     settings = _with_address(settings, args)
     _require_writable_database(settings, migrated=False)

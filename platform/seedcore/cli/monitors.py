@@ -60,7 +60,8 @@ def _json_object(text: str) -> dict:
 
 
 def _services(settings: Settings):
-    from seedcore.db.database import Database, upgrade
+    from seedcore.db.database import Database
+    from seedcore.db.migrations import upgrade
     from seedcore.monitoring.monitors import MonitorService
     from seedcore.jobs.runner import JobRunner
     from seedcore.monitoring.schedules import ScheduleService
@@ -103,7 +104,8 @@ def _run(settings: Settings, args) -> int:
 
 
 def _evaluate(settings: Settings, args) -> int:
-    from seedcore.db.database import Database, upgrade
+    from seedcore.db.database import Database
+    from seedcore.db.migrations import upgrade
     from seedcore.monitoring.evaluate import evaluate_version
 
     settings.ensure_dirs()

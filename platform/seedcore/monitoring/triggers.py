@@ -22,7 +22,8 @@ from sqlalchemy import func, select
 from seedcore.runtime import logs
 from seedcore._json import check_json
 from seedcore.config import Settings
-from seedcore.datasets import BUILTIN_LABEL, BUILTIN_SOURCE, builtin_frame, read_table, resolve_data_path
+from seedcore.data_files import read_table, resolve_data_path
+from seedcore.datasets import BUILTIN_LABEL, BUILTIN_SOURCE, builtin_frame
 from seedcore.db.base import utcnow
 from seedcore.db.database import Database
 from seedcore.db.locks import LeaseLock

@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from seedcore.config import Settings
-from seedcore.db.database import Database, may_exist
+from seedcore.db.database import Database
+from seedcore.db.engine import may_exist
 from seedcore.db.locks import LeaseLock
 
 PREFIX = "server:"

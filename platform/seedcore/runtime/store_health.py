@@ -25,7 +25,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import NullPool
 
 from seedcore.config import Settings
-from seedcore.db.database import normalize_url, probe_write, sqlite_write_problem
+from seedcore.db.engine import normalize_url, probe_write, sqlite_write_problem
 from seedcore.errors import DatabaseUnavailableError, RegistryUnavailableError, SeedcoreError
 
 _SQLITE_HEADER = b"SQLite format 3\x00"

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import xgboost as xgb
 
 from seedcore.config import Settings
-from seedcore.datasets import check_feature_values, iter_table_chunks, resolve_data_path, table_columns, table_format
+from seedcore.data_checks import check_feature_values
+from seedcore.data_files import iter_table_chunks, resolve_data_path, table_columns, table_format
 from seedcore.errors import DataError, ValidationError
 from seedcore.serving.model import ServedModel
 
