@@ -58,6 +58,16 @@ class Platform:
             assert time.monotonic() < deadline, f"no answer from {path} after {timeout} s:\n{self.text()[-4000:]}"
             time.sleep(0.3)
 
+    def wait_healthy(self, timeout: float = 180) -> requests.Response:
+        """`/health` once it says ok: on a busy machine a first answer may still find a store slow (degraded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            health = self.wait_for("/health", timeout=max(1.0, deadline - time.monotonic()))
+            if health.status_code == 200 and health.json()["status"] == "ok":
+                return health
+            assert time.monotonic() < deadline, f"/health never said ok within {timeout} s: {health.text}"
+            time.sleep(1.0)
+
     def remember_processes(self) -> list[psutil.Process]:
         """Every live process of the session (gunicorn workers, Ray, the MLflow UI ...), kept for later."""
         self.seen = session_processes(self.sid)

@@ -226,8 +226,7 @@ def server(installed, tmp_path_factory):
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     platform = Platform(process, log, f"http://127.0.0.1:{port}")
     try:
-        health = platform.wait_for("/health", timeout=300)
-        assert health.status_code == 200 and health.json()["status"] == "ok", health.text
+        platform.wait_healthy(timeout=300)
         yield Server(platform, home, port, {**env, "CURL_HOME": str(curl_home)})
         platform.remember_processes()
         started = platform.signal_group(signal.SIGINT)  # Ctrl-C at the terminal
@@ -340,7 +339,7 @@ RUN_INSTEAD = {
         ("seedcore ray status", check_ray_status),
     'docker exec seedcore-ray-head python3 -c "import ray; print(ray.available_resources())"':
         ("seedcore ray status", check_ray_status),
-    "ls -la /tmp/ray_results/": ("ls -la data/ray_results/", check_lines("guide_equivalents_")),
+    "ls -la /tmp/ray_results/": ("ls -la data/ray_results/", check_lines("job_")),  # a job's experiment: job_<id>
     "ls -la /data/models/": ("ls -la data/models/", check_lines("utility_risk_model_latest")),
     "ls -la /data/models/utility_risk_model_latest/": ("ls -la data/models/utility_risk_model_latest/",
                                                        check_lines("model.xgb", "tuning_metadata.json")),

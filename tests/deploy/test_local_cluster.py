@@ -152,7 +152,10 @@ def _replicas_serve(endpoints: dict, version: int, within_s: float) -> None:
     deadline = time.monotonic() + within_s
     for name in ("SERVE_1", "SERVE_2"):
         while True:
-            _, info = call("GET", f"{endpoints[name]}/xgboost/model_info", timeout=10)
+            try:
+                _, info = call("GET", f"{endpoints[name]}/xgboost/model_info", timeout=10)
+            except OSError as exc:  # a replica started again may not listen yet
+                info = {"version": None, "error": str(exc)}
             if int(info.get("version") or 0) == version:
                 break
             assert time.monotonic() < deadline, f"{name} still serves {info.get('version')}, not {version}"

@@ -23,7 +23,7 @@ from seedcore.db.locks import LeaseLock
 
 PREFIX = "server:"
 LEASE_S = 15.0
-PROBE_TIMEOUT_S = 1.0  # a server that does not answer /health within this is not used
+PROBE_TIMEOUT_S = 3.0  # a server that does not answer /health within this is not used (a busy one is slow)
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
