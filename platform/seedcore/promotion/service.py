@@ -64,6 +64,7 @@ class PromotionService:
                  registry: Registry | None = None):
         self.settings = settings
         self.registry = registry or Registry(settings)
+        self.owns_db = False  # True when `opened` made the database: close() disposes it
         self.db = db
         self.incidents = IncidentStore(db)
         self.journal = PromotionJournal(db)
@@ -74,12 +75,12 @@ class PromotionService:
     def opened(cls, settings: Settings) -> "PromotionService":
         """A service over a database of its own (closed by `close()`)."""
         service = cls(settings, Database(settings.database_url))
-        service._owns_db = True
+        service.owns_db = True
         return service
 
     def close(self) -> None:
         """Dispose the database engine, when this service opened it."""
-        if getattr(self, "_owns_db", False):
+        if self.owns_db:
             self.db.dispose()
 
     def __enter__(self) -> "PromotionService":

@@ -33,7 +33,7 @@ from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import PER_ROUND, Selection, measured_metrics, pareto_front, select_point
 from seedcore.tuning.records import log_front, log_warm_start, match_point, trial_points
 from seedcore.tuning.plan import SweepPlan, plan_sweep, tune_settings
-from seedcore.tuning.resume import close_job_runs, close_orphans, experiment_name, find, restore  # noqa: F401 (runner)
+from seedcore.tuning.resume import close_orphans, experiment_name, find, restore
 from seedcore.tuning.search import build_searcher
 from seedcore.tuning.warmstart import WarmStart, gather
 from seedcore.vocabulary import SearchAlgorithm
