@@ -11,8 +11,8 @@ import time
 STARTED = time.perf_counter()
 STAGES = {"load_dataset": "load + split the data", "ensure_ray": "ray.init (local Ray start)",
           "ensure_experiment": "MLflow store set-up + experiment", "gather": "warm-start look-up",
-          "_start_parent": "parent run", "_tune": "Tune: actors start + trials (their stop goes on after)",
-          "_record_search": "front + warm-start records",
+          "_start_parent": "parent run", "run_trials": "Tune: actors start + trials (their stop goes on after)",
+          "_record_search": "trial points, front + warm-start records",
           "register_and_promote": "refit + log model + register + promote"}
 
 

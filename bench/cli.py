@@ -21,13 +21,13 @@ BENCHMARKS = {"sweep": "bench.sweep", "scaling": "bench.scaling", "quality": "be
               "warmstart": "bench.warmstart", "cold": "bench.cold", "scale": "bench.scale", "predict": "bench.predict",
               "batch": "bench.batch",
               "predlog": "bench.predlog", "feedback": "bench.feedback", "promotion_crash": "bench.promotion_crash",
-              "front": "bench.front"}
+              "front": "bench.front", "organism": "bench.organism"}
 ALIASES = {"overhead": "sweep"}
 # Runs that compare with no peer and write no table: `python -m bench NAME ARGS...` is the module's main(ARGS).
 RUNS = {"fuzz": "bench.fuzz"}
-NEEDS_RAY = {"sweep", "scaling", "quality", "warmstart"}
+NEEDS_RAY = {"sweep", "scaling", "quality", "warmstart", "organism"}
 ISSUE_ORDER = ("sweep", "scaling", "predict", "batch", "quality", "cold", "warmstart", "predlog", "feedback",
-               "promotion_crash", "scale", "front")  # how RESULTS.md lists them
+               "promotion_crash", "scale", "organism", "front")  # how RESULTS.md lists them
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 

@@ -63,9 +63,9 @@ def _data_dir(ws: Workspace, csv: Path, name: str) -> Path:
     return directory
 
 
-def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
+def _timed(cmd: list[str], env: dict | None = None, timeout: float = 3600) -> tuple[float, str]:
     started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=3600)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
     seconds = time.perf_counter() - started
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd[:4])} exited {done.returncode}: {done.stderr[-2000:]}")
@@ -97,7 +97,7 @@ def _ours_cli(ws: Workspace, csv: Path, trials: int, seed: int) -> float:
 
 
 def _ours_beside_server(ws: Workspace, csv: Path, trials: int, seeds, settle_s: float,
-                        rounds: int | None = None) -> list[tuple[float, str]]:
+                        rounds: int | None = None, timeout: float = 3600) -> list[tuple[float, str]]:
     """The same command, fresh processes, beside a running `seedcore up` that shares its database: the CLI
     hands each sweep to the server. The server is started first and given `settle_s` to finish warming up
     (Ray, imports), as a server that has been running would have; its start is not timed. One (seconds,
@@ -110,17 +110,22 @@ def _ours_beside_server(ws: Workspace, csv: Path, trials: int, seeds, settle_s: 
            "SEEDCORE_RAY_DASHBOARD_PORT": "0", "PATH": _base_env()["PATH"]}
     server = _spawn("up", [sys.executable, "-m", "seedcore.cli", "up", "--no-mlflow-ui"], env, port, directory)
     try:
-        wait_until(server, lambda: request(port, "GET", "/health")[0] == 200)
+        # the CLI hands a sweep over only to a server whose job runner is alive (seedcore.runtime.discovery)
+        wait_until(server, lambda: _runner_alive(*request(port, "GET", "/health")))
         time.sleep(settle_s)
         runs = []
         for seed in seeds:
-            runs.append(_timed(_tune_command(csv, trials, seed, rounds), env=env))
+            runs.append(_timed(_tune_command(csv, trials, seed, rounds), env=env, timeout=timeout))
             log(f"{csv.name}: seed {seed}: ours CLI beside a running server {runs[-1][0]:.1f} s")
         if _handed(directory, server.process.pid) != len(runs):
             raise RuntimeError("the CLI did not hand its sweeps to the running server")
         return runs
     finally:
         server.stop()
+
+
+def _runner_alive(status: int, health: dict) -> bool:
+    return status == 200 and bool((health.get("runner") or {}).get("alive"))
 
 
 def _handed(directory: Path, server_pid: int) -> int:

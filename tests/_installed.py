@@ -1,14 +1,15 @@
 """The project as a user installs it: its wheel in a fresh virtualenv, with no extras, dependencies from the
-package index. Built once per test session (`installed` fixture) for every test module that asks for it."""
+package index. Built once per test run (`installed` fixture) for every test module and xdist worker that asks for it."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -108,16 +109,38 @@ def build(base: Path) -> Installed:
     return Installed(venv, wheel, round(install_s, 1), _size(venv), modules)
 
 
-_BUILT: dict[str, Installed] = {}  # a fixture imported into two modules is two fixtures: build only once
+SHARED_DIR = "installed"  # under the run's base temp dir, which every xdist worker's own temp dir sits in
+
+
+def shared_base(tmp_path_factory) -> Path:
+    """The temp dir the whole run shares: pytest's base temp dir, or under xdist its parent (the controller's),
+    where the controller removes the installed venv at the end of the run (tests/conftest.py)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory) -> Installed:
-    """The session's installed project (its venv is removed at the end of the session: ~1.2 GB)."""
-    if "it" not in _BUILT:
-        _BUILT["it"] = build(tmp_path_factory.mktemp("installed"))
-        print(f"\ninstalled {_BUILT['it'].wheel.name}: pip install {_BUILT['it'].install_s} s, "
-              f"venv {_BUILT['it'].size_bytes / 2**20:.0f} MiB")
-    yield _BUILT["it"]
-    if "it" in _BUILT:
-        shutil.rmtree(_BUILT.pop("it").venv, ignore_errors=True)
+    """The run's installed project, built once for every worker that asks (a file lock: the first builds, the
+    others wait and reuse it; the venv is ~1.2 GB and its install a minute)."""
+    from filelock import FileLock
+
+    base = shared_base(tmp_path_factory)
+    done = base / SHARED_DIR / "installed.json"
+    with FileLock(str(base / f"{SHARED_DIR}.lock")):
+        if not done.exists():
+            shutil.rmtree(base / SHARED_DIR, ignore_errors=True)  # a build that failed half-way
+            (base / SHARED_DIR).mkdir()
+            made = build(base / SHARED_DIR)
+            print(f"\ninstalled {made.wheel.name}: pip install {made.install_s} s, venv {made.size_bytes / 2**20:.0f} MiB")
+            done.write_text(json.dumps({**asdict(made), "venv": str(made.venv), "wheel": str(made.wheel),
+                                        "modules": sorted(made.modules)}))
+    fields = json.loads(done.read_text())
+    return Installed(**{**fields, "venv": Path(fields["venv"]), "wheel": Path(fields["wheel"]),
+                        "modules": frozenset(fields["modules"])})
+
+
+def remove_installed(base: Path) -> None:
+    """The end of the run (the controller, or the one process): the shared venv goes."""
+    shutil.rmtree(base / SHARED_DIR, ignore_errors=True)
+    (base / f"{SHARED_DIR}.lock").unlink(missing_ok=True)

@@ -29,7 +29,7 @@ from seedcore.monitoring.evaluate import latest_evaluation
 from seedcore.promotion.registry import Registry
 from seedcore.services import services_of
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.requests_only]  # the app runs no background thread
 
 TUNE = {"space_type": "conservative", "config_type": "conservative", "custom_tune_config": {"num_samples": 1}}
 TRAIN = {"params": {"max_depth": 2, "num_boost_round": 3}}

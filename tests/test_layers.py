@@ -136,3 +136,12 @@ def test_the_readme_layout_names_every_part_and_only_files_that_exist():
 def _parts(package: Path) -> list[str]:
     return sorted(p.name for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()
                   and not p.name.startswith("_"))
+
+
+MAX_MODULE_LINES = 300  # a module longer than this is split along its seams
+
+
+def test_no_module_of_the_platform_is_over_the_line_limit():
+    long = {str(path.relative_to(ROOT)): n for path in (ROOT / "platform" / "seedcore").rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}, long

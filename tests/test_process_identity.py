@@ -21,7 +21,7 @@ from seedcore.db.locks import LeaseLock, new_owner
 from seedcore.errors import ConflictError
 from seedcore.jobs.store import INTERRUPTED, JobStore, local_process_alive
 from seedcore.process_identity import START_TOLERANCE_S, ProcessIdentity, owner_alive, owner_token_alive
-from seedcore.jobs.runner import ORPHAN_CANCELLED
+from seedcore.jobs.recovery import ORPHAN_CANCELLED
 
 pytestmark = pytest.mark.integration
 

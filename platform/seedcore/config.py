@@ -144,6 +144,12 @@ class Settings(BaseSettings):
                               description="times Ray Tune retries a trial whose worker or node died (from its "
                                           "last checkpoint, on any live node; the same MLflow run goes on); 0: "
                                           "such a trial fails at once")
+    checkpoint_interval_s: float = Field(default=30.0, gt=0, le=7 * 86400,
+                                         description="a trial checkpoints its booster at a report at most this "
+                                                     "often (seconds of its training), besides at its end: a "
+                                                     "retried trial goes on from its last checkpoint and trains "
+                                                     "only the remaining rounds; shorter trials never write one "
+                                                     "mid-trial")
     replicas: str | None = Field(default=None, max_length=4000, pattern=r"^https?://[^,\s]+(,https?://[^,\s]+)*$",
                                  description="the serving replicas' base URLs, comma-separated "
                                              "(http://host:port): `GET /health` lists each with the versions "
@@ -173,6 +179,14 @@ class Settings(BaseSettings):
                                                                      description="the least severe log lines shown")
     max_incident_payload_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024,
                                             description="cap on a flashbulb incident's payload as JSON (413 beyond)")
+    watts_per_cpu: float = Field(default=3.5, gt=0, le=1000,
+                                 description="watts one busy CPU draws, turning the energy ledger's CPU-seconds into "
+                                             "joules (default: Cloud Carbon Footprint's average maximum per vCPU on "
+                                             "AWS, 3.5 W)")
+    joules_per_nat: float = Field(default=1.0, gt=0, le=1e12,
+                                  description="what one nat of prediction error (logloss summed over predictions) "
+                                              "is worth in joules, so the ledger can weigh error against tuning "
+                                              "cost; an exchange rate to set, not a measurement")
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":

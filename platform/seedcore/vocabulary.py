@@ -47,12 +47,27 @@ class JobKind(StrEnum):
 
 class Trigger(StrEnum):
     """What started a job: a person at the CLI, an API call, or (with its id after the colon) a schedule or
-    a monitor: `schedule:<id>`, `monitor:<id>`."""
+    a monitor: `schedule:<id>`, `monitor:<id>`; or a sweep re-run as a baseline of the sweep (job) whose id
+    follows: `random_baseline:<id>`, `cold_baseline:<id>` (BASELINE_TRIGGERS)."""
 
     MANUAL = "manual"
     API = "api"
     SCHEDULE = "schedule:"
     MONITOR = "monitor:"
+    RANDOM_BASELINE = "random_baseline:"
+    COLD_BASELINE = "cold_baseline:"
+
+
+class Baseline(StrEnum):
+    """What a sweep is measured against when asked for (seedcore.organism.baselines): the same sweep re-run as
+    a random search (smartness), or with warm start off (adaptability)."""
+
+    RANDOM_SEARCH = "random_search"
+    COLD_START = "cold_start"
+
+
+# The trigger of each baseline's job: its prefix, then the id of the sweep it is a baseline of.
+BASELINE_TRIGGERS = {Baseline.RANDOM_SEARCH: Trigger.RANDOM_BASELINE, Baseline.COLD_START: Trigger.COLD_BASELINE}
 
 
 class PromotionStatus(StrEnum):
@@ -67,13 +82,15 @@ class PromotionStatus(StrEnum):
 
 
 class MonitorMetric(StrEnum):
-    """What a monitor watches: live AUC or logloss from labelled predictions, input drift (PSI), or the AUC
-    of an evaluation run."""
+    """What a monitor watches: live AUC or logloss from labelled predictions, input drift (PSI), the AUC
+    of an evaluation run, or the AUC estimated without labels from the served probabilities
+    (seedcore.monitoring.estimate)."""
 
     LIVE_AUC = "live_auc"
     LIVE_LOGLOSS = "live_logloss"
     PSI_MAX = "psi_max"
     EVALUATION_AUC = "evaluation_auc"
+    ESTIMATED_AUC = "estimated_auc"
 
 
 class CatchUp(StrEnum):

@@ -9,7 +9,7 @@ import pytest
 from seedcore.api import create_app
 from seedcore.services import services_of
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.requests_only]  # the app runs no background thread
 
 GOOD = {"event_type": "model_promoted", "outcome": "success", "salience": 0.8, "payload": {"auc": 0.9}}
 TOKEN = "s3cret-token"

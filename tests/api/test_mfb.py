@@ -14,7 +14,7 @@ from seedcore.db.migrations import downgrade
 from seedcore.memory.store import IncidentStore
 from seedcore.services import services_of
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.requests_only]  # the app runs no background thread
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 

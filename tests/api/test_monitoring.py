@@ -12,6 +12,7 @@ from _tuning import mlflow_client
 from seedcore.api import create_app
 from seedcore.datasets import load_dataset
 from seedcore.db.database import Database
+from seedcore.monitoring.drift import MIN_ROWS
 from seedcore.monitoring.evaluate import EVALUATION_EXPERIMENT, latest_evaluation
 from seedcore.promotion.registry import Registry
 from seedcore.services import services_of
@@ -55,7 +56,13 @@ def test_predict_ids_feedback_and_live_model_info(flywheel):
     info = client.get("/xgboost/model_info").get_json()
     assert info["metrics"]["source"] == "live" and info["metrics"]["n"] == len(rows)
     assert info["metrics"]["auc"] != info["holdout"]["auc"] and 0.5 < info["metrics"]["auc"] <= 1.0
-    assert info["drift"]["psi_max"] >= 0 and info["drift"]["features"][0]["feature"].startswith("f")
+    thin = len(rows) + 1  # fewer logged rows than the PSI needs: no number, and model_info says why
+    assert thin < MIN_ROWS and info["drift"]["psi_max"] is None and info["drift"]["features"] == []
+    assert info["drift"]["status"] == f"not enough rows ({thin} of {MIN_ROWS})"
+    page = client.get("/ui").get_data(as_text=True)  # the page says so too, with no PSI bar in red
+    assert f"not enough rows ({thin} of {MIN_ROWS})" in page and "class='warn'" not in page
+    scraped = client.get("/metrics")  # no PSI gauge over too few rows
+    assert scraped.status_code == 200 and "seedcore_drift_psi_max" not in scraped.get_data(as_text=True)
     assert client.get("/health").get_json()["prediction_log"]["status"] == "ok"
 
     scored = client.post("/xgboost/feedback", json={"instances": rows[:5], "labels": labels[:5]}).get_json()

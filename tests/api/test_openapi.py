@@ -14,7 +14,7 @@ from seedcore.api import create_app
 from seedcore.api._http import MAX_INT
 from seedcore.services import services_of
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.requests_only]  # the app runs no background thread
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 

@@ -4,6 +4,7 @@ By default the CLI hands the sweep to the server over REST (its Ray is already u
 the job is the server's (owned by the server's worker, trigger `manual`: a person asked for it), the CLI prints the same result,
 a bad request is the server's 400 naming the field, and Ctrl-C in the terminal cancels the server's job.
 With `--here` the CLI runs its own job (created already claimed by it); the server's runner never takes it.
+`seedcore evolution baseline` is handed over the same way (`POST /xgboost/evolution/baselines`).
 When the server has stopped, its announcement is gone and the CLI runs sweeps itself again.
 """
 
@@ -25,7 +26,7 @@ from seedcore.runtime.discovery import find_server
 
 pytestmark = pytest.mark.e2e
 
-ONE_TRIAL = ["--custom-config", '{"num_samples": 1}']
+ONE_TRIAL = ["--custom-config", '{"num_samples": 1, "search_alg": "tpe"}']
 
 
 def _cli(args: list[str], env: dict) -> subprocess.Popen:
@@ -60,7 +61,11 @@ def test_tune_hands_sweeps_to_a_running_server_or_runs_here(tmp_path):
         (job,) = job_rows(settings)
         assert job["id"] == result["job_id"] and job["state"] == "succeeded" and job["trigger"] == "manual"
         assert job["owner_pid"] != handed.pid  # the server's runner ran it
-        assert requests.get(f"{server_url}/xgboost/tune/status/{job['id']}", timeout=10).json()["result"] == result
+        server_pid = job["owner_pid"]
+        status = requests.get(f"{server_url}/xgboost/tune/status/{job['id']}", timeout=10).json()["result"]
+        # the same answer; only its follow-ups (pictures, description, drift reference) may have ended meanwhile
+        assert {**status, "followups": None} == {**result, "followups": None}
+        assert set(status["followups"]) == set(result["followups"])
 
         refused = _cli([*ONE_TRIAL, "--data", "no_such_file.csv"], env)
         out, err = refused.communicate(timeout=120)
@@ -74,6 +79,15 @@ def test_tune_hands_sweeps_to_a_running_server_or_runs_here(tmp_path):
         assert "handed to the server" not in err
         job = next(j for j in job_rows(settings) if j["id"] == json.loads(out)["job_id"])
         assert job["trigger"] == "manual" and job["owner_pid"] == here.pid  # run by the CLI itself
+
+        baseline = subprocess.run([str(SEEDCORE), "evolution", "baseline", result["job_id"], "--kind", "random_search"],
+                                  env=env, capture_output=True, text=True, timeout=900)
+        assert baseline.returncode == 0, baseline.stderr[-4000:]
+        assert f"handed to the server at {server_url}" in baseline.stderr
+        assert json.loads(baseline.stdout)["promotion"]["status"] == "skipped"
+        (job,) = [j for j in job_rows(settings) if j["trigger"] == f"random_baseline:{result['job_id']}"]
+        assert job["state"] == "succeeded" and job["owner_pid"] == server_pid  # run by the server's runner
+        assert job["request"]["custom_tune_config"]["search_alg"] == "random"
 
         _ctrl_c_cancels_the_servers_job(env, settings, server_url)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -15,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost as xgb
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
-from _tuning import job_rows, mlflow_client, production_version
+from _tuning import job_rows, mlflow_client, production_version, wait_for
 from seedcore import names
 from seedcore.cli import main
 from seedcore.datasets import load_dataset
@@ -116,6 +117,62 @@ def test_tune_command_shows_progress_prints_the_result_and_promotes(settings):
     assert [i["model_version"] for i in _incidents(settings, "model_promoted")] == [str(version)]
 
 
+def _lines(stream, into: "queue.Queue[str]") -> None:
+    for line in stream:
+        into.put(line)
+
+
+@pytest.mark.parametrize("sql_backend", ["postgresql"])
+def test_tune_here_prints_its_answer_before_its_followups_end(migrated_settings):
+    """`seedcore tune --here` prints the sweep's answer as soon as it exists, then finishes its follow-ups (saying so
+    on stderr) before it exits, with the answer's exit code. A lock on the drift references' table holds the
+    follow-ups back (nothing before the answer touches that table) for longer than the answer may take."""
+    settings = migrated_settings
+    env = {**_env_for(settings), "SEEDCORE_DATABASE_URL": settings.database_url, "SEEDCORE_STOP_TIMEOUT_S": "600"}
+    engine = create_engine(settings.database_url)
+    try:
+        with engine.connect() as lock:
+            lock.execute(text("LOCK TABLE drift_references IN ACCESS EXCLUSIVE MODE"))  # until the rollback
+            cli = subprocess.Popen([str(SEEDCORE), "tune", "--here", "--custom-config", '{"num_samples": 2}',
+                                    "--experiment-name", "answer_first"], env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+            out: "queue.Queue[str]" = queue.Queue()
+            errors: "queue.Queue[str]" = queue.Queue()  # read as it comes: a full pipe would stop the command
+            readers = [threading.Thread(target=_lines, args=pair, daemon=True)
+                       for pair in ((cli.stdout, out), (cli.stderr, errors))]
+            for reader in readers:
+                reader.start()
+            try:
+                ended = wait_for(lambda: [j for j in job_rows(settings) if j["state"] != "running"]
+                                 or cli.poll() is not None, 600, "the job to end", interval=0.5)
+                assert ended is not True, "the command ended first: " + "".join(errors.queue)[-4000:]
+                assert ended[0]["state"] == "succeeded", ended[0]["error"]
+                answer = [out.get(timeout=60)]  # well inside the 600 s the follow-ups may take
+                while answer[-1] != "}\n":  # the answer: indented JSON, its last line a lone brace
+                    answer.append(out.get(timeout=60))
+                result = json.loads("".join(answer))
+                assert cli.poll() is None  # still running: its follow-ups wait for the lock
+                (job,) = job_rows(settings)
+                assert job["result"]["model_version"] == result["model_version"]
+                assert job["result"]["followups"]["drift_reference"] == "pending"
+            except BaseException:
+                cli.kill()
+                raise
+            lock.rollback()
+        cli.wait(timeout=300)
+        for reader in readers:
+            reader.join(30)  # to the end of both streams
+    finally:
+        engine.dispose()
+    err = "".join(errors.queue)
+    assert cli.returncode == 0, err[-4000:]
+    assert "finishing the follow-ups (model_card, drift_reference, plots) before exiting" in err
+    assert "follow-ups: model_card done, drift_reference done, plots done" in err
+    assert out.empty()  # stdout is the answer and nothing else
+    (job,) = job_rows(settings)
+    assert job["result"]["followups"] == {"model_card": "done", "drift_reference": "done", "plots": "done"}
+
+
 def _runner_threads() -> set[int]:
     return {t.ident for t in threading.enumerate() if t.name.startswith("seedcore-runner")}
 
@@ -197,3 +254,11 @@ def test_db_commands_upgrade_current_and_downgrade(settings, cli_env, capsys):
 
     assert main(["db", "upgrade"]) == 0
     assert tables() == OUR_TABLES
+
+
+@pytest.mark.parametrize("module", ["seedcore", "seedcore.cli"])
+def test_python_dash_m_runs_the_command(module):
+    """`python -m seedcore` (and `python -m seedcore.cli`) is the `seedcore` command, as `python -m mlflow` is."""
+    done = subprocess.run([sys.executable, "-m", module, "db", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("usage: seedcore db"), done.stdout[:300]

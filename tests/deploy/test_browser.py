@@ -25,12 +25,12 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ML_VIEW = "workflowType=machine_learning"
 
 
-def browse(url: str, out, *, dom: bool, budget_ms: int = 30_000) -> str:
+def browse(url: str, out, *, dom: bool, budget_ms: int = 30_000, window: str = "1400,1000") -> str:
     """Load `url` headless; the DOM after `budget_ms` of virtual time, or a screenshot at `out`."""
     assert CHROMIUM, "Chromium is missing: install Debian's package (`apt-get install -y chromium`; scripts/test does as root)"
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage",
-               f"--user-data-dir={out.parent / 'chromium-profile'}", "--window-size=1400,1000",
+               f"--user-data-dir={out.parent / 'chromium-profile'}", f"--window-size={window}",
                f"--virtual-time-budget={budget_ms}", "--dump-dom" if dom else f"--screenshot={out}", url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]

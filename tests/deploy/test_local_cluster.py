@@ -196,13 +196,19 @@ def _a_replica_killed(state: Path, endpoints: dict, version: int) -> None:
     assert status == 200, answer
     replicas = call("GET", f"{endpoints['API']}/health", timeout=30)[1]["replicas"]
     assert [r["status"] for r in replicas] == ["unreachable", "ok"], replicas
-    assert local_cluster(state, "start", "serve-1", timeout=60).returncode == 0
-    _replicas_serve(endpoints, version, within_s=120)
+    started = local_cluster(state, "start", "serve-1", timeout=330)  # returns once it answers /health as ours
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 120
+    while [r["status"] for r in call("GET", f"{endpoints['API']}/health", timeout=30)[1]["replicas"]] != ["ok", "ok"]:
+        assert time.monotonic() < deadline, "serve-1 did not come back"
+        time.sleep(0.5)
+    _replicas_serve(endpoints, version, within_s=60)
 
 
 def _drill(state: Path) -> None:
     """Ray node 2 back (the second sweep lost it), then one round of each fault against a running sweep."""
-    assert local_cluster(state, "start", "ray-node2", timeout=60).returncode == 0
+    started = local_cluster(state, "start", "ray-node2", timeout=330)  # returns once the head lists it
+    assert started.returncode == 0, started.stderr
     drill = local_cluster(state, "drill", "--short", timeout=1500)
     print(drill.stdout)
     assert drill.returncode == 0, drill.stdout + drill.stderr[-3000:]

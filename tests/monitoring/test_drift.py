@@ -9,7 +9,7 @@ import numpy as np
 from _serving import add_version
 from seedcore.datasets import load_dataset
 from seedcore.db.database import Database
-from seedcore.monitoring.drift import drift_report
+from seedcore.monitoring.drift import MIN_ROWS, drift_report, psi_by_feature
 from seedcore.promotion.drift_reference import load_reference, reference_bins
 from seedcore.monitoring.live import version_reference
 from seedcore.promotion.registry import Registry
@@ -28,6 +28,27 @@ def test_psi_is_small_on_the_same_distribution_and_large_on_a_shift(settings):
     report = drift_report(bins, data.feature_names, shifted)
     assert report["features"][0]["feature"] == "f3" and report["psi_max"] > 0.25
     assert report["features"][1]["psi"] < 0.1
+
+
+def test_too_few_rows_give_no_psi_but_how_many_there_are(settings):
+    data = load_dataset(settings.data_dir)
+    bins = reference_bins(data.x_train, data.feature_names)
+    x = data.x_holdout.astype(np.float64)
+    assert max(psi_by_feature(bins, data.feature_names, x[:1]).values()) > 5  # one row: noise in the thousands
+    thin = drift_report(bins, data.feature_names, x[:MIN_ROWS - 1])
+    assert thin["psi_max"] is None and thin["features"] == [] and thin["n"] == MIN_ROWS - 1
+    assert thin["status"] == f"not enough rows ({MIN_ROWS - 1} of {MIN_ROWS})"
+    enough = drift_report(bins, data.feature_names, x[:MIN_ROWS])
+    assert enough["psi_max"] is not None and enough["status"] == "measured"
+    # why MIN_ROWS: at that many rows of an unchanged population, a feature's PSI averages below 0.1 (stable)
+    # and psi_max below 0.25 (a significant shift); at a quarter as many, psi_max averages above it
+    rng = np.random.default_rng(0)
+
+    def draws(n):
+        return [list(psi_by_feature(bins, data.feature_names, x[rng.choice(len(x), n)]).values()) for _ in range(30)]
+    at_min = draws(MIN_ROWS)
+    assert np.mean(at_min) < 0.1 and np.mean([max(d) for d in at_min]) < 0.25
+    assert np.mean([max(d) for d in draws(MIN_ROWS // 4)]) > 0.25
 
 
 def test_references_are_stored_at_training_and_computed_once_otherwise(migrated_settings):

@@ -14,6 +14,7 @@ from seedcore.db.database import Database
 from seedcore.errors import ValidationError
 from seedcore.jobs.store import JobStore
 from seedcore.memory.store import IncidentStore
+from seedcore.monitoring.drift import MIN_ROWS
 from seedcore.monitoring.feedback import record_feedback
 from seedcore.monitoring.monitors import MonitorBody, MonitorService
 from seedcore.monitoring.predlog import PredictionLogger
@@ -102,7 +103,7 @@ def test_max_drop_is_relative_to_the_holdout_and_a_healthy_model_stays_quiet(pro
 
 def test_drift_on_shifted_inputs_fires_a_drift_incident(production, db):
     settings, version, booster = production
-    _serve_and_label(settings, db, version, booster, flip=False, shift=3.0)
+    _serve_and_label(settings, db, version, booster, n=MIN_ROWS, flip=False, shift=3.0)
     service = MonitorService(settings, db, runner_submit(settings, db))
     monitor = service.create(MonitorBody(name="drift", metric="psi_max", threshold=0.25, min_samples=50,
                                          tune=TINY_TUNE))
@@ -110,6 +111,16 @@ def test_drift_on_shifted_inputs_fires_a_drift_incident(production, db):
     assert outcome["fired"] and outcome["value"] > 1.0
     incident = IncidentStore(db).query(event_type="drift_detected")["items"][0]
     assert incident["payload"]["drift"]["features"][0]["feature"] == "f0"
+
+
+def test_drift_over_too_few_rows_never_fires_whatever_min_samples(production, db):
+    settings, version, booster = production
+    _serve_and_label(settings, db, version, booster, n=5, flip=False, shift=3.0)
+    service = MonitorService(settings, db, runner_submit(settings, db))
+    monitor = service.create(MonitorBody(name="thin", metric="psi_max", threshold=0.25, min_samples=1, tune=TINY_TUNE))
+    outcome = service.check(monitor["id"])
+    assert outcome["state"] == "insufficient_data" and not outcome["fired"] and outcome["value"] is None
+    assert outcome["n"] == 5 and jobs(db) == []
 
 
 @pytest.mark.parametrize("change, field", [

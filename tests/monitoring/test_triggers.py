@@ -19,6 +19,7 @@ from seedcore.db.base import utcnow
 from seedcore.db.database import Database
 from seedcore.jobs.store import JobStore
 from seedcore.memory.store import IncidentStore
+from seedcore.monitoring.drift import MIN_ROWS
 from seedcore.monitoring.monitors import MonitorBody, MonitorService
 from seedcore.monitoring.predlog import PredictionLogger
 from seedcore.promotion.registry import Registry
@@ -38,7 +39,7 @@ def _refusals(db) -> list[dict]:
     return IncidentStore(db).query(event_type=REFUSED, limit=500)["items"]
 
 
-def _shifted(settings, n: int = 120) -> list[list[float]]:
+def _shifted(settings, n: int = MIN_ROWS) -> list[list[float]]:
     rows = holdout_rows(settings, n).copy()
     rows[:, 0] += 3.0  # f0 far outside what the model was trained on: PSI well above 0.25
     return rows.tolist()

@@ -18,7 +18,7 @@ from seedcore import names
 from seedcore.promotion.registry import Registry
 from seedcore.services import services_of
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.requests_only]  # the app runs no background thread
 
 
 def promote(client, version: int, force: bool = True):

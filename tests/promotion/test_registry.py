@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -20,7 +21,7 @@ from seedcore.promotion.blessed import MODEL_UBJ_FILE
 from seedcore.datasets import load_dataset
 from seedcore.errors import NotFoundError, ValidationError
 from seedcore.scoring import evaluate
-from seedcore.promotion.model_logging import Candidate
+from seedcore.promotion.model_logging import Candidate, booster_from
 from seedcore.promotion.gate import ChampionGate
 from seedcore.promotion.production import Production
 from seedcore.promotion.registry import Registry, ensure_experiment
@@ -131,6 +132,39 @@ def test_register_logs_the_model_once_with_signature_example_and_tags(settings, 
 
     second, _, _ = register(registry, settings, dataset, WEAK)
     assert int(second.version) == 2
+
+
+def _logged_model_bytes(registry: Registry, version) -> bytes:
+    """The version's model file as MLflow keeps it."""
+    folder = mlflow.artifacts.download_artifacts(f"models:/{registry.name}/{version}")
+    return (Path(folder) / "model.ubj").read_bytes()  # mlflow.xgboost names it model.<format>
+
+
+def test_a_registered_model_is_serialised_once_the_blessed_file_is_the_registered_bytes(settings, registry,
+                                                                                        dataset):
+    """The blessed file is the very bytes the registry logged, not a second serialisation of the booster in hand
+    (here changed after it was registered, so that a second one would differ)."""
+    mv, booster, _ = register(registry, settings, dataset, MEDIUM)
+    logged = _logged_model_bytes(registry, mv.version)
+    booster.set_attr(note="changed after it was registered")
+    assert bytes(booster.save_raw("ubj")) != logged
+    assert Production(registry).promote(mv.version, challenger=booster)["status"] == "success"
+    assert (settings.blessed_dir / names.BLESSED_MODEL_FILE).read_bytes() == logged
+
+
+def test_a_booster_read_from_a_checkpoint_is_registered_with_the_checkpoints_bytes(settings, registry, dataset):
+    """A sweep that registers a trial's own model (refit: false) reads it from the checkpoint's bytes; the version's
+    model file and the blessed file are those bytes."""
+    raw = bytes(train(dataset, **MEDIUM).save_raw("ubj"))
+    booster = booster_from(raw)
+    booster.set_attr(note="changed after it was read")  # a serialisation of it now would differ from `raw`
+    experiment_id = ensure_experiment(registry.client, settings, EXPERIMENT)
+    run_id = registry.client.create_run(experiment_id).info.run_id
+    mv = registry.register(Candidate(booster, {}, dataset, evaluate(booster, dataset.x_valid, dataset.y_valid),
+                                     run_id, EXPERIMENT, "t"))
+    assert _logged_model_bytes(registry, mv.version) == raw
+    Production(registry).promote(mv.version, challenger=booster)
+    assert (settings.blessed_dir / names.BLESSED_MODEL_FILE).read_bytes() == raw
 
 
 def test_first_promotion_has_no_champion_to_beat(settings, registry, dataset):
@@ -264,7 +298,7 @@ _OTHER_ACTIVE_EXPERIMENT = textwrap.dedent("""
     import mlflow, xgboost as xgb
     from seedcore.config import Settings
     from seedcore.datasets import load_dataset
-    from seedcore.promotion.model_logging import Candidate
+    from seedcore.promotion.model_logging import Candidate, booster_from
     from seedcore.promotion.registry import Registry, ensure_experiment
 
     settings = Settings(data_dir=sys.argv[1], mlruns_dir=sys.argv[2])

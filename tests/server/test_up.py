@@ -14,6 +14,8 @@ import pytest
 import psutil
 import requests
 
+from seedcore.server.mlflow_ui import UI_WORKERS
+
 pytestmark = pytest.mark.e2e
 
 SEEDCORE = Path(sys.executable).parent / "seedcore"
@@ -112,6 +114,9 @@ def test_up_serves_the_api_with_gunicorn_and_the_mlflow_ui_and_stops_on_ctrl_c(t
         descendants = psutil.Process(up.pid).children(recursive=True)
         ui_children = [p for p in descendants if "mlflow" in " ".join(_cmdline(p)) and "ui" in _cmdline(p)]
         assert len(ui_children) == 1, [_cmdline(p) for p in descendants]
+        ui_tree = ui_children[0].children(recursive=True)
+        assert not [p for p in ui_tree if "huey" in " ".join(_cmdline(p))], [_cmdline(p) for p in ui_tree]
+        assert len(ui_tree) <= UI_WORKERS + 2, [_cmdline(p) for p in ui_tree]  # uvicorn, its workers, a helper
 
         up.send_signal(signal.SIGINT)
         assert up.wait(90) == 0, log.read_text()[-3000:]

@@ -4,6 +4,7 @@ each trial's run names its node; the parent run records the cluster; Tune storag
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 from _tuning import FAST, mlflow_client, sweep_runs
 from seedcore.api import create_app
 from seedcore.tuning import relay_storage
-from seedcore.tuning.cluster import CLUSTER_TAG_PREFIX, TAG_NODE, alive_nodes
+from seedcore.tuning.cluster import CLUSTER_TAG_PREFIX, LOOPBACK_ENV, TAG_NODE, alive_nodes
 from seedcore.tuning.sweep import run_sweep
 from seedcore.services import services_of
 
@@ -115,3 +116,41 @@ def test_a_local_ray_listens_on_loopback_only(ray_session):
     everyone = [c.laddr for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN
                 and c.pid in ray_processes and c.laddr.ip in ("0.0.0.0", "::")]
     assert everyone == [], everyone
+
+
+def test_with_no_address_the_platform_starts_its_own_ray_beside_one_another_program_started(tmp_path):
+    """`ray start --head` on this machine (what another user or tool leaves running) records itself as the
+    newest cluster; a process with no SEEDCORE_RAY_ADDRESS / RAY_ADDRESS must still start a Ray of its own,
+    not join that one (plain `ray.init()` would)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import psutil
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "SEEDCORE_DATA_DIR": str(tmp_path / "data")}
+    for key in ("RAY_ADDRESS", "SEEDCORE_RAY_ADDRESS"):
+        env.pop(key, None)
+    ray_cli = Path(sys.executable).with_name("ray")
+    try:
+        started = subprocess.run([str(ray_cli), "start", "--head", "--port=0", "--node-ip-address=127.0.0.1",
+                                  "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"],
+                                 env={**env, **LOOPBACK_ENV}, capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0, started.stdout[-2000:] + started.stderr[-2000:]
+        theirs = (ray_tmp / "ray" / "ray_current_cluster").read_text().strip()
+        ours = subprocess.run(
+            [sys.executable, "-c", "import ray\nfrom seedcore.config import Settings\n"
+             "from seedcore.tuning.cluster import ensure_ray\nassert ensure_ray(Settings())\n"
+             "print(ray.get_runtime_context().gcs_address)\nray.shutdown()"],
+            env=env, check=True, capture_output=True, text=True, timeout=180)
+        assert theirs, "ray start recorded no cluster address"
+        assert ours.stdout.strip().splitlines()[-1] != theirs, ours.stderr[-2000:]
+    finally:  # end only the processes of that `ray start` (a plain `ray stop` would end every Ray here)
+        for process in psutil.process_iter(["cmdline"]):
+            if any(str(ray_tmp) in part for part in process.info["cmdline"] or ()):
+                try:
+                    process.kill()
+                except psutil.Error:
+                    pass
+        shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -1,5 +1,5 @@
-"""A sweep answers before its follow-ups (pictures, description, drift reference); they then end and their
-states show in the job's row. What a dead process left pending is finished, or marked failed, by the next
+"""A sweep answers before its follow-ups (pictures, description, drift reference; a multi-objective sweep's
+Pareto front); they then end and their states show in the job's row. What a dead process left pending is finished, or marked failed, by the next
 runner to start. Real runner, Ray, MLflow and SQL; tiny data."""
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from seedcore.tuning.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
 
-ALL_DONE = dict.fromkeys(followups.STEPS, followups.DONE)
-ALL_PENDING = dict.fromkeys(followups.STEPS, followups.PENDING)
+# Two objectives: the sweep's answer carries its Pareto front, whose table and picture are a follow-up.
+MULTI = {**FAST, "objectives": [{"metric": "auc", "mode": "max"}, {"metric": "model_bytes", "mode": "min"}]}
+MULTI_STEPS = (*followups.STEPS, followups.PARETO_FRONT)
 
 
 def _reference_created(db: Database, settings, version: int) -> datetime:
@@ -47,6 +48,13 @@ def _parent_plot_times(settings, parent_run_id: str) -> list[float]:
     return [(root / name).stat().st_mtime for name in plots.SWEEP_PLOTS]
 
 
+def _front_times(settings, parent_run_id: str) -> dict[str, float]:
+    """When the Pareto front's table and picture were written on the sweep's parent run (file times)."""
+    root = Path(urlparse(mlflow_client(settings).get_run(parent_run_id).info.artifact_uri).path)
+    return {name: (root / name).stat().st_mtime for name in (plots.FRONT_TABLE, plots.FRONT_PLOT)
+            if (root / name).exists()}
+
+
 def _model_plots(settings, version: int) -> set[str]:
     mv = Registry(settings).get_version(version)
     listed = mlflow_client(settings).list_logged_model_artifacts(mv.source.removeprefix("models:/"), plots.PLOTS_DIR)
@@ -58,14 +66,15 @@ def test_the_answer_comes_first_then_the_followups_end_and_show_in_the_job(migra
     db = Database(settings.database_url)
     runner = JobRunner(settings, db, poll_s=0.2).start()
     try:
-        job = runner.submit(TuneRequest(**FAST, experiment_name="followups", promote=False))
+        job = runner.submit(TuneRequest(**MULTI, experiment_name="followups", promote=False))
         answered = runner.wait(job["id"], timeout=300)
-        assert answered["state"] == JOB_SUCCEEDED and set(answered["result"]["followups"]) == set(followups.STEPS)
+        assert answered["state"] == JOB_SUCCEEDED and set(answered["result"]["followups"]) == set(MULTI_STEPS)
+        assert answered["result"]["pareto_front"]  # the answer's own front
         ended = wait_followups(lambda: runner.jobs.get(job["id"]))
     finally:
         runner.stop(timeout=30)
     result, finished = ended["result"], datetime.fromisoformat(ended["finished_at"])
-    assert result["followups"] == ALL_DONE
+    assert result["followups"] == dict.fromkeys(MULTI_STEPS, followups.DONE)
     assert {k: v for k, v in result.items() if k != "followups"} == \
         {k: v for k, v in answered["result"].items() if k != "followups"}  # the answer itself is untouched
     version = result["model_version"]
@@ -76,6 +85,8 @@ def test_the_answer_comes_first_then_the_followups_end_and_show_in_the_job(migra
     assert "Champion gate: not decided yet." in mv.description and "experiment `followups`" in mv.description
     assert mv.last_updated_timestamp / 1000 >= finished.timestamp()
     assert min(_parent_plot_times(settings, result["mlflow"]["parent_run_id"])) >= finished.timestamp()
+    front = _front_times(settings, result["mlflow"]["parent_run_id"])
+    assert len(front) == 2 and min(front.values()) >= finished.timestamp()
     assert _model_plots(settings, version) == set(plots.MODEL_PLOTS)
     db.dispose()
 
@@ -96,12 +107,14 @@ def _left_by_a_dead_process(settings, db: Database, request, kind: str, result: 
 def test_a_restart_finishes_the_followups_a_dead_process_left_pending(migrated_settings, ray_session):
     settings = migrated_settings
     db = Database(settings.database_url)
-    request = TuneRequest(**FAST, experiment_name="left_pending", promote=False)
+    request = TuneRequest(**MULTI, experiment_name="left_pending", promote=False)
     held = []
     result = run_sweep(settings, request, hold_followups=held.append)  # answered; its follow-ups never start
-    assert result["followups"] == ALL_PENDING and len(held) == 1 and not held[0].ended
-    version = result["model_version"]
+    assert result["followups"] == dict.fromkeys(MULTI_STEPS, followups.PENDING) and len(held) == 1
+    assert not held[0].ended
+    version, parent = result["model_version"], result["mlflow"]["parent_run_id"]
     assert load_reference(db, settings.model_name, version) is None and _model_plots(settings, version) == set()
+    assert _front_times(settings, parent) == {}  # the answer did not wait for the front's table and picture
     job_id = _left_by_a_dead_process(settings, db, request, KIND_TUNE, result)
 
     runner = JobRunner(settings, db, poll_s=0.2).start()  # finishes them in a thread of its own
@@ -109,11 +122,12 @@ def test_a_restart_finishes_the_followups_a_dead_process_left_pending(migrated_s
         ended = wait_followups(lambda: runner.jobs.get(job_id))
     finally:
         runner.stop(timeout=30)
-    assert ended["result"]["followups"] == ALL_DONE
+    assert ended["result"]["followups"] == dict.fromkeys(MULTI_STEPS, followups.DONE)
     assert load_reference(db, settings.model_name, version) is not None
     assert "Champion gate: not decided yet." in Registry(settings).get_version(version).description
     assert _model_plots(settings, version) == set(plots.MODEL_PLOTS)
-    assert len(_parent_plot_times(settings, result["mlflow"]["parent_run_id"])) == len(plots.SWEEP_PLOTS)
+    assert len(_parent_plot_times(settings, parent)) == len(plots.SWEEP_PLOTS)
+    assert len(_front_times(settings, parent)) == 2  # from the front the job's answer kept
     db.dispose()
 
 

@@ -144,7 +144,7 @@ def test_asha_never_stops_a_trial_rerunning_a_seeded_config():
 
     from ray.tune.schedulers import TrialScheduler
 
-    from seedcore.tuning.sweep import _SeededRunsInFull
+    from seedcore.tuning.tuner import _SeededRunsInFull
 
     seeded = {"eta": 0.02, "max_depth": 6}
     scheduler = _SeededRunsInFull([seeded], time_attr="round", max_t=20, grace_period=2, reduction_factor=2)

@@ -22,10 +22,11 @@ from seedcore import names
 from seedcore.config import Settings
 from seedcore.datasets import load_dataset
 from seedcore.errors import ValidationError
+from seedcore.promotion import followups
 from seedcore.scoring import evaluate
 from seedcore.promotion.registry import Registry
 from seedcore.tuning import run_sweep
-from seedcore.tuning import sweep as sweep_module
+from seedcore.tuning import tuner as tuner_module
 from seedcore.tuning.search import TPE_STARTUP_TRIALS
 from seedcore.tuning.spaces import NUM_BOOST_ROUND, SPACES, TUNE_CONFIGS, describe_space, resolve_space
 from seedcore.tuning.winner import TRAIN_ROWS
@@ -222,6 +223,9 @@ def test_pareto_front_is_non_dominated_and_constraints_hold_for_the_registered_m
     assert len(booster.save_raw("ubj")) <= SIZE_CAP
     chosen = multi.result["best_trial"]["trial_id"]
     assert chosen == max((p for p in front if p["model_bytes"] <= SIZE_CAP), key=lambda p: p["auc"])["trial_id"]
+    # its table and picture: logged after the answer, a follow-up of its own
+    assert multi.result["followups"][followups.PARETO_FRONT] == followups.PENDING
+    assert followups.wait(multi.parent.info.run_id, 120)[followups.PARETO_FRONT] == followups.DONE
     artifacts = {a.path for a in multi.client.list_artifacts(multi.parent.info.run_id)}
     assert {"pareto_front.json", "pareto_front.png"} <= artifacts
 
@@ -238,6 +242,9 @@ def test_constraints_no_trial_meets_register_nothing(store):
     assert runs and all(r.info.status != "RUNNING" for r in runs)
     assert all(v.run_id not in {r.info.run_id for r in runs}
                for v in client.search_model_versions(f"name = '{store.model_name}'"))
+    (parent,) = [r for r in runs if names.TAG_PARENT_RUN not in r.data.tags]
+    # no version, no follow-ups: the front the error describes is on the parent run when it answers
+    assert {"pareto_front.json", "pareto_front.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
 
 
 # -- each preset end to end: its own space, ASHA schedule and search algorithm; two trials -------------
@@ -304,7 +311,7 @@ def test_each_preset_prunes_on_its_own_asha_rungs(preset):
 def test_a_cost_first_objective_holds_when_trials_outlast_the_report_interval(store, monkeypatch):
     # progress reports every millisecond: a report without the first objective (known only at the end)
     # would fail Tune's metric check, as a slow round on a busy machine once made it
-    monkeypatch.setattr(sweep_module, "REPORT_INTERVAL_S", 0.001)
+    monkeypatch.setattr(tuner_module, "REPORT_INTERVAL_S", 0.001)
     result = sweep(store, "search_cost_first", custom_search_space={"max_depth": 6, "num_boost_round": 300},
                    objectives=[{"metric": "training_time", "mode": "min"}, {"metric": "auc", "mode": "max"}],
                    custom_tune_config={"num_samples": 2, "search_alg": "random", "seed": 3}).result

@@ -45,11 +45,11 @@ DESCRIPTION = ("XGBoost sweeps on Ray Tune, MLflow registry promotion, serving a
                "string or key (body, query, path) and an integer beyond 64 bits in a body are refused (400).")
 
 
-def create_app(settings: Settings | None = None, *, role: str = "all", loops: bool = True) -> OpenAPI:
+def create_app(settings: Settings | None = None, *, role: str = "all", background: bool = True) -> OpenAPI:
     """Build the app over the process's services (seedcore.services), started here and stopped by
     `services_of(app).stop()`. `role="all"` runs tuning jobs too; `role="serve"` answers predictions only.
-    `loops=False` leaves the monitors' and schedules' background beat off."""
-    from seedcore.api import _guard, health, metrics, mfb, monitoring, openapi, schedules, serving, xgboost
+    `background=False`: no background thread (seedcore.services.Services.start), for answering requests only."""
+    from seedcore.api import _guard, health, metrics, mfb, monitoring, openapi, organism, schedules, serving, xgboost
     from seedcore.api.health import package_version
 
     settings = settings or Settings.from_env()
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, role: str = "all", loops: bo
     app = OpenAPI(__name__, info=Info(title="SeedCore Flywheel", version=package_version(), description=DESCRIPTION),
                   security_schemes=SECURITY_SCHEMES, validation_error_status=400, validation_error_model=ErrorBody,
                   validation_error_callback=validation_error_response, doc_ui=False)
-    app.extensions[EXTENSION] = Services.start(settings, role, loops=loops)
+    app.extensions[EXTENSION] = Services.start(settings, role, background=background)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False
     _register_error_handlers(app)
@@ -68,8 +68,9 @@ def create_app(settings: Settings | None = None, *, role: str = "all", loops: bo
     openapi.init_app(app)
     app.register_api(serving.bp)
     if role == "all":
-        for area in (mfb, xgboost, monitoring, schedules):
+        for area in (mfb, xgboost, monitoring, schedules, organism):
             app.register_api(area.bp)
+        app.register_api(organism.page_bp)  # the flywheel page at /ui
     return app
 
 

@@ -1,16 +1,20 @@
 """What the predict and feedback endpoints share: a request's rows as a matrix (naming the exact cell at
-fault), the answer's prediction ids (rows logged in the background), model_info with live metrics."""
+fault), the answer's prediction ids (rows logged in the background), model_info with live metrics and energy."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
 from seedcore.api.schemas_serving import PredictRequest
-from seedcore.errors import ValidationError
+from seedcore.errors import SeedcoreError, ValidationError
+from seedcore.organism.ledger import ledger
 from seedcore.runtime.counters import count_predictions
 from seedcore.serving.model import ServedModel
 from seedcore.services import current_services
 
+log = logging.getLogger(__name__)
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -26,6 +30,20 @@ def served_info(info: dict) -> dict:
 
     services = current_services()
     return enrich_model_info(info, services.prediction_log.database(), services.settings)
+
+
+def served_energy(info: dict) -> dict | None:
+    """model_info's `energy` for the served version (seedcore.organism.ledger); where the energy meter runs
+    (role "all") a missed break-even is remembered as it is seen. None when the ledger cannot be read (logged)."""
+    services, version = current_services(), int(info["version"])
+    try:
+        energy = ledger(services.settings, services.prediction_log.database(), version, info.get("holdout"))
+        if services.energy is not None:
+            services.energy.check_break_even(version, energy)
+        return energy
+    except SeedcoreError as exc:
+        log.warning("energy ledger unavailable: %s", exc.message)
+        return None
 
 
 # -- predict input: JSON rows -> float32 matrix, naming the exact cell at fault ------------------

@@ -139,7 +139,7 @@ def _live(db, settings, model) -> list[GaugeMetricFamily]:
         auc.add_metric(values, live["auc"])
         families.append(auc)
     drift = version_drift(db, settings, model.version, model.feature_names)
-    if drift is not None:
+    if drift is not None and drift["psi_max"] is not None:  # none over too few rows (seedcore.monitoring.drift)
         psi = GaugeMetricFamily("seedcore_drift_psi_max", "Largest population stability index of any feature "
                                 "(recent inputs against training)", labels=labels)
         psi.add_metric(values, drift["psi_max"])

@@ -3,23 +3,31 @@ every process keeps for `/xgboost/predict`."""
 
 from __future__ import annotations
 
-
+from seedcore.api._crud import add_rule_routes
 from seedcore.api._http import BEARER, NOT_FOUND, WRITE_ERRORS, api_blueprint, respond
 from seedcore.api._served import request_matrix
 from seedcore.api.schemas_monitoring import (Deleted, EvaluateRequest, EvaluationResponse, FeedbackRequest,
                                              FeedbackResponse, MonitorBody, MonitorCheck, MonitorList,
                                              MonitorPatch, MonitorPath, MonitorResponse)
+from seedcore.api.schemas_serving import PredictRequest
 from seedcore.db.database import Database
 from seedcore.errors import ValidationError
-from seedcore.services import current_services
 from seedcore.monitoring.evaluate import evaluate_version
-from seedcore.monitoring.feedback import record_feedback
-from seedcore.api.schemas_serving import PredictRequest
-from seedcore.monitoring.feedback import MAX_FEEDBACK_ROWS, check_labels, record_scored
+from seedcore.monitoring.feedback import MAX_FEEDBACK_ROWS, check_labels
+from seedcore.services import current_services
 
 bp = api_blueprint("monitoring", __name__, url_prefix="/xgboost")
+
+
 def _monitors():
     return current_services().monitors
+
+
+add_rule_routes(bp, "monitor", _monitors, body=MonitorBody, patch=MonitorPatch, path=MonitorPath,
+                response=MonitorResponse, listing=MonitorList, deleted=Deleted,
+                summaries={"create": "Create a monitor (its sweep request is validated now)",
+                           "list": "Every monitor with its last check", "get": "One monitor",
+                           "update": "Change a monitor (validated as a whole)", "delete": "Delete a monitor"})
 
 
 def _db() -> Database:
@@ -38,15 +46,14 @@ def evaluate(body: EvaluateRequest):
 @bp.post("/feedback", summary="Outcomes for earlier predictions: prediction_ids + labels, or instances + labels",
          responses={200: FeedbackResponse, **WRITE_ERRORS}, security=BEARER)
 def feedback(body: FeedbackRequest):
-
-    settings = current_services().settings
+    """Stored through the monitor service, which tells whoever holds a view of the live metrics."""
     if (body.prediction_ids is None) == (body.instances is None):
         raise ValidationError("give either prediction_ids or instances, with labels", field="prediction_ids")
     if body.instances is not None:
         return respond(FeedbackResponse, {"status": "success", **_scored_feedback(body)})
     current_services().prediction_log.flush(timeout=2.0)  # ids answered a moment ago may still be queued in this process
-    return respond(FeedbackResponse, {"status": "success", **record_feedback(_db(), settings, body.prediction_ids,
-                                                                            body.labels)})
+    return respond(FeedbackResponse, {"status": "success", **_monitors().take_feedback(body.prediction_ids,
+                                                                                      body.labels)})
 
 
 def _scored_feedback(body: FeedbackRequest) -> dict:
@@ -59,38 +66,9 @@ def _scored_feedback(body: FeedbackRequest) -> dict:
     check_labels(body.labels, len(body.instances), "instances")
     model = current_services().model.require()
     x, _ = request_matrix(PredictRequest(instances=body.instances), model)
-    ids = record_scored(_db(), model.name, model.version, x, model.predict(x).tolist(), body.labels)
+    ids = _monitors().take_scored(model.version, x, model.predict(x).tolist(), body.labels)
     return {"accepted": len(ids), "rejected": 0, "model_version": model.version,
             "results": [{"prediction_id": i, "status": "accepted"} for i in ids]}
-
-
-@bp.post("/monitors", summary="Create a monitor (its sweep request is validated now)",
-         responses={201: MonitorResponse, **WRITE_ERRORS}, security=BEARER)
-def create_monitor(body: MonitorBody):
-    return respond(MonitorResponse, _monitors().create(body), 201)
-
-
-@bp.get("/monitors", summary="Every monitor with its last check", responses={200: MonitorList})
-def list_monitors():
-    items = _monitors().list()
-    return respond(MonitorList, {"items": items, "total": len(items)})
-
-
-@bp.get("/monitors/<monitor_id>", summary="One monitor", responses={200: MonitorResponse, **NOT_FOUND})
-def get_monitor(path: MonitorPath):
-    return respond(MonitorResponse, _monitors().get(path.monitor_id))
-
-
-@bp.patch("/monitors/<monitor_id>", summary="Change a monitor (validated as a whole)",
-          responses={200: MonitorResponse, **NOT_FOUND, **WRITE_ERRORS}, security=BEARER)
-def update_monitor(path: MonitorPath, body: MonitorPatch):
-    return respond(MonitorResponse, _monitors().update(path.monitor_id, body))
-
-
-@bp.delete("/monitors/<monitor_id>", summary="Delete a monitor",
-           responses={200: Deleted, **NOT_FOUND, **WRITE_ERRORS}, security=BEARER)
-def delete_monitor(path: MonitorPath):
-    return respond(Deleted, _monitors().delete(path.monitor_id))
 
 
 @bp.post("/monitors/<monitor_id>/check", summary="Check a monitor now (fires its sweep on a breach)",

@@ -8,11 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from seedcore.api._http import MAX_INT
 from seedcore.api.schemas_serving import instance_rows
+from seedcore.db.tables_flywheel import CATCH_UP_POLICIES, CONCURRENCY_POLICIES, ID_LENGTH
 from seedcore.monitoring.feedback import MAX_FEEDBACK_ROWS, MAX_ID_CHARS
 from seedcore.monitoring.monitors import MonitorBody, MonitorPatch
-from seedcore.request_models import DataFields, StrictBody
 from seedcore.monitoring.schedules import ScheduleBody, SchedulePatch
-from seedcore.db.tables_flywheel import ID_LENGTH
+from seedcore.request_models import DataFields, StrictBody
 
 __all__ = ["EvaluateRequest", "EvaluationResponse", "FeedbackRequest", "FeedbackResponse", "MonitorBody",
            "MonitorCheck", "MonitorList", "MonitorPatch", "MonitorPath", "MonitorResponse", "ScheduleBody",
@@ -120,8 +120,8 @@ class ScheduleResponse(BaseModel):
     cron: str
     timezone: str
     tune: dict[str, Any]
-    catch_up: Literal["run_once", "skip"]
-    concurrency_policy: Literal["forbid", "allow", "replace"]
+    catch_up: Literal[CATCH_UP_POLICIES]
+    concurrency_policy: Literal[CONCURRENCY_POLICIES]
     enabled: bool
     next_run_at: str | None
     last_run_at: str | None

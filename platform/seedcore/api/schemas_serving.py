@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from seedcore.api._http import MAX_INT
+from seedcore.api.schemas_organism import Energy
 from seedcore.data_checks import F32_MAX
 
 # A model sees float32: a larger number is refused (400) as out of range, so the document bounds it too.
@@ -122,7 +123,8 @@ class ModelInfoResponse(BaseModel):
     metrics: dict[str, float | int | str | None] = Field(
         default_factory=dict, description='auc and logloss: live ("source": "live", over "n" labelled rows) once '
                                           'enough feedback arrived, else the holdout figures ("source": "holdout")')
-    drift: dict[str, Any] | None = Field(None, description="psi_max and the worst features' PSI over recent inputs")
+    drift: dict[str, Any] | None = Field(None, description="psi_max and the worst features' PSI over recent inputs; "
+                                           "below min_rows logged rows psi_max is null and status says so")
     validation: dict[str, float | None] = Field(default_factory=dict)
     holdout: dict[str, float | None] = Field(default_factory=dict)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
@@ -135,6 +137,7 @@ class ModelInfoResponse(BaseModel):
     source: Literal["registry", "blessed_file"] | None = None
     model_uri: str | None = None
     blessed_path: str | None = None
+    energy: Energy | None = Field(None, description="the energy ledger of the served version (README: the organism)")
     serving: ServingStatus
 
 

@@ -76,7 +76,9 @@ class JobResponse(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     mlflow_parent_run_id: str | None = None
-    trigger: str | None = Field(default=None, description="manual, api, schedule:<id> or monitor:<id>")
+    trigger: str | None = Field(default=None, description="manual, api, schedule:<id>, monitor:<id>, or "
+                                                          "random_baseline:<id> / cold_baseline:<id> (a baseline "
+                                                          "of sweep <id>)")
     kind: str | None = Field(default=None, description="tune or train")
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import jsonify
+from flask import jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from seedcore import names
 from seedcore.api._http import BEARER, PREDICT_ERRORS, WRITE_ERRORS, api_blueprint
-from seedcore.api._served import log_predictions, request_matrix, served_info
+from seedcore.api._served import log_predictions, request_matrix, served_energy, served_info
 from seedcore.api.schemas_serving import (BatchPredictRequest, BatchPredictResponse, ListModelsQuery,
                                           ListModelsResponse, ModelInfoResponse, PredictRequest,
                                           PredictResponse, RefreshResponse)
@@ -22,6 +22,7 @@ from seedcore.serving.batch import predict_table
 from seedcore.errors import SeedcoreError
 from seedcore.memory.incidents import record_refresh
 from seedcore.memory.store import IncidentStore, PayloadLimits
+from seedcore.memory.working import etag_of
 from seedcore.serving.model import ServedModel, blessed_path_of
 from seedcore.runtime.store_health import first_line
 from seedcore.services import current_services
@@ -92,17 +93,37 @@ def _remember_refresh(model: ServedModel, previous: int | None) -> None:
         log.error("refresh to %s version %s not recorded in flashbulb memory: %s", model.name, model.version, detail)
 
 
-@bp.get("/model_info", summary="The served model: version, metrics, hyperparameters, lineage",
+@bp.get("/model_info", summary="The served model: version, metrics, hyperparameters, lineage, energy",
         responses={200: ModelInfoResponse})
 def model_info():
-    """Always 200: no model yet is a state (`status: no_model_loaded`), not an error."""
-    holder = current_services().model
-    described, status = holder.describe(), holder.status()
+    """Always 200: no model yet is a state (`status: no_model_loaded`), not an error. Answered from the
+    process's working memory (seedcore.memory.working) with a weak ETag; `If-None-Match` with it gives 304
+    while nothing but the poll's time changed."""
+    body, status = model_info_body(), current_services().model.status()
+    response = jsonify({**body, "serving": status})
+    # weak: the same model, metrics and serving state, whenever the poll last looked at the alias
+    response.set_etag(etag_of([body, {k: v for k, v in status.items() if k != "last_checked_at"}]), weak=True)
+    return response.make_conditional(request)
+
+
+def model_info_body() -> dict:
+    """model_info without `serving`, validated as it is built; held in working memory for the served version
+    (a promotion, feedback or a ledger change drops it; a swap changes its key)."""
+    services = current_services()
+    holder = services.model
+    described = holder.describe()
+
+    def build() -> dict:
+        if described is None:
+            info = {"status": "no_model_loaded", "name": holder.settings.model_name, "alias": names.PRODUCTION_ALIAS}
+        else:  # live metrics, drift and the energy ledger
+            info = {**served_info(described), "status": "success", "energy": served_energy(described)}
+        checked = ModelInfoResponse.model_validate({**info, "serving": holder.status()}).model_dump(mode="json")
+        checked.pop("serving")
+        return checked
     if described is None:
-        info = {"status": "no_model_loaded", "name": holder.settings.model_name, "alias": names.PRODUCTION_ALIAS}
-    else:
-        info = {**served_info(described), "status": "success"}  # live metrics and drift
-    return jsonify(ModelInfoResponse.model_validate({**info, "serving": status}).model_dump(mode="json"))
+        return build()
+    return services.working.get(("model_info", described["version"], described["loaded_at"]), build).value
 
 
 @bp.get("/list_models", summary="Registry versions newest first, paginated", responses={200: ListModelsResponse})

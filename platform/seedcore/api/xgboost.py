@@ -45,7 +45,7 @@ def tune(body: TuneRequest):
 @bp.post("/tune/submit", summary="Queue a sweep; answers 202 with its job id",
          responses={202: JobResponse, **QUEUE_FULL, **WRITE_ERRORS}, security=BEARER)
 def submit(body: TuneRequest):
-    return _accepted(_runner().submit(body, trigger=_caller_trigger()))
+    return accepted(_runner().submit(body, trigger=_caller_trigger()))
 
 
 # Who queued a sweep: `api` unless the caller says it is a person at the CLI (`seedcore tune` handing its
@@ -94,11 +94,11 @@ def _run_and_wait(body, model):
             job = runner.submit(body)
             finished = runner.wait(job["id"], timeout=_settings().sync_wait_timeout_s)
     except JobStillRunning as exc:
-        return _accepted(exc.job)
+        return accepted(exc.job)
     return respond(model, finished["result"])
 
 
-def _accepted(job: dict):
+def accepted(job: dict):
     """202: the job goes on; follow it at `status_url` (also the Location header)."""
     url = url_for("xgboost.status", job_id=job["id"])
     body, status = respond(JobResponse, {**_job_view(job), "status": "accepted", "status_url": url}, 202)

@@ -20,7 +20,8 @@ from seedcore.runtime.logs import exit_now
 from seedcore.errors import invalid
 
 # Modules that add subcommands (`add_commands(sub)`), in the order --help lists them after this module's own.
-COMMAND_MODULES = ("seedcore.cli.tune_train", "seedcore.cli.jobs", "seedcore.cli.monitors", "seedcore.cli.ray_status")
+COMMAND_MODULES = ("seedcore.cli.tune_train", "seedcore.cli.jobs", "seedcore.cli.monitors", "seedcore.cli.organism",
+                   "seedcore.cli.ray_status")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,10 +46,14 @@ def add_commands(sub) -> None:
 
 def _promote(settings: Settings, args) -> int:
     from seedcore.db.migrations import upgrade
+    from seedcore.organism.energy import EnergyMeter
     from seedcore.promotion.service import PromotionService
 
     upgrade(settings.database_url)
     with PromotionService.opened(settings) as service:
+        meter = EnergyMeter(settings, service.db, service.registry)
+        service.add_to_payload(meter.at_promotion)  # the model's bytes in the promotion's incident
+        service.subscribe(meter.on_promoted)  # the ledger keeps what it replaced
         promotion = service.promote(args.version, force=args.force, trigger="manual",
                                     allow_schema_change=args.allow_schema_change)
     print_json(promotion)

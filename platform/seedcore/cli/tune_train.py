@@ -45,25 +45,32 @@ def _run_job(settings: Settings, args) -> int:
         server = find_server(settings)
         if server is not None:
             return _hand_off(settings, server, request)
-    return _run_here(settings, args.kind, request)
+    return run_here(settings, args.kind, request)
 
 
-def _run_here(settings: Settings, kind: str, request) -> int:
-    """Create the job already claimed by this process (so a server's runner beside us never takes it) and
-    run it here. Checked first (400s before Ray starts); a sweep then starts Ray in the main thread (Ray's
+def run_here(settings: Settings, kind: str, request, trigger: str = TRIGGER_MANUAL) -> int:
+    """Create the job (started by `trigger`) already claimed by this process (so a server's runner beside us
+    never takes it) and run it here. Checked first (400s before Ray starts); a sweep then starts Ray in the main thread (Ray's
     signal handling wants it there) while a thread loads the rest of its cold start (MLflow and its store,
     the searcher's library)."""
     from seedcore.db.database import Database
     from seedcore.db.migrations import upgrade
     from seedcore.jobs.runner import JobRunner
+    from seedcore.organism.energy import EnergyMeter
+    from seedcore.promotion.service import PromotionService
+    from seedcore.promotion.followups import RESULT_KEY
 
     settings.ensure_dirs()
     upgrade(settings.database_url)
     # Our own Ray beside a server's: never the server's dashboard port (SEEDCORE_RAY_DASHBOARD_PORT is for
     # `seedcore up`); Ray takes 8265 or the next free port.
     settings = settings.replace(ray_dashboard_port=None)
-    runner = JobRunner(settings, Database(settings.database_url))
-    job = runner.submit(request, trigger=TRIGGER_MANUAL, claim=True)  # 400s before anything runs
+    db = Database(settings.database_url)
+    meter = EnergyMeter(settings, db)  # the energy ledger: the job's cost, and what its promotion replaced
+    promotion = PromotionService(settings, db, on_promoted=meter.on_promoted)
+    promotion.add_to_payload(meter.at_promotion)  # the ledger as of the promotion, in its incident
+    runner = JobRunner(settings, db, promotion, watchers=[meter.watch])
+    job = runner.submit(request, trigger=trigger, claim=True)  # 400s before anything runs
     started_ray = False
     try:
         try:
@@ -76,19 +83,38 @@ def _run_here(settings: Settings, kind: str, request) -> int:
             runner.run_claimed(job)
             _follow(lambda: runner.jobs.get(job["id"]))
             result = runner.wait(job["id"])["result"]
+            print_json(result)  # the answer as soon as it exists: its follow-ups end before the process does
+            print(f"finishing the follow-ups ({', '.join(result[RESULT_KEY])}) before exiting ...",
+                  file=sys.stderr, flush=True)
         except KeyboardInterrupt:
             print("\ncancelling: stopping trials, closing runs ...", file=sys.stderr, flush=True)
             runner.cancel(job["id"])
             return INTERRUPTED
         finally:
-            runner.stop()  # a job still running (Ctrl-C, Ray failing) ends cancelled, its runs KILLED
+            # a job still running (Ctrl-C, Ray failing) ends cancelled, its runs KILLED; an answered one's
+            # follow-ups end, or stay pending in its row for the next server start to finish
+            runner.stop()
     finally:
         if started_ray:
             from seedcore.tuning.cluster import shutdown_ray
 
             shutdown_ray()
-    print_json(result)
+    _say_followups(runner, job["id"])
     return PROMOTION_REJECTED if result["promotion"]["status"] == PromotionStatus.REJECTED else OK
+
+
+def _say_followups(runner, job_id: str) -> None:
+    """How the answered job's follow-ups ended, as its row tells (on stderr: the exit code is the answer's)."""
+    from seedcore.errors import SeedcoreError
+    from seedcore.promotion.followups import RESULT_KEY
+
+    try:
+        states = runner.jobs.get(job_id)["result"][RESULT_KEY]
+    except SeedcoreError as exc:
+        print(f"follow-ups: their states cannot be read ({exc.message})", file=sys.stderr, flush=True)
+        return
+    print("follow-ups: " + ", ".join(f"{step} {state}" for step, state in states.items()), file=sys.stderr,
+          flush=True)
 
 
 def _start_ray_and_prepare(settings: Settings, request) -> bool:
@@ -122,14 +148,21 @@ def _end_unstarted(runner, job: dict, exc: BaseException) -> None:
 
 def _hand_off(settings: Settings, server: str, request) -> int:
     """Queue the sweep in the running server's job runner over its REST API and follow it there."""
-    from seedcore.runtime.discovery import call
-    from seedcore.jobs.runner import ended_error
-
-    token = settings.api_token
     from seedcore.names import TRIGGER_HEADER
+    from seedcore.runtime.discovery import call
 
     status, job = call("POST", f"{server}/xgboost/tune/submit", request.model_dump(mode="json", exclude_unset=True),
-                       token=token, headers={TRIGGER_HEADER: TRIGGER_MANUAL})  # a person at the CLI, not `api`
+                       token=settings.api_token, headers={TRIGGER_HEADER: TRIGGER_MANUAL})  # a person, not `api`
+    return follow_remote(settings, server, status, job)
+
+
+def follow_remote(settings: Settings, server: str, status: int, job: dict) -> int:
+    """Follow a job the server at `server` answered 202 for (`status`, `job`) and print its result, as a sweep
+    run here would be; Ctrl-C cancels it there. Nothing slow comes between the 202 and the watch for Ctrl-C
+    (the job runs already): what ends it badly is imported once it has ended."""
+    from seedcore.runtime.discovery import call
+
+    token = settings.api_token
     if status != 202:
         print(json.dumps(job), file=sys.stderr)
         return CALLER_ERROR if 400 <= status < 500 else OUR_FAULT
@@ -143,6 +176,8 @@ def _hand_off(settings: Settings, server: str, request) -> int:
         call("POST", f"{server}/xgboost/tune/{job_id}/cancel", token=token)
         return INTERRUPTED
     if job["state"] != "succeeded":
+        from seedcore.jobs.runner import ended_error
+
         raise ended_error(job_id, job["state"], job.get("error"))
     result = job["result"]
     print_json(result)

@@ -15,8 +15,9 @@ from seedcore.vocabulary import CatchUp, Concurrency, MonitorMetric, values
 # What a monitor watches. AUC-like metrics breach when they fall; the others when they rise.
 METRIC_LIVE_AUC, METRIC_LIVE_LOGLOSS = MonitorMetric.LIVE_AUC, MonitorMetric.LIVE_LOGLOSS
 METRIC_PSI_MAX, METRIC_EVALUATION_AUC = MonitorMetric.PSI_MAX, MonitorMetric.EVALUATION_AUC
+METRIC_ESTIMATED_AUC = MonitorMetric.ESTIMATED_AUC
 MONITOR_METRICS = values(MonitorMetric)
-HIGHER_IS_BETTER = (METRIC_LIVE_AUC, METRIC_EVALUATION_AUC)
+HIGHER_IS_BETTER = (METRIC_LIVE_AUC, METRIC_EVALUATION_AUC, METRIC_ESTIMATED_AUC)
 
 # What a schedule does with due times it missed while nothing ran.
 CATCH_UP_RUN_ONCE, CATCH_UP_SKIP = CatchUp.RUN_ONCE, CatchUp.SKIP

@@ -7,6 +7,10 @@ what flashbulb memory keeps of its end. The runner owns the queue and the lifecy
     result = kind.execute(JobContext(settings, job, cancel, progress, cancel_requested, held.append, promotion))
 
 Adding a kind is one more `JobKind` in KINDS (and its name in the jobs table's vocabulary).
+
+Whatever watches every job whatever its kind (the energy ledger's meter, evolution's log) is a `JobWatcher`
+the runner is built with: called with the job's context as it starts; what it returns is called with the
+job's final state and its result (or error) once that end is recorded.
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ class JobContext:
     @property
     def trigger(self) -> str | None:
         return self.job.get("trigger")
+
+
+JobEnd = Callable[[str, Any], None]  # (state, result or error), after the job's end is recorded
+JobWatcher = Callable[[JobContext], "JobEnd | None"]  # called as a job starts; its errors never fail the job
 
 
 @dataclass(frozen=True)

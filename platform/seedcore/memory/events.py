@@ -1,10 +1,13 @@
-"""Flashbulb incidents of the flywheel: degradation and drift detected, sweeps started by a schedule.
+"""Flashbulb incidents of the flywheel: degradation and drift detected, sweeps started by a schedule, and the
+energy ledger's (a promoted version's energy once its sweep's cost is known, a break-even missed).
 
 Salience grows with the effect (clamped to [0, 1]):
 
     model_degradation_detected   0.7 + 0.3 * clip(drop / 0.2, 0, 1)   drop = how far past the rule's baseline
     drift_detected               0.6 + 0.4 * clip(psi / 0.5, 0, 1)
     scheduled_tuning_started     0.3                                   routine
+    model_promotion_energy       0.3                                   routine: the promotion's ledger
+    energy_break_even_missed     0.7                                   a promotion that did not pay back in time
 
 Each carries the job it started (`job_id`) and its `trigger`, so the chain degraded -> re-tuned ->
 promoted or rejected reads by job id.
@@ -20,6 +23,8 @@ from seedcore.memory.store import IncidentStore
 MODEL_DEGRADATION_DETECTED = "model_degradation_detected"
 DRIFT_DETECTED = "drift_detected"
 SCHEDULED_TUNING_STARTED = "scheduled_tuning_started"
+PROMOTION_ENERGY = "model_promotion_energy"
+BREAK_EVEN_MISSED = "energy_break_even_missed"
 FULL_DROP = 0.2
 FULL_PSI = 0.5
 
@@ -55,3 +60,18 @@ def record_scheduled(store: IncidentStore, schedule: dict, job_id: str, trigger:
                "salience": 0.3}
     return store.record(SCHEDULED_TUNING_STARTED, "started", 0.3, payload,
                         experiment_name=schedule["tune"].get("experiment_name"))
+
+
+def record_promotion_energy(store: IncidentStore, version: int, energy: dict) -> dict:
+    """A promoted version's ledger (model_info's `energy`): the promotion's own incident is written before the
+    sweep's cost is known (the promotion ends the sweep), so the ledger follows as an incident of its own."""
+    payload = {"event_type": PROMOTION_ENERGY, "timestamp": time.time(), "outcome": "success",
+               "model_version": version, "energy": energy, "salience": 0.3}
+    return store.record(PROMOTION_ENERGY, "success", 0.3, payload, model_version=version)
+
+
+def record_break_even_missed(store: IncidentStore, version: int, due: str, energy: dict) -> dict:
+    """A promotion whose break-even date, as first projected, passed with its net delta still negative."""
+    payload = {"event_type": BREAK_EVEN_MISSED, "timestamp": time.time(), "outcome": "failure",
+               "model_version": version, "break_even_at": due, "energy": energy, "salience": 0.7}
+    return store.record(BREAK_EVEN_MISSED, "failure", 0.7, payload, model_version=version)

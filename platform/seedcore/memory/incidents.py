@@ -32,8 +32,9 @@ def record_sweep_completed(store: IncidentStore, result: dict, job_id: str | Non
 
 
 def record_promotion(store: IncidentStore, promotion: dict, experiment_name: str | None = None,
-                     job_id: str | None = None, trigger: str | None = None) -> dict:
-    """model_promoted or model_promotion_rejected, salience by the AUC gain over the champion.
+                     job_id: str | None = None, trigger: str | None = None, extra: dict | None = None) -> dict:
+    """model_promoted or model_promotion_rejected, salience by the AUC gain over the champion; `extra` keys
+    join the payload (the energy ledger as of the promotion: seedcore.organism.energy).
 
     Recorded by the flywheel, the one promotion path, as part of each promotion it decides.
     """
@@ -44,7 +45,7 @@ def record_promotion(store: IncidentStore, promotion: dict, experiment_name: str
     else:
         event, outcome, score = MODEL_PROMOTION_REJECTED, PromotionStatus.REJECTED, salience.promotion_rejected(challenger, champion)
     payload = {"event_type": event, "timestamp": time.time(), "outcome": outcome, **promotion,
-               "job_id": job_id, "trigger": trigger, "salience": score}
+               "job_id": job_id, "trigger": trigger, **(extra or {}), "salience": score}
     return store.record(event, outcome, score, payload, experiment_name=experiment_name,
                         model_version=promotion.get("version"))
 

@@ -111,7 +111,7 @@ def record_scored(db: Database, model_name: str, model_version: int, x: np.ndarr
     return ids
 
 
-def _window(query, rows: int | None, hours: float | None, time_column, now: datetime | None):
+def windowed(query, rows: int | None, hours: float | None, time_column, now: datetime | None):
     if hours is not None:
         query = query.where(time_column >= as_utc(now or utcnow()) - timedelta(hours=hours))
     return query.order_by(time_column.desc()).limit(rows) if rows else query
@@ -124,7 +124,7 @@ def live_metrics(db: Database, model_name: str, version: int, rows: int | None =
         PredictionRecord.model_name == model_name, PredictionRecord.model_version == version,
         PredictionRecord.labelled_at.is_not(None))
     with db.session() as session:
-        pairs = session.execute(_window(query, rows, hours, PredictionRecord.labelled_at, now)).all()
+        pairs = session.execute(windowed(query, rows, hours, PredictionRecord.labelled_at, now)).all()
     if not pairs:
         return {"auc": None, "logloss": None, "n": 0, "positive_rate": None}
     prob, y = np.array([p for p, _ in pairs]), np.array([label for _, label in pairs], dtype=np.float64)
@@ -139,7 +139,7 @@ def recent_inputs(db: Database, model_name: str, version: int, rows: int | None,
     query = select(PredictionRecord.features).where(PredictionRecord.model_name == model_name,
                                                     PredictionRecord.model_version == version)
     with db.session() as session:
-        found = session.scalars(_window(query, rows, hours, PredictionRecord.created_at, now)).all()
+        found = session.scalars(windowed(query, rows, hours, PredictionRecord.created_at, now)).all()
     return np.array(found, dtype=np.float64) if found else np.empty((0, 0))
 
 

@@ -1,4 +1,5 @@
-"""Monitors: a rule over a production metric that starts a sweep when breached, once.
+"""Monitors: a rule over a production metric that starts a sweep when breached, once; and the outcomes
+(feedback) the live metrics are computed from, taken in here so that whoever holds a view of them hears of it.
 
 A breach fires only if no job this monitor started is queued or running and the cooldown has passed;
 the firing itself is a compare-and-set UPDATE of `last_fired_at` in SQL, so of several processes
@@ -22,9 +23,10 @@ from seedcore.db.tables_flywheel import HIGHER_IS_BETTER, Monitor
 from seedcore.db.tables_jobs import ACTIVE_STATES, TRIGGER_MONITOR_PREFIX, TuningJob
 from seedcore.errors import SeedcoreError, SweepBudgetError, ValidationError
 from seedcore.memory.store import IncidentStore
+from seedcore.monitoring.estimate import estimated_auc
 from seedcore.monitoring.evaluate import latest_evaluation
 from seedcore.memory.events import record_detection
-from seedcore.monitoring.feedback import live_metrics
+from seedcore.monitoring.feedback import live_metrics, record_feedback, record_scored
 from seedcore.monitoring.live import version_drift
 from seedcore.monitoring.rules import StoredRules
 from seedcore.monitoring.triggers import Submit, check_tune, record_refused, start_job, validate_body
@@ -40,7 +42,7 @@ MetricName = Literal[values(MonitorMetric)]
 
 
 class Window(StrictBody):
-    """The last `rows` labelled (or, for psi_max, logged) rows, within the last `hours` if given."""
+    """The last `rows` labelled (or, for psi_max and estimated_auc, logged) rows, within the last `hours` if given."""
 
     rows: int | None = Field(default=None, ge=1, le=10_000_000)
     hours: float | None = Field(default=None, gt=0, le=24 * 3650)
@@ -85,6 +87,7 @@ class MonitorService(StoredRules):
         self.settings, self.submit, self.clock = settings, submit, clock
         self.incidents = IncidentStore(db)
         self._registry = registry
+        self._on_outcomes: list[Callable[[int | None], None]] = []
 
     @property
     def registry(self):
@@ -110,6 +113,32 @@ class MonitorService(StoredRules):
         check_rule(body)
         return {**body.model_dump(exclude={"tune", "window"}), "window": body.window.model_dump(exclude_none=True),
                 "tune": check_tune(self.settings, body.tune)}
+
+    # -- outcomes -------------------------------------------------------------------------------
+    def subscribe_outcomes(self, listener: Callable[[int | None], None]) -> None:
+        """Call `listener(version)` after outcomes were stored (None: for ids of any version), e.g. to drop a
+        view of the live metrics; a failing listener is logged, never the caller's error."""
+        self._on_outcomes.append(listener)
+
+    def take_feedback(self, ids: list[str], labels: list[int]) -> dict:
+        """Labels for logged predictions (seedcore.monitoring.feedback.record_feedback), then the listeners."""
+        result = record_feedback(self.db, self.settings, ids, labels)
+        if result["accepted"]:
+            self._outcomes_arrived(None)
+        return result
+
+    def take_scored(self, version: int, x, predictions: list[float], labels: list[int]) -> list[str]:
+        """Rows scored here with their labels (record_scored), then the listeners."""
+        ids = record_scored(self.db, self.settings.model_name, version, x, predictions, labels)
+        self._outcomes_arrived(version)
+        return ids
+
+    def _outcomes_arrived(self, version: int | None) -> None:
+        for listener in list(self._on_outcomes):
+            try:
+                listener(version)
+            except Exception:  # noqa: BLE001 - the outcomes are stored; a stale view ages out on its own
+                log.exception("an outcomes listener failed")
 
     # -- checking ------------------------------------------------------------------------------
     def check_all(self) -> list[dict]:
@@ -162,6 +191,8 @@ class MonitorService(StoredRules):
         if metric in ("live_auc", "live_logloss"):
             live = live_metrics(self.db, name, version, rows=rows, hours=hours)
             return live[AUC if metric == "live_auc" else LOGLOSS], live["n"], None
+        if metric == MonitorMetric.ESTIMATED_AUC:
+            return estimated_auc(self.db, self.registry, version, rows, hours)
         if metric == "psi_max":
             features = self.registry.describe(self.registry.get_version(version))["feature_names"]
             report = version_drift(self.db, self.settings, version, features, rows, hours)

@@ -27,22 +27,20 @@ from sqlalchemy import select, update
 from seedcore.config import Settings
 from seedcore.db.base import as_utc, iso_utc, utcnow
 from seedcore.db.database import Database
-from seedcore.db.tables_flywheel import (CATCH_UP_RUN_ONCE, CONCURRENCY_FORBID, CONCURRENCY_REPLACE, Schedule)
+from seedcore.db.tables_flywheel import (CATCH_UP_POLICIES, CATCH_UP_RUN_ONCE, CONCURRENCY_FORBID, CONCURRENCY_POLICIES,
+                                        CONCURRENCY_REPLACE, Schedule)
 from seedcore.db.tables_jobs import ACTIVE_STATES, TRIGGER_SCHEDULE_PREFIX, TuningJob
 from seedcore.errors import (ConflictError, NotFoundError, SeedcoreError, SweepBudgetError, TooManyRequestsError,
                              ValidationError)
 from seedcore.memory.store import IncidentStore
-from seedcore.request_models import StrictBody, patch_model
 from seedcore.jobs.store import JobStore
-from seedcore.monitoring.rules import StoredRules
-from seedcore.monitoring.triggers import check_tune
-from seedcore.monitoring.triggers import validate_body
 from seedcore.memory.events import record_scheduled
-from seedcore.monitoring.triggers import check_budget, record_refused, start_job
+from seedcore.monitoring.rules import StoredRules
+from seedcore.monitoring.triggers import check_budget, check_tune, record_refused, start_job, validate_body
+from seedcore.request_models import StrictBody, patch_model
 
 log = logging.getLogger(__name__)
 
-ConcurrencyPolicy = Literal["forbid", "allow", "replace"]
 _MAX_CANDIDATES = 10_000  # wall times tried for one due time (a repeated hour holds 60 at one a minute)
 
 
@@ -57,8 +55,8 @@ class ScheduleBody(StrictBody):
     cron: str = Field(min_length=1, max_length=200, description="five-field cron, e.g. `0 2 * * 1`")
     timezone: str = Field(default="UTC", min_length=1, max_length=64, description="IANA zone, e.g. Europe/Paris")
     tune: dict[str, Any] = Field(description="the /xgboost/tune request to run at each due time")
-    catch_up: Literal["run_once", "skip"] = "run_once"
-    concurrency_policy: ConcurrencyPolicy = Field(
+    catch_up: Literal[CATCH_UP_POLICIES] = CATCH_UP_RUN_ONCE
+    concurrency_policy: Literal[CONCURRENCY_POLICIES] = Field(
         default=CONCURRENCY_FORBID, description="while a job this schedule started is queued or running: `forbid` "
                                                 "skips the run, `allow` starts another, `replace` cancels the old "
                                                 "job and starts a new one")

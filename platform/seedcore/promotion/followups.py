@@ -1,5 +1,6 @@
 """What a sweep or a training run does after its answer: the version's pictures (seedcore.promotion.plots), its
-description (seedcore.promotion.model_card) and its drift reference (seedcore.monitoring.drift).
+description (seedcore.promotion.model_card) and its drift reference (seedcore.monitoring.drift); for a
+multi-objective sweep, its Pareto front's table and picture too (the answer carries the front itself).
 
 The answer needs none of them - the version is registered and, when asked, promoted before it - so they run
 afterwards in a thread of their own. Each is `pending`, then `done` or `failed`: in the answer (`followups`),
@@ -35,7 +36,9 @@ from seedcore.process_identity import owner_alive
 log = logging.getLogger(__name__)
 
 MODEL_CARD, DRIFT_REFERENCE, PLOTS = "model_card", "drift_reference", "plots"
-STEPS = (MODEL_CARD, DRIFT_REFERENCE, PLOTS)  # the quickest first
+STEPS = (MODEL_CARD, DRIFT_REFERENCE, PLOTS)  # every version's
+PARETO_FRONT = "pareto_front"  # a multi-objective sweep's, besides
+ORDER = (MODEL_CARD, DRIFT_REFERENCE, PARETO_FRONT, PLOTS)  # the order they run in: the quickest first
 PENDING, DONE, FAILED = "pending", "done", "failed"
 RESULT_KEY = "followups"  # where an answer and a job's result keep their states
 _KEPT = 64  # ended follow-ups of this process that `wait` still finds
@@ -48,14 +51,17 @@ Record = Callable[[dict], None]
 class FollowUps:
     """The follow-ups of one registered version, known by the MLflow run they belong to (`key`: a sweep's
     parent run, a training's run). What is not handed in (the booster, the dataset, a sweep's trials) is
-    read back from MLflow and the data dir."""
+    read back from MLflow and the data dir. A sweep's Pareto `front` (with its `objectives`, both as in its
+    answer) adds the PARETO_FRONT step."""
 
     def __init__(self, settings: Settings, version: int | str, key: str, *, registry=None, booster=None,
                  dataset=None, parent_run_id: str | None = None, trials: list[dict] | None = None,
+                 front: list[dict] | None = None, objectives: list[dict] | None = None,
                  states: dict | None = None, db: Database | None = None):
         self.settings, self.version, self.key = settings, int(version), key
         self.parent_run_id = parent_run_id  # a sweep's: its pictures go there too
-        self.states = dict(states or dict.fromkeys(STEPS, PENDING))
+        self.front, self.objectives = front, objectives
+        self.states = dict(states or dict.fromkeys((*STEPS, PARETO_FRONT) if front else STEPS, PENDING))
         self._registry, self._booster, self._dataset, self._trials, self._db = registry, booster, dataset, trials, db
         self._mv = None
         self._ended = threading.Event()
@@ -80,7 +86,7 @@ class FollowUps:
     def run(self, record: Record | None = None) -> dict:
         """Run each pending one in turn (a failure is logged and recorded, never raised); their states."""
         try:
-            for step in STEPS:
+            for step in ORDER:
                 if self.states.get(step) != PENDING:
                     continue
                 try:
@@ -124,6 +130,11 @@ class FollowUps:
             drawn = plots.log_sweep_plots(client, self.parent_run_id, self._trial_summaries())
             ok = ok and set(drawn) == set(plots.SWEEP_PLOTS)
         return ok
+
+    def _pareto_front(self) -> bool:
+        """The front's table and picture on the sweep's parent run. Done when both are there."""
+        logged = plots.log_front(self.registry.client, self.parent_run_id, self.front, self.objectives)
+        return set(logged) == {plots.FRONT_TABLE, plots.FRONT_PLOT}
 
     # -- what the steps read, loaded once ---------------------------------------------------------
     @property
@@ -204,7 +215,7 @@ def resume(settings: Settings, db: Database) -> list[str]:
     resumed = []
     for job in pending_jobs(db):
         result, job_id = job["result"], job["id"]
-        states = {k: v for k, v in result[RESULT_KEY].items() if k in STEPS}
+        states = {k: v for k, v in result[RESULT_KEY].items() if k in ORDER}
         tune = job["kind"] == KIND_TUNE
         key = (result.get("mlflow") or {}).get("parent_run_id" if tune else "run_id")
         version = result.get("model_version")
@@ -212,7 +223,8 @@ def resume(settings: Settings, db: Database) -> list[str]:
             record_in_job(db, job_id, {k: FAILED if v == PENDING else v for k, v in states.items()})
             continue
         log.info("finishing the pending follow-ups of job %s: %s", job_id, states)
-        FollowUps(settings, version, key, parent_run_id=key if tune else None, states=states, db=db).run(
+        FollowUps(settings, version, key, parent_run_id=key if tune else None, front=result.get("pareto_front"),
+                  objectives=result.get("objectives"), states=states, db=db).run(
             lambda now, job_id=job_id: record_in_job(db, job_id, now))
         resumed.append(job_id)
     return resumed

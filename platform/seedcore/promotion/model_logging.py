@@ -1,12 +1,19 @@
 """A trained model logged into its MLflow run on its way into the registry: the model once (signature, input
-example, pinned requirements), its holdout scores and tags. Registry.register then makes it a version."""
+example, pinned requirements), its holdout scores and tags. Registry.register then makes it a version.
+
+The model's bytes are made once per booster (`model_bytes`): the version's model file and, when it is promoted,
+the blessed file are the same bytes; a booster read from a trial's checkpoint keeps the bytes it was read from.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
 
 import mlflow
 import numpy as np
@@ -26,7 +33,9 @@ _PINNED = {"mlflow": mlflow, "xgboost": xgb, "pandas": pd, "numpy": np}
 _PIP_REQUIREMENTS = [f"{name}=={module.__version__}" for name, module in _PINNED.items()]
 
 _SCORED: "weakref.WeakKeyDictionary[xgb.Booster, tuple[Dataset, dict]]" = weakref.WeakKeyDictionary()
-_SCORED_LOCK = threading.Lock()
+_CACHE_LOCK = threading.Lock()
+_BYTES: "weakref.WeakKeyDictionary[xgb.Booster, bytes]" = weakref.WeakKeyDictionary()
+MODEL_FORMAT = "ubj"  # of the version's model file and of the blessed file
 
 
 @dataclass
@@ -49,14 +58,47 @@ class Candidate:
 def holdout_scores(booster: xgb.Booster, dataset: Dataset) -> dict:
     """`booster`'s AUC and logloss on `dataset`'s holdout, scored once per booster and dataset: registering a
     version and the champion gate deciding on it both ask."""
-    with _SCORED_LOCK:
+    with _CACHE_LOCK:
         seen = _SCORED.get(booster)
     if seen is not None and seen[0] is dataset:
         return dict(seen[1])
     scores = evaluate(booster, dataset.x_holdout, dataset.y_holdout)
-    with _SCORED_LOCK:
+    with _CACHE_LOCK:
         _SCORED[booster] = (dataset, scores)
     return dict(scores)
+
+
+def model_bytes(booster: xgb.Booster) -> bytes:
+    """The booster's model (UBJ), serialised once per booster: logging it into the registry and blessing it both
+    ask. A booster is not changed once it is on its way into the registry: these are its bytes as registered."""
+    with _CACHE_LOCK:
+        raw = _BYTES.get(booster)
+    if raw is None:
+        raw = bytes(booster.save_raw(MODEL_FORMAT))
+        with _CACHE_LOCK:
+            raw = _BYTES.setdefault(booster, raw)
+    return raw
+
+
+def booster_from(raw: bytes) -> xgb.Booster:
+    """A booster read from a model's UBJ bytes (a trial's checkpoint), keeping them: registered and blessed as is."""
+    booster = xgb.Booster()
+    booster.load_model(bytearray(raw))
+    with _CACHE_LOCK:
+        _BYTES[booster] = bytes(raw)
+    return booster
+
+
+@contextmanager
+def _writing_bytes(booster: xgb.Booster) -> Iterator[None]:
+    """MLflow's xgboost flavor writes the model file with `booster.save_model(path)`: meanwhile that call writes
+    the booster's `model_bytes` (made here, or earlier) instead of serialising it again."""
+    raw = model_bytes(booster)
+    booster.save_model = lambda path, **_: Path(path).write_bytes(raw)  # this booster only, for this call
+    try:
+        yield
+    finally:
+        del booster.save_model
 
 
 def log_candidate(client: MlflowClient, candidate: Candidate):
@@ -71,9 +113,10 @@ def log_candidate(client: MlflowClient, candidate: Candidate):
     # MLflow refuses to resume a run outside the process's active experiment (any code may have set it).
     mlflow.set_experiment(experiment_id=candidate.experiment_id or client.get_run(candidate.run_id).info.experiment_id)
     _map_pinned_packages()
-    with mlflow.start_run(run_id=candidate.run_id):
+    with mlflow.start_run(run_id=candidate.run_id), _writing_bytes(candidate.booster):
         info = mlflow.xgboost.log_model(candidate.booster, name=names.MLFLOW_MODEL_ARTIFACT, signature=signature,
-                                        input_example=example, model_format="ubj", pip_requirements=_PIP_REQUIREMENTS)
+                                        input_example=example, model_format=MODEL_FORMAT,
+                                        pip_requirements=_PIP_REQUIREMENTS)
     ts = int(time.time() * 1000)
     client.log_batch(candidate.run_id, metrics=[Metric(f"holdout_{k}", v, ts, 0) for k, v in candidate.holdout.items()],
                      tags=[RunTag(k, str(v)) for k, v in candidate.tags.items()])

@@ -1,5 +1,6 @@
 """Pictures MLflow shows beside a model and a sweep: ROC, precision-recall, calibration, feature importance;
-a sweep's optimisation history and parameter importances. Drawn with matplotlib's Agg canvas (no pyplot:
+a sweep's optimisation history and parameter importances, and a multi-objective sweep's Pareto front (with its
+table). Drawn with matplotlib's Agg canvas (no pyplot:
 no global state, safe in threads), logged as PNG artifacts after a sweep's or a training's answer (a
 follow-up: seedcore.promotion.followups). A picture that cannot be drawn never fails the registration or the
 sweep it belongs to; it is logged as a warning and left out, and its follow-up is marked failed.
@@ -26,6 +27,7 @@ ROC, PR, CALIBRATION, IMPORTANCE = "roc_curve.png", "precision_recall_curve.png"
     "feature_importance_gain.png"
 HISTORY, PARAM_IMPORTANCE = "optimization_history.png", "param_importances.png"
 MODEL_PLOTS, SWEEP_PLOTS = (ROC, PR, CALIBRATION, IMPORTANCE), (HISTORY, PARAM_IMPORTANCE)
+FRONT_TABLE, FRONT_PLOT = "pareto_front.json", "pareto_front.png"  # at the top of a sweep's parent run
 _SIZE, _DPI = (5.0, 3.6), 80  # small and quick: what the artifact preview shows
 
 
@@ -144,6 +146,28 @@ def log_sweep_plots(client, run_id: str, trials: Iterable[dict]) -> list[str]:
     trials = list(trials)
     drawings = {HISTORY: lambda: history_figure(trials), PARAM_IMPORTANCE: lambda: param_importance_figure(trials)}
     return _log(drawings, lambda folder: client.log_artifacts(run_id, folder, PLOTS_DIR))
+
+
+def front_figure(front: list[dict], objectives: list[dict]):
+    """The front on the first two objectives, in order of the first."""
+    (x, x_mode), (y, y_mode) = ((o["metric"], o["mode"]) for o in objectives[:2])
+    points = sorted(front, key=lambda p: p[x])
+    fig, ax = _figure(f"Pareto front: {len(front)} trials", f"{x} ({x_mode})", f"{y} ({y_mode})", left=0.18)
+    ax.plot([p[x] for p in points], [p[y] for p in points], "o-")
+    return fig
+
+
+def log_front(client, run_id: str, front: list[dict], objectives: list[dict]) -> list[str]:
+    """A multi-objective sweep's Pareto front on its parent run: a table (trial id and every objective) and a
+    picture of the first two objectives; the names logged.
+
+    `front`: the answer's `pareto_front`; `objectives`: its `objectives` (`{"metric", "mode"}` each).
+    """
+    columns = ["trial_id", *(o["metric"] for o in objectives)]
+    client.log_table(run_id, {c: [p[c] for p in front] for c in columns}, FRONT_TABLE)
+    drawn = _log({FRONT_PLOT: lambda: front_figure(front, objectives)},
+                 lambda folder: client.log_artifacts(run_id, folder))
+    return [FRONT_TABLE, *drawn]
 
 
 def _log(drawings: dict[str, Callable], upload: Callable[[str], None]) -> list[str]:

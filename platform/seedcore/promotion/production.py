@@ -23,7 +23,7 @@ from seedcore.promotion.gate import ChampionGate, schema_change
 from seedcore.promotion.journal import (JOURNAL_ROLLED_BACK, JOURNAL_ROLLED_FORWARD, STEP_ALIAS, STEP_ARCHIVED,
                                         STEP_BLESSED, STEP_DESCRIBED, STEP_PREPARED, STEP_STAGE, STEP_TAGGED,
                                         JournalEntry)
-from seedcore.promotion.model_logging import holdout_scores
+from seedcore.promotion.model_logging import holdout_scores, model_bytes
 from seedcore.promotion.registry import Registry, unavailable
 from seedcore.promotion.version_tags import T_PROMOTED_AT
 from seedcore.scoring import evaluate
@@ -113,9 +113,10 @@ class Production:
         record["promotion_id"] = entry.id
         metadata = {**self.registry.describe(mv), "aliases": [names.PRODUCTION_ALIAS], "stage": names.PRODUCTION_STAGE,
                     "promoted_at": promoted_at, "promotion": record}
+        raw = model_bytes(booster)  # the bytes it was registered with: serialised once
         try:
             try:
-                blessed.prepare(link, entry.blessed_dir, bytes(booster.save_raw("ubj")), metadata)
+                blessed.prepare(link, entry.blessed_dir, raw, metadata)
                 entry.step(STEP_PREPARED)
                 blessed.switch_link(link, entry.blessed_dir)
             except OSError as exc:
@@ -127,7 +128,8 @@ class Production:
             self._undo(entry)
             raise
         result = {"status": PromotionStatus.SUCCESS, **record, "source_path": _model_location(self.registry, mv), **self._paths(),
-                  "alias": names.PRODUCTION_ALIAS, "stage": names.PRODUCTION_STAGE, "promoted_at": promoted_at}
+                  "alias": names.PRODUCTION_ALIAS, "stage": names.PRODUCTION_STAGE, "promoted_at": promoted_at,
+                  "model_bytes": len(raw)}
         model_card.write_description(self.client, self.name, mv.version, mv.tags or {}, result)
         entry.step(STEP_DESCRIBED)
         blessed.prune(link, keep=self.settings.blessed_history)

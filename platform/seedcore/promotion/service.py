@@ -53,6 +53,7 @@ PROMOTED, REJECTED, UNCHANGED, ERROR = (PromotionStatus.SUCCESS, PromotionStatus
 _THREADS = threading.Lock()  # one promotion at a time in this process, whatever the service instance
 
 Listener = Callable[[dict], None]
+PayloadPart = Callable[[dict, "str | None"], dict]  # (record, job_id) -> more keys of the promotion's incident
 
 
 class PromotionService:
@@ -70,6 +71,7 @@ class PromotionService:
         self.journal = PromotionJournal(db)
         self.lease = LeaseLock(db, PROMOTION_LOCK, lease_s=max(60.0, settings.promotion_lock_timeout_s))
         self._listeners: list[Listener] = [on_promoted] if on_promoted else []
+        self._payload_parts: list[PayloadPart] = []
 
     @classmethod
     def opened(cls, settings: Settings) -> "PromotionService":
@@ -90,8 +92,14 @@ class PromotionService:
         self.close()
 
     def subscribe(self, listener: Listener) -> None:
-        """Call `listener(record)` after each successful promotion (e.g. swap the served model now)."""
+        """Call `listener(record)` after each successful promotion (e.g. swap the served model now); the record
+        as returned, with the promotion's `job_id` and `trigger` (None for one settled after a crash)."""
         self._listeners.append(listener)
+
+    def add_to_payload(self, part: PayloadPart) -> None:
+        """Merge `part(record, job_id)` into each successful promotion's incident as it is recorded (under the
+        promotion lock: it must read only what it holds in memory, e.g. the energy meter's running totals)."""
+        self._payload_parts.append(part)
 
     def promote(self, version: int | str, *, force: bool = False, dataset: Dataset | None = None,
                 challenger: xgb.Booster | None = None, experiment_name: str | None = None,
@@ -118,7 +126,7 @@ class PromotionService:
                  extra={"event": "promotion", "status": record["status"], "version": record.get("version"),
                         "job_id": job_id, "trigger": trigger})
         if record["status"] == PROMOTED:
-            self._notify(record)
+            self._notify({**record, "job_id": job_id, "trigger": trigger})  # the listeners learn what made it
         return record
 
     def promote_or_report(self, version: int | str, **kwargs) -> dict:
@@ -205,8 +213,15 @@ class PromotionService:
 
     def _remember(self, record: dict, experiment_name, job_id, trigger) -> int | None:
         """The promotion's incident; the promotion stands even if it cannot be written (logged)."""
+        extra = {}
+        for part in self._payload_parts if record.get("status") == PROMOTED else ():
+            try:
+                extra.update(part(record, job_id))
+            except Exception:  # noqa: BLE001 - the promotion's incident stands without it
+                log.exception("a part of the promotion's incident failed")
         try:
-            return record_promotion(self.incidents, record, experiment_name, job_id=job_id, trigger=trigger)["id"]
+            return record_promotion(self.incidents, record, experiment_name, job_id=job_id, trigger=trigger,
+                                    extra=extra)["id"]
         except SeedcoreError as exc:
             log.error("promotion of version %s not recorded in flashbulb memory: %s", record.get("version"),
                       exc.message)

@@ -23,7 +23,9 @@ from seedcore.db.locks import LeaseLock
 
 PREFIX = "server:"
 LEASE_S = 15.0
-PROBE_TIMEOUT_S = 3.0  # a server that does not answer /health within this is not used (a busy one is slow)
+# A server that does not answer /health within this is not used. A busy one is slow (a server warming up on 2
+# loaded CPUs took over 3 s), and a sweep run here beside it would start a second Ray on the same CPUs.
+PROBE_TIMEOUT_S = 10.0
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 

@@ -18,22 +18,27 @@ log = logging.getLogger(__name__)
 # Ray's C++ failure handler turns a SIGTERM into SIGABRT; our own handler stops the job and Ray in order.
 RAY_ENV = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
 RAY_SHUTDOWN_S = 2  # what Ray's own shutdown may take before its processes are killed
+RAY_RETRY_S = 10.0  # between tries to start Ray ahead of the first sweep
 
 
 def keep_ray(settings: Settings, done: threading.Event) -> None:
     """Start local Ray and load what a first sweep needs, then stay alive until shutdown: Ray's processes
     get SIGKILL when the *thread* that started them ends (PR_SET_PDEATHSIG), so a short-lived warm-up
-    thread would take Ray down."""
+    thread would take Ray down. A start that fails (a busy machine) is tried again every RAY_RETRY_S until
+    shutdown; once Ray runs in this process (a sweep may have started it meanwhile) it is announced."""
     from seedcore.tuning.cluster import ensure_ray
     from seedcore.tuning.sweep import prepare_sweep
 
-    try:
-        ensure_ray(settings)
-        _announce_ray(settings)
-    except Exception as exc:  # noqa: BLE001 - e.g. the server stopping while Ray still starts; a sweep starts it
-        log.warning("Ray did not start ahead of the first sweep: %s", first_line(str(exc)))
-        done.wait()
-        return
+    while True:
+        try:
+            ensure_ray(settings)  # False when a sweep started it meanwhile: it is this process's Ray all the same
+            _announce_ray(settings)
+            break
+        except Exception as exc:  # noqa: BLE001 - e.g. the server stopping while Ray still starts
+            log.warning("Ray did not start ahead of the first sweep (trying again in %s s; a sweep starts it "
+                        "otherwise): %s", RAY_RETRY_S, first_line(str(exc)))
+            if done.wait(RAY_RETRY_S):
+                return
     try:
         prepare_sweep(settings)  # a head start only: the first sweep does it itself otherwise
     except Exception:  # noqa: BLE001

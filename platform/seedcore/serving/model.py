@@ -153,15 +153,16 @@ class ModelHolder:
         return model
 
     # -- loading -------------------------------------------------------------------------------
-    def start(self) -> "ModelHolder":
-        """Load the production version (the blessed file if the registry is down), then poll."""
+    def start(self, poll: bool = True) -> "ModelHolder":
+        """Load the production version (the blessed file if the registry is down), then poll (unless not)."""
         try:
             self.refresh()
         except NotFoundError:
             pass  # nothing promoted yet: the poll thread picks up the first promotion
         except RegistryUnavailableError:
             self._model = self._blessed_fallback()
-        self.start_polling()
+        if poll:
+            self.start_polling()
         return self
 
     def refresh(self) -> RefreshOutcome:

@@ -14,8 +14,10 @@ from seedcore.config import Settings
 from seedcore.errors import ValidationError
 from seedcore.runtime.logs import quiet_noise
 from seedcore.runtime.observability import telemetry_off
+from seedcore.runtime.ports import port_problem
 from seedcore.tuning.retries import retry_only_lost_workers
 
+log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
 _STATE: dict = {"dashboard_url": None, "gcs_address": None, "one_sweep": False, "ending": None}
 
@@ -57,14 +59,30 @@ def ensure_ray(settings: Settings) -> bool:
             context = ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             _loopback_only()
-            port = settings.ray_dashboard_port
-            context = ray.init(num_cpus=os.cpu_count(), include_dashboard=port != 0, dashboard_host="127.0.0.1",
-                               dashboard_port=port or None, logging_level=logging.WARNING, log_to_driver=False,
-                               configure_logging=True)
+            port = _dashboard_port(settings.ray_dashboard_port)
+            # "local": always a Ray of our own, never one that another program started on this machine
+            # (with no address, ray.init joins the newest `ray start` session it finds under /tmp/ray)
+            context = ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=port != 0,
+                               dashboard_host="127.0.0.1", dashboard_port=port or None, logging_level=logging.WARNING,
+                               log_to_driver=False, configure_logging=True)
         url = getattr(context, "dashboard_url", None)
         _STATE["dashboard_url"] = f"http://{url}" if url and "://" not in url else url or None
         _STATE["gcs_address"] = (getattr(context, "address_info", None) or {}).get("gcs_address")
         return True
+
+
+def _dashboard_port(wanted: int | None) -> int | None:
+    """The dashboard port to ask Ray for. A set port that is taken now (by anything: the port was free when
+    it was picked, or another program holds it) gives way to Ray's own choice, 8265 or the next free port,
+    said in the log: the dashboard is a viewer, and Ray refusing to start over it would fail the sweep."""
+    if not wanted:
+        return wanted
+    taken = port_problem("127.0.0.1", wanted)
+    if taken is None:
+        return wanted
+    log.warning("Ray dashboard port %s cannot be bound (%s); Ray picks another (SEEDCORE_RAY_DASHBOARD_PORT)",
+                wanted, taken)
+    return None
 
 
 # A local Ray is one machine's: its GCS, raylet and worker ports listen on loopback only, never on every
@@ -161,11 +179,34 @@ def end_after_trials() -> None:
 
 
 def trials_ended() -> None:
-    """A sweep's trials are over: a one-sweep session starts shutting down (shutdown_ray waits for it)."""
+    """A sweep's trials are over (called at the end of the thread that ran Tune): a one-sweep session starts
+    shutting down once that thread has ended (shutdown_ray waits for it)."""
     with _LOCK:
         if _STATE["one_sweep"] and _STATE["ending"] is None:
-            _STATE["ending"] = threading.Thread(target=_shutdown, name="seedcore-ray-shutdown", daemon=True)
+            _STATE["ending"] = threading.Thread(target=_shutdown_after, args=(threading.current_thread(),),
+                                                name="seedcore-ray-shutdown", daemon=True)
             _STATE["ending"].start()
+
+
+def _shutdown_after(tune_thread: threading.Thread) -> None:
+    """Shut Ray down beside the rest of the process without racing it. Ray ends the whole process when a Ray
+    handle or object ref is released into a core worker that is shutting down ("The core worker has already
+    been shutdown ... The process will exit"); Tune's objects hold such handles. So: the thread that ran Tune
+    ends first (its last references to Tune's objects go with it), Tune's garbage in reference cycles is
+    collected here, and no collection runs while Ray shuts down (the sweep goes on meanwhile with plain
+    values: its trials' results and checkpoint paths)."""
+    import gc
+
+    if tune_thread is not threading.current_thread():
+        tune_thread.join()
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _shutdown()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def shutdown_ray() -> None:

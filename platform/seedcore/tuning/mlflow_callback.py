@@ -14,15 +14,17 @@ from ray import cloudpickle
 from ray.tune import Callback
 
 from seedcore import names
+from seedcore.tuning.checkpoints import recorded_curve
 from seedcore.tuning.cluster import TAG_NODE
 from seedcore.tuning.mlflow_writer import Newest, Writer
-from seedcore.tuning.trainable import BEST_ITERATION, CURVE, DONE_TRAINING, NODE_ID, TRAINING_TIME
+from seedcore.tuning.trainable import BEST_ITERATION, CURVE, DONE_TRAINING, EARLIER_CURVE, NODE_ID, TRAINING_TIME
 
 log = logging.getLogger(__name__)
 _MAX_BATCH = 1000  # MLflow's limit of entries in one log_batch call
 _PARAM_LIMIT = 6000
 _NAME_PARAMS = (("eta", "eta"), ("max_depth", "depth"))  # the parameters a trial's run name shows
 TAG_RETRIES = "seedcore.retries"  # on a trial's run: how often Tune retried it after its worker or node died
+TAG_RESUMED_AT = "seedcore.resumed_at_round"  # on a trial's run: the last round of the checkpoint it went on from
 
 
 class TrialOutcome:
@@ -32,8 +34,9 @@ class TrialOutcome:
 
 class MLflowTrialLogger(Callback):
     """Child run per trial: params, per-round curves (step = round), final metrics and status. A trial Tune
-    retries (its worker or node died) goes on in the same run, tagged with its retry count; the rounds it
-    reports again replace the ones of the attempt that died.
+    retries (its worker or node died) goes on in the same run, tagged with its retry count: from its last
+    checkpoint, whose rounds it sends once; the rounds it reports replace the ones of the attempt that died.
+    A run a dead driver left open (a resumed sweep's, `half_written`) gets only the rounds it does not hold.
 
     Tune's control loop only buffers; a writer thread creates runs and sends each trial's curve
     with `log_batch` when it ends, so MLflow round trips never hold up trial scheduling.
@@ -58,6 +61,7 @@ class MLflowTrialLogger(Callback):
         self.waiting = 0  # trials waiting for free cluster resources
         self.retries: dict[str, int] = {}  # trial id -> times Tune retried it
         self.restarting: set[str] = set()  # retried trials whose first report of the new attempt is due
+        self.half_written: set[str] = set()  # trials whose run a dead driver left open: it may hold part of a curve
         self._tried: set[str] = set()  # trials whose run the writer tried to create
         self._lock = threading.Lock()
         self._writer = Writer()
@@ -85,17 +89,24 @@ class MLflowTrialLogger(Callback):
         self._writer.submit(self._tag_run, trial.trial_id, TAG_RETRIES, str(count))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        buffer = self.buffers.setdefault(trial.trial_id, [])
-        curve = result.get(CURVE) or ()
-        if trial.trial_id in self.restarting and curve:  # rounds the new attempt reports again replace the old
-            self.restarting.discard(trial.trial_id)
+        self.record(trial.trial_id, result)
+
+    def record(self, trial_id: str, result: dict) -> None:
+        """Buffer a report's rounds (written when the trial ends) and keep it as the trial's last result."""
+        buffer = self.buffers.setdefault(trial_id, [])
+        # An attempt that went on from a checkpoint sends the checkpoint's rounds once, in its first report.
+        curve = [*(result.get(EARLIER_CURVE) or ()), *(result.get(CURVE) or ())]
+        if (trial_id in self.restarting or EARLIER_CURVE in result) and curve:
+            self.restarting.discard(trial_id)  # the new attempt's rounds replace the old attempt's
             first = int(min(step for step, _, _ in curve))
             buffer[:] = [m for m in buffer if m.step < first]
+        if result.get(EARLIER_CURVE):
+            self._writer.submit(self._tag_run, trial_id, TAG_RESUMED_AT, str(int(result[EARLIER_CURVE][-1][0])))
         ts = int(time.time() * 1000)
         for step, auc, logloss in curve:
             buffer.append(Metric(names.AUC, auc, ts, int(step)))
             buffer.append(Metric(names.LOGLOSS, logloss, ts, int(step)))
-        self.last_results[trial.trial_id] = result
+        self.last_results[trial_id] = result
 
     def on_step_end(self, iteration, trials, **info):
         # Trials Tune created but could not start: the cluster has no free resources for them now.
@@ -105,14 +116,25 @@ class MLflowTrialLogger(Callback):
             self.report_progress()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        last = self.last_results.get(trial.trial_id, {})
-        if last.get(DONE_TRAINING):
-            self._finish(trial.trial_id, TrialOutcome.COMPLETED, "FINISHED")
+        self.complete(trial.trial_id)
+
+    def complete(self, trial_id: str) -> None:
+        """The trial ended without an error: completed, pruned, or killed (a cancelled sweep)."""
+        if self.last_results.get(trial_id, {}).get(DONE_TRAINING):
+            self._finish(trial_id, TrialOutcome.COMPLETED, "FINISHED")
         elif self.cancel_event is not None and self.cancel_event.is_set():
             # Tune reports trials its stopper ended as complete; a cancelled sweep's trials were killed.
-            self._finish(trial.trial_id, TrialOutcome.KILLED, "KILLED")
+            self._finish(trial_id, TrialOutcome.KILLED, "KILLED")
         else:
-            self._finish(trial.trial_id, TrialOutcome.PRUNED, "FINISHED")
+            self._finish(trial_id, TrialOutcome.PRUNED, "FINISHED")
+
+    def complete_ended(self, trial_id: str, result) -> None:
+        """A trial that ended before this process (a resumed sweep's) and whose run is open: ended as the Tune
+        result kept with the experiment says, with the curve its final checkpoint holds (the rounds the dead
+        process buffered died with it; the run's half_written rounds are not written twice)."""
+        curve = recorded_curve(result.checkpoint) if result.checkpoint else []
+        self.record(trial_id, {**result.metrics, CURVE: curve})
+        self.complete(trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._finish(trial.trial_id, TrialOutcome.ERRORED, "FAILED", error=trial_error_text(trial))
@@ -171,7 +193,7 @@ class MLflowTrialLogger(Callback):
             self.outcomes[trial_id] = outcome
         last = self.last_results.get(trial_id, {})
         metrics = self.buffers.pop(trial_id, [])
-        ts, step = int(time.time() * 1000), int(last.get(names.ROUND, 0))
+        ts = int(time.time() * 1000)
         if outcome == TrialOutcome.COMPLETED:
             # Step 0: MLflow's UI draws a single value at step >= 1 as a one-dot line chart.
             for key in (names.AUC, names.LOGLOSS, BEST_ITERATION, TRAINING_TIME):
@@ -208,6 +230,10 @@ class MLflowTrialLogger(Callback):
 
     def _end_run(self, trial_id: str, metrics: list[Metric], tags: list[RunTag], status: str) -> None:
         run_id = self.run_ids[trial_id]
+        if trial_id in self.half_written:  # a dead driver's writer may have stopped between two batches
+            logged = {(key, m.step) for key in {m.key for m in metrics}
+                      for m in self.client.get_metric_history(run_id, key)}
+            metrics = [m for m in metrics if (m.key, m.step) not in logged]
         try:
             for start in range(0, max(len(metrics), 1), _MAX_BATCH):
                 self.client.log_batch(run_id, metrics=metrics[start:start + _MAX_BATCH],

@@ -31,6 +31,10 @@ class Objective:
     def better(self, a: float, b: float) -> bool:
         return a > b if self.mode == "max" else a < b
 
+    def describe(self) -> dict:
+        """As an answer and its Pareto front's follow-up name it."""
+        return {"metric": self.metric, "mode": self.mode}
+
 
 DEFAULT_OBJECTIVES = (Objective(AUC, "max"),)
 

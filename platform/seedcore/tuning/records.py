@@ -1,22 +1,21 @@
-"""What a sweep records beyond its trials: the Pareto front (table + plot), where seeded trials came from."""
+"""What a sweep records beyond its trials: each finished trial as a point of the objectives, and where seeded trials
+came from. (A multi-objective sweep's Pareto front is logged after its answer: seedcore.promotion.followups.)"""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
 from typing import Any, Mapping, Sequence
 
 from mlflow import MlflowClient
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Param
 
 from seedcore.tuning.objectives import Objective
 from seedcore.tuning.trainable import DONE_TRAINING
 from seedcore.tuning.warmstart import TAG_SOURCE, WarmStart
 
 log = logging.getLogger(__name__)
-FRONT_TABLE, FRONT_PLOT = "pareto_front.json", "pareto_front.png"
 
 
 def trial_points(grid, objectives: Sequence[Objective]) -> list[dict]:
@@ -32,38 +31,6 @@ def trial_points(grid, objectives: Sequence[Objective]) -> list[dict]:
         if all(math.isfinite(values.get(o.metric, math.nan)) for o in objectives):
             points.append({"trial_id": metrics["trial_id"], **values})
     return points
-
-
-def log_front(client: MlflowClient, parent: str, front: Sequence[Mapping[str, Any]],
-              objectives: Sequence[Objective]) -> None:
-    """The front as an MLflow table artifact and a scatter plot of the first two objectives."""
-    columns = ["trial_id", *(o.metric for o in objectives)]
-    client.log_table(parent, {c: [p[c] for p in front] for c in columns}, FRONT_TABLE)
-    try:
-        client.log_image(parent, _plot(front, objectives), artifact_file=FRONT_PLOT)
-    except Exception:  # a plot is a nicety: a missing font or backend must not fail a finished sweep
-        log.exception("could not draw the Pareto front")
-
-
-def _plot(front: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]):
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display in servers or Ray workers
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    x, y = objectives[0].metric, objectives[1].metric
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-    points = sorted(front, key=lambda p: p[x])
-    ax.plot([p[x] for p in points], [p[y] for p in points], "o-")
-    ax.set_xlabel(f"{x} ({objectives[0].mode})")
-    ax.set_ylabel(f"{y} ({objectives[1].mode})")
-    ax.set_title(f"Pareto front: {len(front)} trials")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
-    buffer.seek(0)
-    return Image.open(buffer)
 
 
 def log_warm_start(client: MlflowClient, parent: str, warm: WarmStart, grid, run_ids: Mapping[str, str]) -> list[str]:

@@ -11,6 +11,7 @@ reason. The parent run's `seedcore.resumed` tag counts the resumptions.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import NamedTuple
 
@@ -64,7 +65,7 @@ class Resumed(NamedTuple):
                 continue
             logger.run_ids[trial_id] = run.info.run_id
             logger.started.add(trial_id)
-            logger.numbered[trial_id] = (len(logger.started), dict(run.data.params))
+            logger.numbered[trial_id] = (len(logger.started), {k: _value(v) for k, v in run.data.params.items()})
             logger.retries[trial_id] = int(run.data.tags.get("seedcore.retries", 0))
             outcome = run.data.tags.get("seedcore.outcome")
             if run.info.status != "RUNNING" and outcome:
@@ -73,6 +74,8 @@ class Resumed(NamedTuple):
                 if auc is not None:
                     logger.last_results[trial_id] = {names.AUC: auc}
                     logger.best_auc = auc if logger.best_auc is None else max(logger.best_auc, auc)
+            else:  # the dead process may have been writing its curve (in batches) when it died
+                logger.half_written.add(trial_id)
 
 
 def find(registry: Registry, settings: Settings, job_id: str | None) -> Resumed | None:
@@ -104,6 +107,17 @@ def restore(settings: Settings, job_id: str, trainable: str, run_config, storage
     return tuner
 
 
+def settle_runs(logger, results) -> None:
+    """A restored experiment's trial runs once its fit is over: the runs of trials it never knew are orphans
+    (close_orphans); those of trials it held as ended already, which the dead process left open (it died before
+    it wrote their end), end as the results Tune kept say: completed, or pruned, with their curves."""
+    close_orphans(logger.client, logger, [r.metrics.get("trial_id") for r in results])
+    for result in results:
+        trial_id = (result.metrics or {}).get("trial_id")
+        if trial_id in logger.started and trial_id not in logger.outcomes and result.error is None:
+            logger.complete_ended(trial_id, result)
+
+
 def close_orphans(client, logger, trial_ids) -> int:
     """End the trial runs the restored experiment does not know (begun after its last save, then begun again
     under a new trial id): KILLED, tagged, and deleted so that each trial is recorded once."""
@@ -117,6 +131,14 @@ def close_orphans(client, logger, trial_ids) -> int:
             kept.pop(trial_id, None)
         logger.started.discard(trial_id)
     return len(orphans)
+
+
+def _value(text: str):
+    """A trial's parameter as MLflow keeps it (text) back as the number or list it was, when it reads as JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _parent(registry: Registry, job_id: str):

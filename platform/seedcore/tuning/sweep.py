@@ -1,20 +1,16 @@
-"""The sweep runner: validate, load data once, tune on Ray, record in MLflow, register, promote; then the
-follow-ups (pictures, description, drift reference) after the answer."""
+"""The sweep runner: validate, load data once, open the sweep's MLflow parent run, run the trials on Ray Tune
+(seedcore.tuning.tuner), choose the winner, register and promote it, answer; then the follow-ups (pictures,
+description, drift reference, a multi-objective sweep's Pareto front) after the answer."""
 
 from __future__ import annotations
 
 import json
-import logging
-import math
 import sys
 import threading
 import time
-import uuid
 from typing import Callable
 
 from mlflow.entities import Param
-from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from seedcore import names
 
@@ -22,31 +18,25 @@ from seedcore.runtime import logs
 from seedcore.config import Settings
 from seedcore.datasets import Dataset, load_dataset
 from seedcore.errors import SweepCancelledError, SweepFailedError, ValidationError
-from seedcore.promotion.plots import warm_in_background
+from seedcore.promotion.plots import log_front, warm_in_background
 from seedcore.request_models import SweepRequest
 from seedcore.promotion.registry import Registry, ensure_experiment
 from seedcore.promotion.service import PromotionService
-from seedcore.tuning.cluster import (alive_nodes, check_trial_fits, cluster_cpus, cluster_tags, ensure_ray,
-                                    trials_ended, tune_storage)
+from seedcore.tuning.cluster import cluster_tags, ensure_ray
 from seedcore.promotion.followups import RESULT_KEY, FollowUps
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
-from seedcore.tuning.objectives import PER_ROUND, Selection, measured_metrics, pareto_front, select_point
-from seedcore.tuning.records import log_front, log_warm_start, match_point, trial_points
+from seedcore.tuning.objectives import Selection, pareto_front, select_point
+from seedcore.tuning.records import log_warm_start, trial_points
 from seedcore.tuning.plan import SweepPlan, plan_sweep, tune_settings
-from seedcore.tuning.resume import close_orphans, experiment_name, find, restore
+from seedcore.tuning.resume import find
 from seedcore.tuning.search import build_searcher
+from seedcore.tuning.tuner import run_trials
 from seedcore.tuning.warmstart import WarmStart, gather
 from seedcore.vocabulary import SearchAlgorithm
 from seedcore.tuning.spaces import describe_space
-from seedcore.tuning.trainable import REPORT_INTERVAL_S, TrialData, asha_rungs, train_xgb
-from seedcore.tuning.trials_over import TrialsOver, fit
 from seedcore.tuning.winner import register_and_promote
 
-log = logging.getLogger(__name__)
-# Tune's own result files are off (our callback logs to MLflow); its analysis complains it cannot find them.
-logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 Progress = Callable[[dict], None]
-_REGISTRY_LOCK = threading.Lock()
 
 
 def prepare_sweep(settings: Settings, request: SweepRequest | None = None) -> None:
@@ -102,7 +92,7 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
     logger.report_progress()
     status = "FAILED"
     try:
-        grid = _tune(settings, plan, dataset, logger, cancel_event, warm, job_id, resumed is not None)
+        grid = run_trials(settings, plan, dataset, logger, cancel_event, warm, job_id, resumed is not None)
         logger.close_open_runs("KILLED")  # trials cut short by the time budget
         if cancel_event.is_set():
             status = "KILLED"
@@ -112,9 +102,11 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
         if best is None:  # the sweep itself went well: its runs end FINISHED, nothing is registered
             status = "FINISHED"
             registry.client.set_tag(parent, "seedcore.selection", "no trial meets the constraints")
+            if extras["front"]:  # no version, so no follow-ups: the front is logged before the error
+                log_front(registry.client, parent, extras["front"], [o.describe() for o in plan.objectives])
             raise ValidationError(_unmet(plan.selection, extras["points"]), field="select")
         outcome = register_and_promote(registry, plan, dataset, best, logger, experiment_id, promotion, job_id,
-                                       trigger)
+                                       trigger, front=extras["front"])
         status = "FINISHED"
     except BaseException:  # Ctrl-C, or failing while stopping (Ray shut down under it): cancelled
         if status == "FAILED" and (cancel_event.is_set() or not isinstance(sys.exc_info()[1], Exception)):
@@ -142,10 +134,10 @@ def run_sweep(settings: Settings, request: SweepRequest | None = None, *, progre
         "dataset": dataset.describe(),
         "tune_config": plan.tune.as_dict(),
         "warm_start": warm.describe() | {"seeded_trials": extras["seeded_trials"]},
-        "objectives": [{"metric": o.metric, "mode": o.mode} for o in plan.objectives],
+        "objectives": [o.describe() for o in plan.objectives],
         "select": plan.selection.describe(),
         "refit": outcome["refit"],
-        **({"pareto_front": extras["front"]} if len(plan.objectives) > 1 else {}),
+        **({"pareto_front": extras["front"]} if extras["front"] is not None else {}),
         RESULT_KEY: followups.describe(),
         "duration_s": round(time.time() - started, 3),
         "resumed": resumed.count if resumed else 0,
@@ -180,105 +172,14 @@ def _start_parent(registry: Registry, experiment_id: str, plan: SweepPlan, datas
     return run.info.run_id
 
 
-class _CancelStopper(tune.Stopper):
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __getstate__(self):  # Tune pickles its stopper into the experiment state
-        return {}
-
-    def __setstate__(self, state):
-        self.event = threading.Event()
-
-    def __call__(self, trial_id, result) -> bool:
-        return self.event.is_set()
-
-    def stop_all(self) -> bool:
-        return self.event.is_set()
-
-
-def _tune(settings: Settings, plan: SweepPlan, dataset: Dataset, logger: MLflowTrialLogger,
-          cancel_event: threading.Event, warm: WarmStart, job_id: str | None = None, resuming: bool = False):
-    cpus = max(1, settings.cpus_per_trial)
-    check_trial_fits(cpus)  # again: Ray may have started (or lost nodes) since the sweep was planned
-    concurrent = max(1, min(plan.tune.max_concurrent_trials, cluster_cpus() // cpus))
-    first = plan.objectives[0]
-    # max_t one past the last round: ASHA stops a trial AT max_t, which would cut off its final report.
-    grace, max_t = min(plan.tune.grace_period, plan.max_t), plan.max_t + 1
-    rungs = asha_rungs(grace, plan.tune.reduction_factor, max_t)
-    if first.metric in PER_ROUND:  # ASHA prunes on the first objective; a cost known only at the end cannot
-        scheduler = _SeededRunsInFull(warm.rerun if warm.rewards else warm.points, time_attr=names.ROUND,
-                                      max_t=max_t, grace_period=grace, reduction_factor=plan.tune.reduction_factor)
-        interval = REPORT_INTERVAL_S
-    else:
-        # a cost known only at the end: no report before it, whatever a round takes (Tune requires the
-        # first objective in every report, and the searcher reads it from each one)
-        scheduler, rungs, interval = FIFOScheduler(), frozenset(), math.inf
-    trainable = tune.with_parameters(train_xgb, data=TrialData.of(dataset), nthread=cpus, report_at=rungs,
-                                     max_interval_s=interval, measure=measured_metrics(plan.objectives, plan.selection))
-    trainable = tune.with_resources(trainable, {"cpu": cpus})
-    search = build_searcher(plan.tune.search_alg, seed=plan.tune.seed, metric=first.metric, mode=first.mode,
-                            max_concurrent=concurrent, warm=warm)
-    over = TrialsOver(plan.tune.num_samples)
-    storage = tune_storage(settings, str(settings.ray_results_dir))
-    run_config = tune.RunConfig(name=experiment_name(job_id, plan.request.experiment_name), **storage,
-                                callbacks=[logger, over], verbose=0, stop=_CancelStopper(cancel_event),
-                                failure_config=tune.FailureConfig(max_failures=settings.max_failures))
-    trainable = _register_trainable(trainable, job_id)
-    if resuming:  # the job's experiment as its dead process left it; trials it never knew end as orphans
-        grid = fit(restore(settings, job_id, trainable, run_config, storage), over, cancel_event, trials_ended)
-        close_orphans(logger.client, logger, [r.metrics.get("trial_id") for r in grid])
-        return grid
-    tuner = tune.Tuner(
-        trainable,
-        param_space=plan.space,
-        tune_config=tune.TuneConfig(metric=first.metric, mode=first.mode, scheduler=scheduler, search_alg=search,
-                                    num_samples=plan.tune.num_samples, time_budget_s=plan.tune.time_budget_s,
-                                    # on several nodes a reused actor keeps every trial on the node that
-                                    # started first; a fresh actor per trial lets each free CPU take one
-                                    reuse_actors=len(alive_nodes()) == 1),
-        run_config=run_config,
-    )
-    return fit(tuner, over, cancel_event, on_end=trials_ended)  # the answer does not wait for Tune's shutdown
-
-
-class _SeededRunsInFull(ASHAScheduler):
-    """ASHA that never stops a trial re-running a seeded config: it runs to be measured in full (a good
-    config at a low learning rate can trail at the early rungs). Its scores still inform the rungs."""
-
-    def __init__(self, seeded: list[dict], **kwargs):
-        super().__init__(**kwargs)
-        self.seeded = list(seeded)
-
-    def on_trial_result(self, tune_controller, trial, result):
-        action = super().on_trial_result(tune_controller, trial, result)
-        if action == TrialScheduler.STOP and self.seeded and match_point(trial.config, self.seeded) is not None:
-            self._num_stopped -= 1
-            return TrialScheduler.CONTINUE
-        return action
-
-
-def _register_trainable(trainable, job_id: str | None = None) -> str:
-    """Register this sweep's trainable (with its data) under a name of its own (its job's: a restored
-    experiment must find the trainable under the name it was saved with).
-
-    Tune's registry is keyed by the function's name per process and is not thread-safe, so two sweeps at
-    once (max_concurrent_sweeps > 1) would overwrite each other's trainable or fail mid-registration.
-    """
-    name = f"{train_xgb.__name__}_{job_id or uuid.uuid4().hex[:12]}"
-    with _REGISTRY_LOCK:
-        tune.register_trainable(name, trainable)
-    return name
-
-
 def _record_search(registry: Registry, parent: str, plan: SweepPlan, warm: WarmStart, grid,
                    logger: MLflowTrialLogger) -> dict:
-    """The points of the finished trials, the Pareto front (logged when several objectives) and the warm start."""
+    """The points of the finished trials, the Pareto front (None with one objective; logged after the answer, a
+    follow-up) and the warm start."""
     points = trial_points(grid, plan.objectives)
-    front = [{k: p[k] for k in ("trial_id", *(o.metric for o in plan.objectives))}
-             for p in pareto_front(points, plan.objectives)] if points else []
-    if len(plan.objectives) > 1 and front:
-        log_front(registry.client, parent, front, plan.objectives)
+    front = None if len(plan.objectives) == 1 else [
+        {k: p[k] for k in ("trial_id", *(o.metric for o in plan.objectives))}
+        for p in pareto_front(points, plan.objectives)]
     seeded = log_warm_start(registry.client, parent, warm, grid, logger.run_ids)
     return {"points": points, "front": front, "seeded_trials": seeded}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -14,14 +13,15 @@ import xgboost as xgb
 from ray import tune
 
 from seedcore.names import AUC, LOGLOSS, ROUND
+from seedcore.tuning.checkpoints import VALIDATION, Earlier, joined, load, replay_early_stopping, save
 from seedcore.tuning.spaces import EARLY_STOPPING_ROUNDS, NUM_BOOST_ROUND
 
 # Result keys beyond the metrics.
 DONE_TRAINING = "done_training"  # present only in a trial's last report: it ran to the end
 BEST_ITERATION = "best_iteration"
 TRAINING_TIME = "training_time"
-CURVE = "curve"  # per-round metrics since the previous report: [[round, auc, logloss], ...]
-CHECKPOINT_FILE = "model.ubj"
+CURVE = "curve"  # per-round metrics trained since the previous report: [[round, auc, logloss], ...]
+EARLIER_CURVE = "earlier_curve"  # in an attempt's first report, when it went on from a checkpoint: its rounds
 NODE_ID = "node_id"  # the Ray node the trial runs on (in every report: pruned trials too)
 CONFIG_ATTR = "xgboost_config"  # booster attribute: XGBoost's own save_config() from training
 MODEL_BYTES, PREDICT_US = "model_bytes", "predict_us"  # costs a sweep's objectives may ask for
@@ -71,19 +71,26 @@ def split_config(config: dict[str, Any], nthread: int) -> tuple[dict, int, int |
     return params, rounds, int(early) if early else None
 
 
-def train_booster(config: dict[str, Any], data: "TrialData | Dataset", nthread: int, callbacks=()) -> tuple[xgb.Booster, dict]:
+def train_booster(config: dict[str, Any], data: "TrialData | Dataset", nthread: int, callbacks=(),
+                  earlier: Earlier | None = None) -> tuple[xgb.Booster, dict]:
     """Train one model; with early stopping keep only the rounds up to the best one.
 
     Returns the booster and its final metrics (at the best round), with the validation curve
-    under CURVE as [[round, auc, logloss], ...].
+    under CURVE as [[round, auc, logloss], ...]. With `earlier` (a retried trial's checkpoint) only the
+    remaining rounds are trained, on its booster; early stopping and the curve count every round.
     """
     params, rounds, early = split_config(config, nthread)
     dtrain, dvalid = make_dmatrices(data)
     history: dict = {}
-    booster = xgb.train(params, dtrain, num_boost_round=rounds, evals=[(dvalid, "validation")],
-                        early_stopping_rounds=early, evals_result=history, verbose_eval=False,
-                        callbacks=list(callbacks))
-    curve = history["validation"]
+    remaining, stopping = rounds - (earlier.rounds if earlier else 0), []
+    if early:  # XGBoost's own, as early_stopping_rounds would add it; shown the earlier rounds first
+        stopping = [xgb.callback.EarlyStopping(rounds=early)]
+        if earlier is not None and replay_early_stopping(stopping[0], earlier):
+            remaining = 0
+    booster = xgb.train(params, dtrain, num_boost_round=max(remaining, 0), evals=[(dvalid, VALIDATION)],
+                        evals_result=history, verbose_eval=False, callbacks=[*callbacks, *stopping],
+                        xgb_model=earlier.booster if earlier else None)
+    curve = joined(earlier.history if earlier else {}, history)[VALIDATION]
     best = booster.best_iteration if early else len(curve[AUC]) - 1
     if early:
         booster = booster[: best + 1]
@@ -97,62 +104,88 @@ def train_booster(config: dict[str, Any], data: "TrialData | Dataset", nthread: 
 
 
 class _ReportRounds(xgb.callback.TrainingCallback):
-    """Send every round's validation AUC and logloss to Tune, batched.
+    """Send every round's validation AUC and logloss to Tune, batched, with a checkpoint now and then.
 
     A report goes out at each ASHA rung (`report_at`), so the scheduler decides exactly as with one
     report per round, and at least every `max_interval_s` so progress and cancellation stay live.
     Each report carries the rounds since the previous one under CURVE. A due report is sent when
     the next round begins: the last round only ever travels in the final report, so ASHA can never
-    stop a trial between its last round and its checkpoint.
+    stop a trial between its last round and its checkpoint. A report carries a checkpoint of the booster
+    so far when `checkpoint_interval_s` seconds of training passed since the last (or the start).
+    An attempt that goes on from `earlier` rounds (a checkpoint) numbers its rounds after them and sends
+    their curve once, under EARLIER_CURVE in its first report.
     """
 
-    def __init__(self, report_at: frozenset[int] | None, max_interval_s: float):
+    def __init__(self, report_at: frozenset[int] | None, max_interval_s: float,
+                 checkpoint_interval_s: float = math.inf, earlier: Earlier | None = None):
         self.report_at = report_at
         self.max_interval_s = max_interval_s
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.earlier = earlier
+        self.offset = earlier.rounds if earlier else 0  # XGBoost counts an attempt's rounds from 0
+        self.earlier_sent = False
         self.pending: list[list[float]] = []
+        self.log: dict = {}  # this attempt's evaluation log (XGBoost's own, growing as it trains)
         self.due = False
-        self.last_sent = time.perf_counter()
+        self.started = self.last_sent = self.last_checkpoint = time.perf_counter()
+
+    def training_s(self) -> float:
+        """Seconds of training: this attempt's and those before its checkpoint."""
+        return (self.earlier.training_s if self.earlier else 0.0) + time.perf_counter() - self.started
 
     def before_iteration(self, model, epoch: int, evals_log) -> bool:
         if self.due:
-            self.flush()
+            checkpoint = time.perf_counter() - self.last_checkpoint >= self.checkpoint_interval_s
+            self.flush(booster=model if checkpoint else None)
         return False
 
     def after_iteration(self, model, epoch: int, evals_log) -> bool:
-        log = evals_log["validation"]
-        self.pending.append([epoch + 1, float(log[AUC][-1]), float(log[LOGLOSS][-1])])
-        on_rung = self.report_at is None or epoch + 1 in self.report_at
+        self.log = evals_log
+        log = evals_log[VALIDATION]
+        done = self.offset + epoch + 1
+        self.pending.append([done, float(log[AUC][-1]), float(log[LOGLOSS][-1])])
+        on_rung = self.report_at is None or done in self.report_at
         self.due = on_rung or time.perf_counter() - self.last_sent >= self.max_interval_s
         return False
 
-    def flush(self, extra: dict | None = None, checkpoint=None) -> None:
+    def flush(self, extra: dict | None = None, booster: xgb.Booster | None = None) -> None:
+        """Report the pending rounds (and `extra`), with a checkpoint of `booster` when one is given."""
         last = self.pending[-1] if self.pending else None
         metrics = {ROUND: last[0], AUC: last[1], LOGLOSS: last[2]} if last else {}
         metrics[CURVE] = self.pending
+        if self.earlier is not None and not self.earlier_sent:  # once: in the attempt's first report
+            metrics[EARLIER_CURVE], self.earlier_sent = self.earlier.curve(), True
         metrics.update(extra or {})
         metrics[NODE_ID] = ray.get_runtime_context().get_node_id()
         self.pending, self.due = [], False
         self.last_sent = time.perf_counter()
-        tune.report(metrics, checkpoint=checkpoint)
+        if booster is None:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            save(tmp, booster, joined(self.earlier.history if self.earlier else {}, self.log), self.training_s())
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        self.last_checkpoint = time.perf_counter()
 
 
 def train_xgb(config: dict[str, Any], data: TrialData, nthread: int = 1, report_at: frozenset[int] | None = None,
-              max_interval_s: float = REPORT_INTERVAL_S, measure: tuple[str, ...] = ()) -> None:
+              max_interval_s: float = REPORT_INTERVAL_S, measure: tuple[str, ...] = (),
+              checkpoint_interval_s: float = math.inf) -> None:
     """Ray Tune trainable: train, report the rounds, end with the final metrics and a checkpoint.
 
     `report_at=None` reports after every round. `measure` names costs to report at the end
-    (MODEL_BYTES, PREDICT_US), taken only when a sweep's objectives ask for them.
+    (MODEL_BYTES, PREDICT_US), taken only when a sweep's objectives ask for them. A report also
+    checkpoints the booster every `checkpoint_interval_s` seconds of training; a trial Tune retries goes on
+    from its last checkpoint, training only the remaining rounds.
     """
-    started = time.perf_counter()
-    reporter = _ReportRounds(report_at, max_interval_s)
-    booster, final = train_booster(config, data, nthread, callbacks=[reporter])
+    checkpoint = tune.get_checkpoint()
+    earlier = load(checkpoint) if checkpoint else None
+    reporter = _ReportRounds(report_at, max_interval_s, checkpoint_interval_s, earlier)
+    booster, final = train_booster(config, data, nthread, callbacks=[reporter], earlier=earlier)
     extra = {ROUND: final["rounds_trained"], AUC: final[AUC], LOGLOSS: final[LOGLOSS],
-             BEST_ITERATION: final[BEST_ITERATION], TRAINING_TIME: time.perf_counter() - started,
-             DONE_TRAINING: True}
+             BEST_ITERATION: final[BEST_ITERATION], TRAINING_TIME: reporter.training_s(), DONE_TRAINING: True}
     extra.update(measure_costs(booster, data.x_valid, measure))
-    with tempfile.TemporaryDirectory() as tmp:
-        booster.save_model(str(Path(tmp) / CHECKPOINT_FILE))
-        reporter.flush(extra, checkpoint=tune.Checkpoint.from_directory(tmp))
+    reporter.flush(extra, booster=booster)
 
 
 def measure_costs(booster: xgb.Booster, x: np.ndarray, measure: tuple[str, ...]) -> dict[str, float]:
@@ -191,10 +224,3 @@ def asha_rungs(grace_period: int, reduction_factor: float, max_t: int) -> frozen
     """The rounds at which ASHA (one bracket) compares trials: grace_period * rf**k below max_t."""
     count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
     return frozenset(int(grace_period * reduction_factor ** k) for k in range(max(count, 1)))
-
-
-def load_checkpoint_booster(checkpoint) -> xgb.Booster:
-    booster = xgb.Booster()
-    with checkpoint.as_directory() as path:
-        booster.load_model(str(Path(path) / CHECKPOINT_FILE))
-    return booster

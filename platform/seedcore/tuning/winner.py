@@ -11,23 +11,24 @@ from seedcore import names
 from seedcore.datasets import Dataset
 from seedcore.promotion.service import PromotionService
 from seedcore.vocabulary import PromotionStatus
-from seedcore.promotion.model_logging import Candidate
+from seedcore.promotion.model_logging import Candidate, booster_from
 from seedcore.promotion.registry import Registry
 from seedcore.promotion.followups import FollowUps
 from seedcore.tuning.mlflow_callback import MLflowTrialLogger
 from seedcore.tuning.objectives import measured_metrics, meets
 from seedcore.tuning.plan import SweepPlan
-from seedcore.tuning.trainable import (BEST_ITERATION, TRAINING_TIME, load_checkpoint_booster, measure_costs,
-                                       refit_booster)
+from seedcore.tuning.checkpoints import checkpoint_bytes
+from seedcore.tuning.trainable import BEST_ITERATION, TRAINING_TIME, measure_costs, refit_booster
 
 TRAIN_ROWS = "train_rows"  # rows the registered model was trained on: a tag of its run and of its version
 
 
 def register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, best, logger: MLflowTrialLogger,
                          experiment_id: str, promotion: PromotionService, job_id: str | None = None,
-                         trigger: str | None = None) -> dict:
-    """The answer's parts (best trial, promotion, version, holdout, refit) and its `followups`, not started.
-    The registered version goes to `promotion` when the request asks for it, with the job and trigger."""
+                         trigger: str | None = None, front: list[dict] | None = None) -> dict:
+    """The answer's parts (best trial, promotion, version, holdout, refit) and its `followups`, not started
+    (a multi-objective sweep's Pareto `front` among them). The registered version goes to `promotion` when the
+    request asks for it, with the job and trigger."""
     trial_id = best.metrics["trial_id"]
     child_run_id, parent = logger.run_ids[trial_id], logger.parent_run_id
     booster, refit = final_booster(plan, dataset, best, max(1, registry.settings.cpus_per_trial))
@@ -54,22 +55,24 @@ def register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, 
                   "training_time": round(float(best.metrics[TRAINING_TIME]), 4), "config": dict(best.config),
                   "best_iteration": int(best.metrics[BEST_ITERATION]), "run_id": child_run_id}
     followups = FollowUps(registry.settings, version.version, parent, registry=registry, booster=booster,
-                          dataset=dataset, parent_run_id=parent, trials=logger.trial_summaries())
+                          dataset=dataset, parent_run_id=parent, trials=logger.trial_summaries(), front=front,
+                          objectives=[o.describe() for o in plan.objectives])
     return {"best_trial": best_trial, "promotion": outcome, "model_version": int(version.version),
             "holdout": dict(candidate.holdout), "refit": refit, "followups": followups}
 
 
 def final_booster(plan: SweepPlan, dataset: Dataset, best, nthread: int) -> tuple:
     """The model to register: the winner's config refit on training + validation rows with the rounds
-    it earned (best_iteration + 1), or, with `refit: false`, the trial's own booster."""
+    it earned (best_iteration + 1), or, with `refit: false`, the trial's own booster (with its checkpoint's bytes:
+    registered and blessed without serialising it again)."""
     if not plan.request.refit:
-        return load_checkpoint_booster(best.checkpoint), {"enabled": False, "train_rows": len(dataset.y_train)}
+        return booster_from(checkpoint_bytes(best.checkpoint)), {"enabled": False, "train_rows": len(dataset.y_train)}
     rounds = int(best.metrics[BEST_ITERATION]) + 1
     booster = refit_booster(dict(best.config), dataset, rounds, nthread=nthread)  # as its trial was trained
     measure = measured_metrics((), plan.selection)
     costs = {**best.metrics, **measure_costs(booster, dataset.x_valid, measure)}
     if not meets(costs, plan.selection):  # more rows can grow the trees past a size or latency bound
-        return load_checkpoint_booster(best.checkpoint), {
+        return booster_from(checkpoint_bytes(best.checkpoint)), {
             "enabled": False, "train_rows": len(dataset.y_train),
             "reason": f"the refit model breaks the constraints ({ {m: costs[m] for m in measure} }); "
                       "registered the trial's own model"}
