@@ -89,7 +89,7 @@ def render(data: dict) -> str:
 
 
 STYLE = ("body{font:14px system-ui,sans-serif;margin:20px;color:#222;max-width:1100px}"
-         "section{border:1px solid #ddd;border-radius:6px;padding:8px 14px;margin:10px 0}"
+         "section{border:1px solid #ddd;border-radius:6px;padding:8px 14px;margin:10px 0;overflow-x:auto}"
          "h2{font-size:16px;margin:4px 0 8px}table{border-collapse:collapse;width:100%}"
          "td,th{border-bottom:1px solid #eee;padding:3px 6px;text-align:left;font-size:13px}"
          ".note,.empty{color:#777}.bar{fill:#4a7bd0}.warn{fill:#d0674a}")
@@ -102,7 +102,7 @@ def _section(sid: str, title: str, body: str) -> str:
 def _table(rows: list[dict], columns: list[str], empty: str) -> str:
     if not rows:
         return f"<p class='empty'>{escape(empty)}</p>"
-    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    head = "".join(f"<th>{escape(c.replace('_', ' '))}</th>" for c in columns)  # wraps between words
     body = "".join("<tr>" + "".join(f"<td>{escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
