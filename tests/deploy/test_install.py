@@ -1,17 +1,18 @@
 """What a user installs is what we test: the wheel, with no extras, in a fresh virtualenv, its dependencies
-from the package index. Every module imports there, each search algorithm runs a sweep there, and the
+from the package index. Every module imports there, its `seedcore up` runs a sweep with each search algorithm, and the
 migrations shipped inside the package upgrade a new database there."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from _installed import ROOT, installed  # noqa: F401  (fixture)
-from _lifecycle import clean_env
+from _lifecycle import Platform, clean_env, free_port, wait_until_gone
 from seedcore.tuning.spaces import SEARCH_ALGS
 
 pytestmark = pytest.mark.e2e
@@ -53,20 +54,44 @@ def test_the_plain_install_holds_every_dependency_and_every_module_imports(insta
     assert dev_only.returncode != 0 and "No module named 'pytest'" in dev_only.stderr
 
 
+@pytest.fixture(scope="module")
+def plain_up(installed, tmp_path_factory):
+    """`seedcore up` of the plain install in a directory of its own, on free ports; Ctrl-C (the group) at the end."""
+    home = tmp_path_factory.mktemp("plain_up")
+    port, ui_port = free_port(), free_port()
+    env = installed.env(clean_env(home, SEEDCORE_PORT=str(port), SEEDCORE_MLFLOW_UI_PORT=str(ui_port),
+                                  SEEDCORE_RAY_DASHBOARD_PORT="0"))
+    log = home / "up.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([str(installed.seedcore), "up"], cwd=home, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    platform = Platform(process, log, f"http://127.0.0.1:{port}")
+    try:
+        platform.wait_healthy(timeout=300)
+        yield home, env, platform
+        started = platform.signal_group(signal.SIGINT)
+        assert process.wait(120) == 0, platform.text()[-4000:]
+        wait_until_gone(platform.sid, started, 120)
+    finally:
+        platform.stop()
+
+
 @pytest.mark.parametrize("alg", SEARCH_ALGS)
-def test_a_one_trial_sweep_runs_with_each_search_algorithm(installed, tmp_path, alg):
-    """`seedcore tune` of the plain install on the built-in data: tpe and qmc need Optuna at run time."""
-    env = installed.env(clean_env(tmp_path))
-    done = subprocess.run([str(installed.seedcore), "tune", "--here", "--experiment-name", f"install_{alg}",
+def test_a_one_trial_sweep_runs_with_each_search_algorithm(installed, plain_up, alg):
+    """`seedcore tune` of the plain install on the built-in data, handed to the plain install's running
+    `seedcore up` (one Ray for the three): tpe and qmc need Optuna at run time, in the server."""
+    home, env, platform = plain_up
+    done = subprocess.run([str(installed.seedcore), "tune", "--experiment-name", f"install_{alg}", "--force",
                            "--custom-config", json.dumps({"num_samples": 1, "search_alg": alg, "seed": 0})],
-                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-4000:]
+                          capture_output=True, text=True, timeout=600, env=env, cwd=home)
+    assert done.returncode == 0, done.stderr[-4000:] + platform.text()[-4000:]
+    assert f"handed to the server at {platform.url}" in done.stderr  # the sweep ran in the server, not here
     result = json.loads(done.stdout)
     assert result["status"] == "success" and result["tune_config"]["search_alg"] == alg
     assert result["total_trials"] == 1 and result["trials"]["completed"] == 1, result["trials"]
     assert result["promotion"]["status"] == "success"
     assert Path(result["promotion"]["blessed_path"]).is_file()
-    assert Path(result["promotion"]["blessed_path"]).is_relative_to(tmp_path / "data")
+    assert Path(result["promotion"]["blessed_path"]).is_relative_to(home / "data")
 
 
 def test_the_plain_install_runs_seedcore_db_upgrade_from_the_shipped_migrations(installed, tmp_path):
