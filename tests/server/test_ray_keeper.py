@@ -40,9 +40,14 @@ def test_a_ray_that_failed_to_start_is_started_again_and_announced(tmp_path):
             assert time.monotonic() < deadline, "Ray was never announced:\n" + server.text()[-3000:]
             time.sleep(0.3)
         assert psutil.pid_exists(json.loads(session.read_text())["pid"])
-        status = subprocess.run([str(SEEDCORE), "ray", "status"], env=env, capture_output=True, text=True,
-                                timeout=120)
-        assert status.returncode == 0 and "Active:" in status.stdout, status.stderr[-2000:]
+        deadline = time.monotonic() + 60
+        while True:  # Ray's status shows once its monitor reported ("No cluster status. It may take a few seconds")
+            status = subprocess.run([str(SEEDCORE), "ray", "status"], env=env, capture_output=True, text=True,
+                                    timeout=120)
+            if status.returncode != 0 or "Active:" in status.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert status.returncode == 0 and "Active:" in status.stdout, status.stdout + status.stderr[-2000:]
         server.remember_processes()
         wait_until_gone(server.sid, server.signal_group(signal.SIGTERM), 30)
     finally:

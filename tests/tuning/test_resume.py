@@ -39,8 +39,8 @@ CHECKPOINT_INTERVAL_S = 0.001
 
 
 def _early_third_checkpoint(experiment, trial_id: str) -> bool:
-    """Whether the trial wrote a third checkpoint (Tune saved its experiment's state, num_to_keep 2, with the
-    second before it let the trial train on) in the first half of its rounds (far from its end)."""
+    """Whether the trial wrote a third checkpoint in the first half of its rounds (far from its end): the
+    moment when a Tune keeping only two would have deleted the first, which a state saved earlier points at."""
     checkpoints = sorted(experiment.glob(f"*{trial_id}*/checkpoint_*"), key=lambda c: int(c.name.rsplit("_", 1)[1]))
     if not checkpoints or int(checkpoints[-1].name.rsplit("_", 1)[1]) < 2:
         return False

@@ -35,6 +35,8 @@ TUNE_ENV = {
 }
 TAG_NODE = "seedcore.node"  # on each trial's run: the Ray node id it ran on
 CLUSTER_TAG_PREFIX = "seedcore.cluster."  # on a sweep's parent run: the cluster's resources
+RAY_START_TRIES = 3  # a local Ray whose raylet did not register in Ray's fixed 30 s is started again
+STARTUP_TIMEOUT = "timed out during startup"  # Ray's words for that
 
 
 def ensure_ray(settings: Settings) -> bool:
@@ -62,13 +64,47 @@ def ensure_ray(settings: Settings) -> bool:
             port = _dashboard_port(settings.ray_dashboard_port)
             # "local": always a Ray of our own, never one that another program started on this machine
             # (with no address, ray.init joins the newest `ray start` session it finds under /tmp/ray)
-            context = ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=port != 0,
-                               dashboard_host="127.0.0.1", dashboard_port=port or None, logging_level=logging.WARNING,
-                               log_to_driver=False, configure_logging=True)
+            context = _start_local(dict(address="local", num_cpus=os.cpu_count(), include_dashboard=port != 0,
+                                        dashboard_host="127.0.0.1", dashboard_port=port or None,
+                                        logging_level=logging.WARNING, log_to_driver=False, configure_logging=True))
         url = getattr(context, "dashboard_url", None)
         _STATE["dashboard_url"] = f"http://{url}" if url and "://" not in url else url or None
         _STATE["gcs_address"] = (getattr(context, "address_info", None) or {}).get("gcs_address")
         return True
+
+
+def _start_local(kwargs: dict):
+    """`ray.init(**kwargs)` of a local Ray, tried up to RAY_START_TRIES times. Ray gives its raylet a fixed 30 s
+    to register (ray/_private/node.py); on a loaded machine (load average 8 on 2 CPUs, seen in a test run) it
+    can take longer, and the first sweep of a server failed with "The current node timed out during startup".
+    The processes a failed start left are killed before the next try."""
+    import psutil
+    import ray
+
+    for attempt in range(1, RAY_START_TRIES + 1):
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        try:
+            return ray.init(**kwargs)
+        except Exception as exc:
+            if STARTUP_TIMEOUT not in str(exc) or attempt == RAY_START_TRIES:
+                raise
+            log.warning("Ray did not start in time (try %d of %d); trying again", attempt, RAY_START_TRIES)
+            left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and _is_ray(p)]
+            for process in left:
+                try:
+                    process.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(left, timeout=5)
+
+
+def _is_ray(process) -> bool:
+    import psutil
+
+    try:
+        return "ray" in " ".join(process.cmdline())  # gcs_server, raylet and Ray's Python processes
+    except psutil.Error:
+        return False
 
 
 def _dashboard_port(wanted: int | None) -> int | None:

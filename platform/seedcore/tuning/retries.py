@@ -13,20 +13,22 @@ import threading
 
 _LOCK = threading.Lock()
 _LOST = "seedcore_lost_worker"  # on a Trial's temporary state: whether its last failure was a lost worker
-KEEP_CHECKPOINTS = 2  # a trial's last two: Tune saves the experiment's state each time a trial wrote this many
 
 
 def retry_configs(max_failures: int) -> dict:
     """A sweep's RunConfig arguments for retries: up to `max_failures` of a trial, each from its last checkpoint.
 
-    Tune keeps KEEP_CHECKPOINTS of each trial, and saves the experiment's state (waiting for it) whenever a
-    trial wrote that many since the last save, so a restored experiment never points at a deleted checkpoint.
-    Two, not one: a trial that checkpoints only at its end never makes a sweep wait for such a save.
+    Every checkpoint of a trial is kept while the sweep runs (num_to_keep None). With num_to_keep set, Tune
+    deletes a trial's oldest checkpoint as soon as it registers a new one, and only then saves the
+    experiment's state, whose copy to storage runs in a thread of its own: a driver killed in between leaves
+    a state pointing at a deleted checkpoint, and the resumed sweep loses that trial ("Could not recover from
+    checkpoint as it does not exist on storage anymore", seen in a test run). A trial checkpoints at most every
+    SEEDCORE_CHECKPOINT_INTERVAL_S seconds of training, plus once at its end, so what is kept is small.
     """
     from ray import tune
 
     return {"failure_config": tune.FailureConfig(max_failures=max_failures),
-            "checkpoint_config": tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS)}
+            "checkpoint_config": tune.CheckpointConfig(num_to_keep=None)}
 
 
 def retry_only_lost_workers() -> None:
