@@ -91,12 +91,22 @@ class Platform:
         self.process.wait(30)
 
 
-def start(command: list[str], tmp_path: Path, port: int, env: dict, name: str = "up") -> Platform:
+def start(command: list[str], tmp_path: Path, port: int, env: dict, name: str = "up", seedcore: Path = SEEDCORE,
+          cwd: Path | None = None) -> Platform:
+    """`seedcore <command>` (this venv's, or `seedcore` of another install) in a session of its own, as a terminal
+    runs it, its output in tmp_path/<name>.log."""
     log = tmp_path / f"{name}.log"
     with open(log, "w") as out:
-        process = subprocess.Popen([str(SEEDCORE), *command], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen([str(seedcore), *command], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd)
     return Platform(process, log, f"http://127.0.0.1:{port}")
+
+
+def ctrl_c(platform: Platform, timeout: float = 120) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: the command exits 0 and leaves no process."""
+    started = platform.signal_group(signal.SIGINT)
+    assert platform.process.wait(timeout) == 0, platform.text()[-4000:]
+    wait_until_gone(platform.sid, started, timeout)
 
 
 def session_processes(sid: int) -> list[psutil.Process]:

@@ -18,7 +18,6 @@ import json
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import pytest
 import requests
 
 from _installed import ROOT, installed  # noqa: F401  (fixture)
-from _lifecycle import Platform, clean_env, wait_until_gone
+from _lifecycle import Platform, clean_env, ctrl_c, start
 from seedcore.request_models import PRESETS
 
 pytestmark = pytest.mark.e2e
@@ -220,18 +219,12 @@ def server(installed, tmp_path_factory):
     curl_home = home / "curl"
     curl_home.mkdir()
     (curl_home / ".curlrc").write_text(CURLRC)
-    log = home / "up.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([str(installed.seedcore), "up"], cwd=home, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    platform = Platform(process, log, f"http://127.0.0.1:{port}")
+    platform = start(["up"], home, port, env, seedcore=installed.seedcore, cwd=home)
     try:
         platform.wait_healthy(timeout=300)
         yield Server(platform, home, port, {**env, "CURL_HOME": str(curl_home)})
         platform.remember_processes()
-        started = platform.signal_group(signal.SIGINT)  # Ctrl-C at the terminal
-        assert process.wait(120) == 0, platform.text()[-4000:]
-        wait_until_gone(platform.sid, started, 120)
+        ctrl_c(platform)  # Ctrl-C at the terminal
     finally:
         platform.stop()
 

@@ -5,14 +5,13 @@ migrations shipped inside the package upgrade a new database there."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from _installed import ROOT, installed  # noqa: F401  (fixture)
-from _lifecycle import Platform, clean_env, free_port, wait_until_gone
+from _lifecycle import clean_env, ctrl_c, free_port, start
 from seedcore.tuning.spaces import SEARCH_ALGS
 
 pytestmark = pytest.mark.e2e
@@ -61,17 +60,11 @@ def plain_up(installed, tmp_path_factory):
     port, ui_port = free_port(), free_port()
     env = installed.env(clean_env(home, SEEDCORE_PORT=str(port), SEEDCORE_MLFLOW_UI_PORT=str(ui_port),
                                   SEEDCORE_RAY_DASHBOARD_PORT="0"))
-    log = home / "up.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([str(installed.seedcore), "up"], cwd=home, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    platform = Platform(process, log, f"http://127.0.0.1:{port}")
+    platform = start(["up"], home, port, env, seedcore=installed.seedcore, cwd=home)
     try:
         platform.wait_healthy(timeout=300)
         yield home, env, platform
-        started = platform.signal_group(signal.SIGINT)
-        assert process.wait(120) == 0, platform.text()[-4000:]
-        wait_until_gone(platform.sid, started, 120)
+        ctrl_c(platform)
     finally:
         platform.stop()
 
