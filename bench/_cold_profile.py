@@ -28,6 +28,11 @@ def main(csv: str, trials: int, seed: int) -> dict:
     first: list[float] = []
     settings = Settings.from_env()  # SEEDCORE_* from the caller: a scratch data dir and MLflow store
     settings.ensure_dirs()
+    migrate_started = time.perf_counter()
+    from seedcore.db.migrations import upgrade
+
+    upgrade(settings.database_url)  # as `seedcore tune` does first: the follow-ups write the drift reference
+    times["migrate our database"] = time.perf_counter() - migrate_started
     tune_started = time.perf_counter()
     sweep.run_sweep(settings, space_type="default", config_type="default", promote=False,
                     custom_tune_config={"num_samples": trials, "seed": seed}, data_source=csv,

@@ -4,6 +4,8 @@ runner to start. Real runner, Ray, MLflow and SQL; tiny data."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -152,3 +154,41 @@ def test_followups_that_cannot_be_finished_are_marked_failed(migrated_settings):
     assert ended["result"]["followups"] == dict.fromkeys(followups.STEPS, followups.FAILED)
     assert runner.resume_followups() == []  # nothing is left pending: a later start does nothing again
     db.dispose()
+
+
+# A script that trains and ends at once: its last atexit hook (registered first, so it runs after the
+# follow-ups' own) writes what the follow-ups were when the interpreter went on to finalize.
+_ENDS_AT_ONCE = """
+import atexit, json, sys
+
+def report():
+    from seedcore.promotion import followups
+    with open(sys.argv[1], "w") as out:
+        json.dump([{"ended": f.ended, "states": f.describe()} for f in followups._RECENT.values()], out)
+
+atexit.register(report)
+from seedcore.config import Settings
+from seedcore.tuning.single import train_model
+
+result = train_model(Settings.from_env(), {"eta": 0.3, "max_depth": 2, "num_boost_round": 3}, experiment_name="ends")
+print(result["model_version"])
+"""
+
+
+def test_a_script_that_ends_during_its_followups_finishes_the_step_under_way_and_leaves_the_rest_pending(
+        migrated_settings, tmp_path):
+    """Past `stop_timeout_s` (its least, 0.5 s), no new step begins, but the one under way ends before Python
+    finalizes: no thread is left drawing or writing then (that crashed a profiled CLI sweep with SIGSEGV)."""
+    settings, report = migrated_settings, tmp_path / "at_exit.json"
+    env = {**os.environ, "SEEDCORE_DATA_DIR": str(settings.data_dir), "SEEDCORE_MLRUNS_DIR": str(settings.mlruns_dir),
+           "SEEDCORE_DATABASE_URL": settings.database_url, "SEEDCORE_STOP_TIMEOUT_S": "0.5"}
+    done = subprocess.run([sys.executable, "-c", _ENDS_AT_ONCE, str(report)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (left,) = json.loads(report.read_text())
+    assert left["ended"], left  # no follow-up thread outlived the atexit hooks
+    states = [left["states"][step] for step in followups.ORDER if step in left["states"]]
+    assert set(states) <= {followups.DONE, followups.PENDING}, states
+    assert states == sorted(states, key=lambda s: s == followups.PENDING)  # done ones first, in their order
+    drawn = _model_plots(settings, int(done.stdout.split()[-1]))
+    assert drawn == (set(plots.MODEL_PLOTS) if left["states"][followups.PLOTS] == followups.DONE else set())

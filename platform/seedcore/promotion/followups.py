@@ -41,6 +41,7 @@ PARETO_FRONT = "pareto_front"  # a multi-objective sweep's, besides
 ORDER = (MODEL_CARD, DRIFT_REFERENCE, PARETO_FRONT, PLOTS)  # the order they run in: the quickest first
 PENDING, DONE, FAILED = "pending", "done", "failed"
 RESULT_KEY = "followups"  # where an answer and a job's result keep their states
+_STEP_CAP_S = 120.0  # at exit, how long the one step under way may still take (a hung store is given up on)
 _KEPT = 64  # ended follow-ups of this process that `wait` still finds
 _RECENT: "OrderedDict[str, FollowUps]" = OrderedDict()
 _RECENT_LOCK = threading.Lock()
@@ -65,6 +66,7 @@ class FollowUps:
         self._registry, self._booster, self._dataset, self._trials, self._db = registry, booster, dataset, trials, db
         self._mv = None
         self._ended = threading.Event()
+        self._stopping = threading.Event()  # set at exit: the step under way ends, the rest stay pending
 
     def describe(self) -> dict:
         return dict(self.states)
@@ -89,6 +91,8 @@ class FollowUps:
             for step in ORDER:
                 if self.states.get(step) != PENDING:
                     continue
+                if self._stopping.is_set():
+                    break
                 try:
                     ok = getattr(self, f"_{step}")()
                 except Exception:  # noqa: BLE001 - the answer stands; the state tells what is missing
@@ -237,6 +241,16 @@ def _finish_at_exit() -> None:
         running = [f for f in _RECENT.values() if not f.ended]
     for followups in running:
         followups.wait(followups.settings.stop_timeout_s)
+    # Past that, the steps not begun stay pending (the next `seedcore up` over this store finishes them), but
+    # the step under way must end before the interpreter does: a thread still drawing or writing while
+    # Python finalizes can crash the process (SIGSEGV) after the sweep's answer was given.
+    for followups in running:
+        followups._stopping.set()
+    for followups in running:
+        if not followups.ended:
+            log.info("waiting for the follow-up under way of version %s; the rest stay pending for the next "
+                     "server start", followups.version)
+            followups.wait(_STEP_CAP_S)
 
 
 def _value(text: str):
