@@ -5,7 +5,7 @@ only `localhost:8000` replaced by the server's address; curl's config file (CURL
 --show-error --write-out` so the status code can be read without changing the command. The guide's
 Scheduled Tuning and Performance Monitoring snippets run in the installed venv's Python. Lines of the guide
 that cannot run as written here are listed once, in RUN_INSTEAD, with what README.md says to run instead; each
-of those runs too.
+of those runs too. The same server takes a one-trial `seedcore tune` with each search algorithm.
 
 The default and aggressive presets ask for 50 and 100 trials; the server runs them with the documented
 SEEDCORE_PRESET_MAX_TRIALS, which trims a preset's trials (the conservative preset keeps its 5).
@@ -33,6 +33,7 @@ import requests
 from _installed import ROOT, installed  # noqa: F401  (fixture)
 from _lifecycle import Platform, clean_env, ctrl_c, start
 from seedcore.request_models import PRESETS
+from seedcore.tuning.spaces import SEARCH_ALGS
 
 pytestmark = pytest.mark.e2e
 
@@ -458,3 +459,20 @@ def test_the_guide_copy_is_the_guide():
     assert GUIDE.is_file()
     if SHARED_GUIDE.is_file():  # beside the shared guide (a developer's checkout): the copy must not drift
         assert GUIDE.read_text() == SHARED_GUIDE.read_text(), "spec/ is out of date: copy ../shared/spec here"
+
+
+@pytest.mark.parametrize("alg", SEARCH_ALGS)
+def test_a_one_trial_sweep_runs_with_each_search_algorithm(installed, server, alg):
+    """`seedcore tune` of the plain install on the built-in data, handed to the plain install's running
+    `seedcore up`: tpe and qmc need Optuna at run time, in the server."""
+    done = subprocess.run([str(installed.seedcore), "tune", "--experiment-name", f"install_{alg}", "--force",
+                           "--custom-config", json.dumps({"num_samples": 1, "search_alg": alg, "seed": 0})],
+                          capture_output=True, text=True, timeout=600, env=server.env, cwd=server.home)
+    assert done.returncode == 0, done.stderr[-4000:] + server.platform.text()[-4000:]
+    assert f"handed to the server at {server.url}" in done.stderr  # the sweep ran in the server, not here
+    result = json.loads(done.stdout)
+    assert result["status"] == "success" and result["tune_config"]["search_alg"] == alg
+    assert result["total_trials"] == 1 and result["trials"]["completed"] == 1, result["trials"]
+    assert result["promotion"]["status"] == "success"
+    assert Path(result["promotion"]["blessed_path"]).is_file()
+    assert Path(result["promotion"]["blessed_path"]).is_relative_to(server.data)
