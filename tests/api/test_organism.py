@@ -206,9 +206,6 @@ def test_a_random_search_baseline_measures_the_sweeps_smartness_and_promotes_not
     assert measured["random_order"]["curve_area"] is not None  # still given, no longer the baseline
 
 
-# Three sweeps: on SQLite only. The rows it reads and writes (a baseline's job and its trigger, the pairing in
-# /evolution) are the random-search baseline's, which runs on both backends.
-@pytest.mark.parametrize("sql_backend", ["sqlite"])
 def test_a_cold_start_baseline_gives_a_warm_sweep_the_trials_it_saved(organism):
     settings, app, client = organism
     first = client.post("/xgboost/tune", json={**FAST, "experiment_name": "cold"}).get_json()  # production to start from
