@@ -106,10 +106,8 @@ class EnergyMeter:
         try:
             mv = self.registry.get_version(version)
             energy = ledger(self.settings, self.db, version, self.registry.describe(mv)["holdout"])
-            stamp = int(time.time() * 1000)
-            for key in MLFLOW_METRICS:
-                if isinstance(energy.get(key), (int, float)):
-                    self.registry.client.log_metric(mv.run_id, f"energy_{key}", float(energy[key]), timestamp=stamp)
+            self.registry.log_metrics(mv.run_id, {f"energy_{key}": energy[key] for key in MLFLOW_METRICS
+                                                  if isinstance(energy.get(key), (int, float))})
         except Exception as exc:  # noqa: BLE001 - the ledger stands without its MLflow copy
             log.warning("energy of version %s not logged to MLflow: %s", version, exc)
 

@@ -193,13 +193,12 @@ class Evolution:
             log.warning("evolution of job %s not logged to MLflow: %s", job_id, exc)
 
     def log_axes(self, axes: dict) -> None:
-        """A sweep's axes as metrics on its version's source run, so the MLflow UI charts them."""
+        """A sweep's axes as metrics on its version's source run, so the MLflow UI charts them: one batch, so a
+        reader sees all of them or none."""
         if axes.get("version") is None:
             return
-        run_id, stamp = self.registry.get_version(axes["version"]).run_id, int(time.time() * 1000)
-        for key in AXES_LOGGED:
-            if isinstance(axes.get(key), (int, float)):
-                self.registry.client.log_metric(run_id, f"evolution_{key}", float(axes[key]), timestamp=stamp)
+        self.registry.log_metrics(self.registry.get_version(axes["version"]).run_id, {
+            f"evolution_{key}": axes[key] for key in AXES_LOGGED if isinstance(axes.get(key), (int, float))})
 
     def _remembered_axes(self, job: dict) -> dict:
         """sweep_axes, read from MLflow once per sweep (a copy: the caller adds to it)."""

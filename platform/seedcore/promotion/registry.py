@@ -12,6 +12,7 @@ import mlflow
 import pandas as pd
 import xgboost as xgb
 from mlflow import MlflowClient
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -176,6 +177,12 @@ class Registry:
         mv = mlflow.register_model(info.model_uri, self.name, tags={k: str(v) for k, v in tags.items()})
         logs.model_registered(self.name, mv.version, candidate.run_id, candidate.holdout[names.AUC])
         return mv  # as created, tags included
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        """`metrics` on a run, stamped now, in one batch: a reader sees all of them or none."""
+        stamp = int(time.time() * 1000)
+        if metrics:
+            self.client.log_batch(run_id, metrics=[Metric(key, float(value), stamp, 0) for key, value in metrics.items()])
 
     def dataset_of(self, mv) -> Dataset:
         """Reload the version's dataset; the fixed-seed split gives the same holdout."""
