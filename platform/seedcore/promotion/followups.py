@@ -241,7 +241,7 @@ def _finish_at_exit() -> None:
         running = [f for f in _RECENT.values() if not f.ended]
     for followups in running:
         followups.wait(followups.settings.stop_timeout_s)
-    # Past that, the steps not begun stay pending (the next `seedcore up` over this store finishes them), but
+    # Past that, the steps not begun stay pending (a job's: the next `seedcore up` over its store finishes them), but
     # the step under way must end before the interpreter does: a thread still drawing or writing while
     # Python finalizes can crash the process (SIGSEGV) after the sweep's answer was given.
     for followups in running:
