@@ -70,16 +70,19 @@ def test_metrics_add_up_over_gunicorn_workers(migrated_settings, tmp_path):
     try:
         wait_for(lambda: proc.poll() is not None or _answers(url), timeout=120, interval=0.3)
         assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
-        pids = set()
-        for _ in range(20):  # fresh connections: the kernel spreads them over the workers
+        pids, sent = set(), 0
+        # fresh connections: the kernel spreads them over the workers that accept; on a loaded machine the second
+        # may still be loading the model for the first ones (seen: 20 of 20 to one worker), so go on, bounded
+        while sent < 20 or (len(pids) < 2 and sent < 300):
             assert requests.post(f"{url}/xgboost/predict", json={"features": GUIDE_ROW}, timeout=30).ok
+            sent += 1
             pids.add(requests.get(f"{url}/xgboost/model_info", timeout=30).json()["serving"]["pid"])
-        assert len(pids) == 2, "both workers answered"
+        assert len(pids) == 2, f"both workers answered ({sent} requests)"
         assert [p.name for p in scratch.iterdir() if p.name.startswith("seedcore-prometheus-")]
         for _ in range(4):  # whichever worker answers the scrape, it counts every worker's requests
             page = samples(requests.get(f"{url}/metrics", timeout=30).text)
             assert value(page, "seedcore_http_requests_total", endpoint="/xgboost/predict", method="POST",
-                         status="200") == 20
+                         status="200") == sent
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
