@@ -66,7 +66,7 @@ class FollowUps:
         self._registry, self._booster, self._dataset, self._trials, self._db = registry, booster, dataset, trials, db
         self._mv = None
         self._ended = threading.Event()
-        self._stopping = threading.Event()  # set at exit: the step under way ends, the rest stay pending
+        self._stopping = threading.Event()  # set by stop()
 
     def describe(self) -> dict:
         return dict(self.states)
@@ -105,6 +105,10 @@ class FollowUps:
         finally:
             self._ended.set()
         return self.describe()
+
+    def stop(self) -> None:
+        """Begin no further step: the one under way ends, the rest stay pending."""
+        self._stopping.set()
 
     def wait(self, timeout: float | None = None) -> dict:
         """Their states once all ended, or as they are at `timeout`."""
@@ -245,7 +249,7 @@ def _finish_at_exit() -> None:
     # the step under way must end before the interpreter does: a thread still drawing or writing while
     # Python finalizes can crash the process (SIGSEGV) after the sweep's answer was given.
     for followups in running:
-        followups._stopping.set()
+        followups.stop()
     for followups in running:
         if not followups.ended:
             log.info("waiting for the follow-up under way of version %s; the rest stay pending for the next "
