@@ -101,10 +101,12 @@ def build(base: Path) -> Installed:
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", venv], log, 300, env=env, cwd=base)  # no system or borrowed packages
     started = time.monotonic()
-    # --no-compile: the same files, without byte-compiling every dependency ahead (more than half the time);
-    # Python compiles what it imports on first use.
-    _run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check",
-          wheel], log, INSTALL_TIMEOUT_S, env=env, cwd=base)
+    # Byte-compiled as pip does by default, as a user's install is: without it, where PYTHONDONTWRITEBYTECODE is
+    # set (as on the machines the suite runs on), every process of the venv compiled every module it imported
+    # (importing mlflow, ray and xgboost: 13 CPU-s instead of 4; the suite's servers, CLIs and Ray workers
+    # of this venv paid it hundreds of times).
+    _run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel], log,
+         INSTALL_TIMEOUT_S, env=env, cwd=base)
     install_s = time.monotonic() - started
     return Installed(venv, wheel, round(install_s, 1), _size(venv), modules)
 
