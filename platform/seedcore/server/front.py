@@ -20,7 +20,6 @@ from a2wsgi.wsgi import build_environ
 from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers.gasgi import ASGIWorker
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RequestRedirect
 
 from seedcore.errors import PayloadTooLargeError, RequestTimeoutError, SeedcoreError
 from seedcore.services import services_of
@@ -28,6 +27,15 @@ from seedcore.services import services_of
 LINGER_S = 2.0  # after refusing a body, read (and drop) what the client still sends, so it sees the answer
 CONNECTION = "seedcore.connection"  # scope["extensions"]: the FrontProtocol a request came on
 _JSON = [(b"content-type", b"application/json")]
+
+
+class _TooLarge(Exception):
+    """A body past its cap: the 413 to answer, and whether the client is still sending (`more`: drop what
+    follows for a moment) or its body has ended (reading again would wait for the client to disconnect)."""
+
+    def __init__(self, error: PayloadTooLargeError, more: bool):
+        super().__init__(error.message)
+        self.error, self.more = error, more
 
 
 class Front:
@@ -61,8 +69,11 @@ class Front:
                 await send({"type": "http.response.informational", "status": 100, "headers": []})
             try:
                 body = await self._read(receive, limit, variable)
-            except SeedcoreError as exc:
-                await self._refuse(send, receive, exc, linger=isinstance(exc, PayloadTooLargeError))
+            except _TooLarge as refused:
+                await self._refuse(send, receive, refused.error, linger=refused.more)
+                return
+            except SeedcoreError as exc:  # the body came too late: the connection closes
+                await self._refuse(send, receive, exc, linger=False)
                 return
             if body is None:  # the client went away
                 return
@@ -77,7 +88,7 @@ class Front:
     def _endpoint(self, scope) -> str | None:
         try:
             endpoint, _ = self._routes.match(scope["path"], scope["method"])
-        except (HTTPException, RequestRedirect):
+        except HTTPException:  # RequestRedirect is one
             return None
         return endpoint
 
@@ -98,7 +109,7 @@ class Front:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise self._too_large(limit, variable)
+                raise _TooLarge(self._too_large(limit, variable), more=message.get("more_body", False))
             parts.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(parts)
