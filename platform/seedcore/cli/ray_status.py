@@ -7,7 +7,6 @@ that a running `seedcore up` writes once its local Ray is up (`<data dir>/ray/se
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -31,9 +30,8 @@ def add_commands(sub) -> None:
     ray = sub.add_parser("ray", help="Ray's own commands for the platform's Ray: status, address")
     actions = ray.add_subparsers(required=True, metavar="action")
     for name, what in RAY_COMMANDS.items():
-        action = actions.add_parser(name, help=what)
-        action.add_argument("ray_args", nargs=argparse.REMAINDER, help="passed on to `ray %s`" % name)
-        action.set_defaults(handler=_ray_command, ray_command=name)
+        # no pass-through of further arguments: `ray status` takes only --address (ours) and --help
+        actions.add_parser(name, help=what).set_defaults(handler=_ray_command, ray_command=name)
     actions.add_parser("address", help="print the address of the platform's Ray").set_defaults(handler=_address)
 
 
@@ -62,7 +60,7 @@ def _ray_executable() -> str:
 
 def _ray_command(settings: Settings, args) -> int:
     address = platform_ray_address(settings)
-    command = [_ray_executable(), args.ray_command, *args.ray_args, "--address", address]
+    command = [_ray_executable(), args.ray_command, "--address", address]
     # A local Ray (2.59+) authenticates with a token it saved under ~/.ray; Ray's CLI only sends it in token mode.
     env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE") or "token"}
     if address.startswith("127."):  # our local Ray listens on loopback: Ray's CLI must not swap in the outward address
