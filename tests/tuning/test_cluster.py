@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
@@ -153,4 +154,39 @@ def test_with_no_address_the_platform_starts_its_own_ray_beside_one_another_prog
                     process.kill()
                 except psutil.Error:
                     pass
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+IDLE_WORKERS = """
+import time
+import psutil
+from seedcore.config import Settings
+from seedcore.tuning.cluster import ensure_ray
+assert ensure_ray(Settings(ray_dashboard_port=0))
+time.sleep(3)  # a prestarted worker would be up by now
+workers = [p for p in psutil.Process().children(recursive=True)  # not the agents (ray::DashboardAgent ...)
+           if p.name() != "raylet" and any("default_worker" in part or part.startswith("ray::IDLE")
+                                           for part in p.cmdline())]
+for worker in workers:
+    print(" ".join(worker.cmdline())[:200])
+print(len(workers))
+"""
+
+
+def test_a_local_ray_starts_no_worker_before_a_trial_asks_for_one(tmp_path):
+    """A fresh process's local Ray has no Python worker until something runs: Ray's prestarted workers (one a
+    CPU) could never hold a trial (Tune's actors have a runtime_env of their own) and took CPU from a cold sweep."""
+    import subprocess
+    import sys
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rw", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "SEEDCORE_DATA_DIR": str(tmp_path / "data")}
+    for key in ("RAY_ADDRESS", "SEEDCORE_RAY_ADDRESS"):
+        env.pop(key, None)
+    try:
+        counted = subprocess.run([sys.executable, "-c", IDLE_WORKERS], env=env, capture_output=True, text=True,
+                                 timeout=180)
+        assert counted.returncode == 0, counted.stderr[-2000:]
+        assert counted.stdout.split()[-1] == "0", counted.stdout
+    finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
