@@ -1,0 +1,73 @@
+"""`seedcore up` refusing to start over a database that cannot take a write, called in process through
+`seedcore.cli.main` (the exit code and the JSON reason on stderr, as a shell sees them): refused before it
+migrates, opens MLflow's store or starts anything. tests/runtime/test_store_health.py runs the same refusal
+as a process and checks that no process is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from seedcore import cli
+from seedcore.cli.common import OUR_FAULT
+from seedcore.db.migrations import upgrade
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def user_env(settings, monkeypatch):
+    """A fresh user's environment (no SEEDCORE_* of ours) naming this test's stores."""
+    for key in [k for k in os.environ if k.startswith("SEEDCORE_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("SEEDCORE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("SEEDCORE_MLRUNS_DIR", str(settings.mlruns_dir))
+    settings.ensure_dirs()
+    return settings
+
+
+@contextmanager
+def immutable(path: Path):
+    """`chattr +i`: not even root may write it (the suite runs as root, which file modes do not stop)."""
+    subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def refusal(capsys) -> str:
+    out, err = capsys.readouterr()
+    assert "SeedCore Flywheel API" not in out  # nothing was started
+    return json.loads(err.strip().splitlines()[-1])["error"]
+
+
+def test_up_over_a_read_only_database_is_refused_before_anything_starts(user_env, capsys):
+    upgrade(user_env.database_url)
+    db = user_env.data_dir / "seedcore.db"
+    for leftover in (Path(f"{db}-wal"), Path(f"{db}-shm")):  # a file with no WAL beside it: read-only alone
+        leftover.unlink(missing_ok=True)
+    store = user_env.mlruns_dir / "mlflow.db"  # the test's MLflow store (a copy of an initialised one)
+    before = store.stat().st_mtime_ns
+    with immutable(db):
+        code = cli.main(["up", "--no-mlflow-ui", "--host", "127.0.0.1", "--port", "8123"])
+    assert code == OUR_FAULT
+    error = refusal(capsys)
+    assert error.startswith(f"not starting: our database {db} is read-only"), error
+    assert store.stat().st_mtime_ns == before  # refused before MLflow's store was touched
+
+
+def test_up_over_the_wal_a_lost_database_left_is_refused_and_the_wal_kept(user_env, capsys):
+    db = user_env.data_dir / "seedcore.db"
+    wal = Path(f"{db}-wal")
+    wal.write_bytes(b"\0" * 32)  # what a deleted database's writer leaves behind
+    code = cli.main(["up", "--no-mlflow-ui"])
+    assert code == OUR_FAULT
+    error = refusal(capsys)
+    assert f"our database {db} is missing but its seedcore.db-wal is there" in error, error
+    assert not db.exists() and wal.exists()  # no new empty database over it, nothing replayed
