@@ -17,7 +17,7 @@ from seedcore import cli
 from seedcore.cli.common import OUR_FAULT
 from seedcore.db.migrations import upgrade
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration  # `chattr` runs as a child process
 
 
 @pytest.fixture
