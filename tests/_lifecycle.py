@@ -23,11 +23,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _ours(key: str) -> bool:
+    return key.startswith("SEEDCORE_") or key == "RAY_ADDRESS"
+
+
 def clean_env(tmp_path: Path, **extra: str) -> dict:
     """The environment of a user on a fresh machine: no SEEDCORE_* of ours, stores under tmp_path."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDCORE_") and k != "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if not _ours(k)}
     env.update(SEEDCORE_DATA_DIR=str(tmp_path / "data"), SEEDCORE_MLRUNS_DIR=str(tmp_path / "mlruns"), **extra)
     return env
+
+
+def as_fresh_user(monkeypatch, data_dir: Path, mlruns_dir: Path) -> None:
+    """This process's environment as `clean_env` gives a command's (for the CLI called in process): no SEEDCORE_*
+    of ours, no RAY_ADDRESS, the stores at `data_dir` and `mlruns_dir`."""
+    for key in [k for k in os.environ if _ours(k)]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("SEEDCORE_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("SEEDCORE_MLRUNS_DIR", str(mlruns_dir))
 
 
 @dataclass

@@ -8,7 +8,10 @@ read, or only send requests that must be refused (`from _stores import stores_se
 from __future__ import annotations
 
 import shutil
+import subprocess
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from _pg import copy_sqlite_template
 from seedcore.config import Settings
@@ -25,3 +28,15 @@ def stores_settings(root: Path, mlflow_template: Path, sqlite_template: Path | N
     if sqlite_template is not None:
         copy_sqlite_template(sqlite_template, settings.database_url)
     return settings
+
+
+@contextmanager
+def immutable(*paths: Path) -> Iterator[None]:
+    """`chattr +i` on `paths` (the ones that exist) for the block, `chattr -i` after, whatever happens."""
+    present = [str(p) for p in paths if p.exists()]
+    assert present, paths
+    try:
+        subprocess.run(["chattr", "+i", *present], check=True)
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *present], check=True)

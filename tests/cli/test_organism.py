@@ -7,7 +7,6 @@ in tests/cli/test_cli.py and tests/cli/test_commands.py."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -15,6 +14,7 @@ import optuna  # noqa: F401  (see below)
 import pytest
 import ray
 
+from _lifecycle import as_fresh_user
 from seedcore import cli
 from seedcore.promotion import followups
 
@@ -39,10 +39,7 @@ def seedcore(settings, ray_session, monkeypatch, capsys):
     """`seedcore ARGS...` in this process as a shell runs it: a CompletedProcess with its exit code and output.
     Its environment is a fresh user's (no SEEDCORE_* of ours, no RAY_ADDRESS: as `clean_env`) naming this test's
     stores."""
-    for key in [k for k in os.environ if k.startswith("SEEDCORE_")] + ["RAY_ADDRESS"]:
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("SEEDCORE_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("SEEDCORE_MLRUNS_DIR", str(settings.mlruns_dir))
+    as_fresh_user(monkeypatch, settings.data_dir, settings.mlruns_dir)
     monkeypatch.setattr(cli, "exit_now", _exit)
 
     def command(args: list[str]) -> subprocess.CompletedProcess:

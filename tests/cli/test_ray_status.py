@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from _lifecycle import as_fresh_user
 from seedcore.cli import main
 from seedcore.cli.common import OUR_FAULT
 
@@ -25,11 +26,7 @@ ENDED_PID = 2**22 + 1
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch) -> Path:
     """The command's data dir, under tmp_path; the outer environment's SEEDCORE_* and RAY_ADDRESS removed."""
-    for key in [k for k in os.environ if k.startswith("SEEDCORE_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setenv("SEEDCORE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SEEDCORE_MLRUNS_DIR", str(tmp_path / "mlruns"))
+    as_fresh_user(monkeypatch, tmp_path / "data", tmp_path / "mlruns")
     return tmp_path / "data"
 
 

@@ -6,13 +6,12 @@ as a process and checks that no process is left."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from _lifecycle import as_fresh_user
+from _stores import immutable
 from seedcore import cli
 from seedcore.cli.common import OUR_FAULT
 from seedcore.db.migrations import upgrade
@@ -23,22 +22,9 @@ pytestmark = pytest.mark.integration  # `chattr` runs as a child process
 @pytest.fixture
 def user_env(settings, monkeypatch):
     """A fresh user's environment (no SEEDCORE_* of ours) naming this test's stores."""
-    for key in [k for k in os.environ if k.startswith("SEEDCORE_")]:
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("SEEDCORE_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("SEEDCORE_MLRUNS_DIR", str(settings.mlruns_dir))
+    as_fresh_user(monkeypatch, settings.data_dir, settings.mlruns_dir)
     settings.ensure_dirs()
     return settings
-
-
-@contextmanager
-def immutable(path: Path):
-    """`chattr +i`: not even root may write it (the suite runs as root, which file modes do not stop)."""
-    subprocess.run(["chattr", "+i", str(path)], check=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 def refusal(capsys) -> str:

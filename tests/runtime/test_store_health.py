@@ -15,9 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import psutil
 import pytest
@@ -27,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from _lifecycle import SEEDCORE, clean_env, free_port, session_processes, start, wait_until_gone
 from _pg import fresh_postgres_database, postgres_base_url
+from _stores import immutable
 from seedcore.cli.common import OUR_FAULT
 from seedcore.db.engine import normalize_url
 from seedcore.errors import DatabaseUnavailableError, RegistryUnavailableError
@@ -40,18 +39,6 @@ pytestmark = pytest.mark.e2e
 INCIDENT = {"event_type": "store_check", "outcome": "success", "salience": 0.5}
 SUBMIT = {"space_type": "conservative", "custom_tune_config": {"num_samples": 1}}
 TRAIN = {"params": {"max_depth": 2, "num_boost_round": 3}}
-
-
-@contextmanager
-def immutable(*paths: Path) -> Iterator[None]:
-    """`chattr +i` on `paths` (the ones that exist) for the block, `chattr -i` after, whatever happens."""
-    present = [str(p) for p in paths if p.exists()]
-    assert present, paths
-    try:
-        subprocess.run(["chattr", "+i", *present], check=True)
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", *present], check=True)
 
 
 def sqlite_files(db: Path) -> list[Path]:
