@@ -190,3 +190,22 @@ def test_a_local_ray_starts_no_worker_before_a_trial_asks_for_one(tmp_path):
         assert counted.stdout.split()[-1] == "0", counted.stdout
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_a_worker_of_our_ray_loads_xgboost_without_scikit_learn(ray_session):
+    """Every worker of our Ray job runs seedcore.tuning.trial_worker first: XGBoost loads there without its
+    scikit-learn estimators (about half of a trial worker's start), and this driver keeps scikit-learn for MLflow."""
+    import ray
+
+    @ray.remote
+    def in_a_worker():
+        import sys
+
+        import xgboost
+
+        booster = xgboost.train({"nthread": 1}, xgboost.DMatrix([[0.0], [1.0]], label=[0, 1]), num_boost_round=2)
+        return sys.modules.get("sklearn", "absent") is None, "scipy.stats" in sys.modules, booster.num_boosted_rounds()
+
+    hidden, scipy_stats, rounds = ray.get(in_a_worker.remote(), timeout=120)
+    assert hidden and not scipy_stats and rounds == 2
+    import sklearn.metrics  # noqa: F401  (the driver's own import is untouched)
