@@ -273,7 +273,7 @@ def _update_cluster(state: Path, **fields) -> None:
 def _start_all(args) -> dict[str, str]:
     """PostgreSQL, then Ray one node at a time (a Ray node gives up after 30 s when the machine is busy), then
     the rest. Every URL is made of the addresses `up` gave the services."""
-    from seedcore.server.mlflow_ui import UI_ENV
+    from seedcore.server.mlflow_ui import MLFLOW_SERVER_ENV
 
     state, deadline, where = args.state, time.monotonic() + args.timeout, args.addresses
     instance = args.instance_id
@@ -293,7 +293,7 @@ def _start_all(args) -> dict[str, str]:
                            "--backend-store-uri", mlflow_db, "--serve-artifacts",
                            "--artifacts-destination", str(state / "mlartifacts"), "--workers", "1",
                            "--allowed-hosts", f"{where[MLFLOW]}:{args.mlflow_port}"],
-           UI_ENV)  # as the platform starts MLflow: none of its GenAI job consumers (8 processes, unused)
+           MLFLOW_SERVER_ENV)  # as the platform starts MLflow: none of its GenAI job consumers (8 processes, unused)
     common = {"SEEDCORE_TRACKING_URI": mlflow_url, "SEEDCORE_DATABASE_URL": app_db,
               "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
               "SEEDCORE_POLL_INTERVAL_S": str(args.poll_interval), "SEEDCORE_INSTANCE_ID": instance}

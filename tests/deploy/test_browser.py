@@ -16,7 +16,7 @@ from werkzeug.serving import make_server
 
 from _serving import free_port, wait_for
 from seedcore.runtime.observability import child_env
-from seedcore.server.mlflow_ui import UI_ENV
+from seedcore.server.mlflow_ui import MLFLOW_SERVER_ENV
 from seedcore.tuning import run_sweep
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +54,7 @@ def mlflow_ui(migrated_settings, tmp_path):
                "--default-artifact-root", settings.artifact_root, "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1"]
     with open(tmp_path / "mlflow-ui.log", "wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**child_env(), **UI_ENV},
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**child_env(), **MLFLOW_SERVER_ENV},
                                 start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

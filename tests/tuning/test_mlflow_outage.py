@@ -19,7 +19,7 @@ import pytest
 from mlflow import MlflowClient
 
 from seedcore import names
-from seedcore.server.mlflow_ui import UI_ENV
+from seedcore.server.mlflow_ui import MLFLOW_SERVER_ENV
 from seedcore.tuning import run_sweep
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +40,7 @@ def _start_server(root: Path, port: int) -> subprocess.Popen:
                "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
     with open(root / "server.log", "ab") as out:
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                  env={**os.environ, **UI_ENV})  # as the platform starts MLflow: no job consumers
+                                  env={**os.environ, **MLFLOW_SERVER_ENV})  # no job consumers, as ours
     deadline = time.monotonic() + 120
     while True:
         try:

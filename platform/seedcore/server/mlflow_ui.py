@@ -24,7 +24,8 @@ UI_STOP_S = 1.5  # the MLflow UI (a viewer, no state of its own) gets this long 
 # `mlflow ui` 3.17 on this 2-CPU machine: 15 processes and 1.7 GB resident by default, 7 and 1.3 GB without
 # the consumers.
 UI_WORKERS = 2
-UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+# every MLflow server or UI we start (the tests and scripts/local_cluster.py too)
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def start_mlflow_ui(settings: Settings) -> subprocess.Popen | None:
@@ -46,7 +47,8 @@ def start_mlflow_ui(settings: Settings) -> subprocess.Popen | None:
               f"MLflow UI on {address}", json.dumps(command)]
     # A process group of its own (its uvicorn and workers too): stop_process ends the whole tree at once,
     # and a terminal's Ctrl-C does not stop it before the API has finished stopping.
-    return subprocess.Popen(tether, stdout=subprocess.DEVNULL, env={**child_env(), **UI_ENV}, process_group=0)
+    return subprocess.Popen(tether, stdout=subprocess.DEVNULL, env={**child_env(), **MLFLOW_SERVER_ENV},
+                            process_group=0)
 
 
 def mlflow_ui_security(settings: Settings) -> list[str]:
