@@ -81,7 +81,7 @@ def test_refresh_swaps_when_the_alias_moves_and_is_idle_otherwise(settings, regi
 
 def test_the_poll_thread_follows_the_alias_without_refresh(settings, registry, holders):
     v1, _ = add_version(settings, registry, seed=1)
-    holder = start_holder(settings, holders)  # settings.poll_interval_s is 0.2 in tests
+    holder = start_holder(settings, holders)  # polls every _stores.POLL_S
     v2, _ = add_version(settings, registry, seed=2, depth=4)
     wait_for(lambda: holder.model.version == v2, timeout=10)
     Production(registry).promote(v1, force=True)
