@@ -192,20 +192,27 @@ def test_a_local_ray_starts_no_worker_before_a_trial_asks_for_one(tmp_path):
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def test_a_worker_of_our_ray_loads_xgboost_without_scikit_learn(ray_session):
-    """Every worker of our Ray job runs seedcore.tuning.trial_worker first: XGBoost loads there without its
-    scikit-learn estimators (about half of a trial worker's start), and this driver keeps scikit-learn for MLflow."""
+def test_a_trial_worker_loads_xgboost_without_scikit_learn(ray_session):
+    """A trial's actor imports our trainable, which imports XGBoost through seedcore._xgboost: XGBoost loads
+    there without scikit-learn and SciPy's statistics (about half of a trial worker's start). An actor, as a
+    trial is: Ray starts a fresh worker process for each."""
     import ray
 
-    @ray.remote
-    def in_a_worker():
-        import sys
+    @ray.remote(num_cpus=0)
+    class Trial:
+        def modules(self):
+            import sys
 
-        import xgboost
+            from seedcore.tuning import trainable  # noqa: F401  (what a trial's actor loads first)
 
-        booster = xgboost.train({"nthread": 1}, xgboost.DMatrix([[0.0], [1.0]], label=[0, 1]), num_boost_round=2)
-        return sys.modules.get("sklearn", "absent") is None, "scipy.stats" in sys.modules, booster.num_boosted_rounds()
+            import xgboost
 
-    hidden, scipy_stats, rounds = ray.get(in_a_worker.remote(), timeout=120)
-    assert hidden and not scipy_stats and rounds == 2
-    import sklearn.metrics  # noqa: F401  (the driver's own import is untouched)
+            booster = xgboost.train({"nthread": 1}, xgboost.DMatrix([[0.0], [1.0]], label=[0, 1]), num_boost_round=2)
+            return "sklearn" in sys.modules, "scipy.stats" in sys.modules, booster.num_boosted_rounds()
+
+    actor = Trial.remote()
+    try:
+        sklearn_loaded, scipy_stats, rounds = ray.get(actor.modules.remote(), timeout=120)
+    finally:
+        ray.kill(actor)
+    assert not sklearn_loaded and not scipy_stats and rounds == 2

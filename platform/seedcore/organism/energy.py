@@ -23,9 +23,9 @@ from datetime import datetime
 from typing import Any, Callable
 
 import psutil
-import xgboost as xgb
 from sqlalchemy import select
 
+from seedcore._xgboost import xgb
 from seedcore.config import Settings
 from seedcore.db.base import as_utc, iso_utc, utcnow
 from seedcore.db.database import Database

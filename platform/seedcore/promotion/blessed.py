@@ -20,10 +20,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import xgboost as xgb
-
 from seedcore import names
 from seedcore._files import atomic_write_bytes, atomic_write_json, fsync_dir
+from seedcore._xgboost import xgb
 from seedcore.errors import SeedcoreError
 
 MODEL_UBJ_FILE = "model.ubj"  # XGBoost picks the format from the suffix: this name loads without a warning

@@ -18,12 +18,12 @@ from typing import Iterator
 import mlflow
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from mlflow.models import infer_signature
 
 from seedcore import names
+from seedcore._xgboost import xgb
 from seedcore.datasets import Dataset
 from seedcore.scoring import evaluate
 

@@ -12,10 +12,10 @@ from typing import Callable
 from urllib.parse import urlparse
 
 import pandas as pd
-import xgboost as xgb
 from mlflow.exceptions import MlflowException
 
 from seedcore import names
+from seedcore._xgboost import xgb
 from seedcore.datasets import Dataset
 from seedcore.errors import ConflictError, NotFoundError
 from seedcore.promotion import blessed, model_card

@@ -10,13 +10,13 @@ import time
 
 import mlflow
 import pandas as pd
-import xgboost as xgb
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
 from seedcore import names
+from seedcore._xgboost import xgb
 from seedcore.config import Settings
 from seedcore.datasets import Dataset, load_dataset
 from seedcore.errors import NotFoundError, RegistryUnavailableError, ValidationError

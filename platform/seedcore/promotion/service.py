@@ -27,10 +27,10 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-import xgboost as xgb
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
+from seedcore._xgboost import xgb
 from seedcore.config import Settings
 from seedcore.datasets import Dataset
 from seedcore.db.database import Database

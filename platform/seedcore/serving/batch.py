@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xgboost as xgb
 
+from seedcore._xgboost import xgb
 from seedcore.config import Settings
 from seedcore.data_checks import check_feature_values
 from seedcore.data_files import iter_table_chunks, resolve_data_path, table_columns, table_format

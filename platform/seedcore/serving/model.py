@@ -17,11 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import xgboost as xgb
 from mlflow.exceptions import MlflowException
 from sqlalchemy.exc import SQLAlchemyError
 
 from seedcore import names
+from seedcore._xgboost import xgb
 from seedcore.promotion.blessed import BlessedFileError, read_blessed
 from seedcore.config import Settings
 from seedcore.errors import NoModelLoadedError, NotFoundError, RegistryUnavailableError

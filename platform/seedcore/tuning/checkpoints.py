@@ -14,8 +14,7 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
-import xgboost as xgb
-
+from seedcore._xgboost import xgb
 from seedcore.names import AUC, LOGLOSS
 
 CHECKPOINT_FILE = "model.ubj"

@@ -16,7 +16,6 @@ from seedcore.runtime.logs import quiet_noise
 from seedcore.runtime.observability import telemetry_off
 from seedcore.runtime.ports import port_problem
 from seedcore.tuning.retries import retry_only_lost_workers
-from seedcore.tuning.trial_worker import HOOK as WORKER_SETUP
 
 log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
@@ -41,7 +40,6 @@ CLUSTER_TAG_PREFIX = "seedcore.cluster."  # on a sweep's parent run: the cluster
 # they only took CPU from the sweep (50 trials from the CLI, 6 cold runs each way alternating on 2 CPUs: median
 # exit 23.4 s without them, 26.0 s with).
 NO_PRESTART = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
-RUNTIME_ENV = {"worker_process_setup_hook": WORKER_SETUP}  # every worker of our job (seedcore.tuning.trial_worker)
 RAY_START_TRIES = 3  # a local Ray whose raylet did not register in Ray's fixed 30 s is started again
 STARTUP_TIMEOUT = "timed out during startup"  # Ray's words for that
 
@@ -65,8 +63,7 @@ def ensure_ray(settings: Settings) -> bool:
         if ray.is_initialized():
             return False
         if settings.ray_address:
-            context = ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False,
-                               runtime_env=RUNTIME_ENV)
+            context = ray.init(address=settings.ray_address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             _loopback_only()
             port = _dashboard_port(settings.ray_dashboard_port)
@@ -75,7 +72,7 @@ def ensure_ray(settings: Settings) -> bool:
             context = _start_local(dict(address="local", num_cpus=os.cpu_count(), include_dashboard=port != 0,
                                         dashboard_host="127.0.0.1", dashboard_port=port or None,
                                         logging_level=logging.WARNING, log_to_driver=False, configure_logging=True,
-                                        runtime_env=RUNTIME_ENV, _system_config=NO_PRESTART))
+                                        _system_config=NO_PRESTART))
         url = getattr(context, "dashboard_url", None)
         _STATE["dashboard_url"] = f"http://{url}" if url and "://" not in url else url or None
         _STATE["gcs_address"] = (getattr(context, "address_info", None) or {}).get("gcs_address")

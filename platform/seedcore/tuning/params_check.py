@@ -14,9 +14,9 @@ import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import xgboost as xgb
 from ray.tune.search.sample import Categorical, Domain
 
+from seedcore._xgboost import xgb
 from seedcore.datasets import check_request_data
 from seedcore.errors import ValidationError
 from seedcore.tuning.spaces import FIXED_PARAMS, TRAINING_KEYS, _extremes

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import ray
-import xgboost as xgb
 from ray import tune
 
+from seedcore._xgboost import xgb
 from seedcore.names import AUC, LOGLOSS, ROUND
 from seedcore.tuning.checkpoints import VALIDATION, Earlier, joined, load, replay_early_stopping, save
 from seedcore.tuning.spaces import EARLY_STOPPING_ROUNDS, NUM_BOOST_ROUND
