@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 
 import pydantic
 
-from seedcore.cli.common import CALLER_ERROR, EXIT_CODES, INTERRUPTED, OK, OUR_FAULT
+from seedcore.cli.common import CALLER_ERROR, EXIT_CODES, INTERRUPTED, OK, OUR_FAULT, READER_GONE
 from seedcore.config import Settings
 from seedcore.errors import SeedcoreError
 from seedcore.runtime.logs import exit_now
@@ -26,13 +27,15 @@ COMMAND_MODULES = ("seedcore.cli.tune_train", "seedcore.cli.jobs", "seedcore.cli
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the return value is the exit code (see EXIT_CODES)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         settings = Settings.from_env()
         return args.handler(settings, args) or OK
     except KeyboardInterrupt:
         return INTERRUPTED
+    except BrokenPipeError:  # `seedcore jobs list | head`: no traceback, as a shell tool that SIGPIPE ends
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere
+        return READER_GONE
     except (SeedcoreError, pydantic.ValidationError) as exc:
         error = invalid(exc) if isinstance(exc, pydantic.ValidationError) else exc
         print(json.dumps(error.to_dict()), file=sys.stderr)

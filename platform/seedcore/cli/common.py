@@ -12,10 +12,12 @@ OUR_FAULT = 1  # something failed on our side (a store, Ray, a bug)
 CALLER_ERROR = 2  # a bad option, request or id: the message names the field
 PROMOTION_REJECTED = 3  # the champion gate kept the current production version
 INTERRUPTED = 130  # Ctrl-C (the running job is cancelled, its runs KILLED)
+READER_GONE = 141  # what a shell tool ended by SIGPIPE returns (128 + 13): stdout's reader left (`| head`)
 EXIT_CODES = {OK: "success", OUR_FAULT: "failed on our side (store, Ray, bug): see the message",
               CALLER_ERROR: "bad option, request or id: the JSON error names the field",
               PROMOTION_REJECTED: "the champion gate kept the current production version",
-              INTERRUPTED: "interrupted (Ctrl-C): the running job was cancelled, its runs KILLED"}
+              INTERRUPTED: "interrupted (Ctrl-C): the running job was cancelled, its runs KILLED",
+              READER_GONE: "the output's reader closed the pipe (`| head`); what the command did stands"}
 
 
 def print_json(value: Any) -> None:
