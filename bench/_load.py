@@ -29,15 +29,21 @@ def measure(port: int, path: str, body: bytes, clients: int, seconds: float, war
 
     barrier = threading.Barrier(clients + 1, action=start_clock)
 
-    def client(index: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+    headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
+
+    def post(conn: http.client.HTTPConnection) -> tuple[http.client.HTTPConnection, bool]:
+        """One request on `conn`: the connection to go on with (a new one after a failure) and whether it was a 200."""
         try:
             conn.request("POST", path, body, headers)
-            conn.getresponse().read()
-        except (OSError, http.client.HTTPException):  # the loop below counts what fails
+            response = conn.getresponse()
+            response.read()
+            return conn, response.status == 200
+        except (OSError, http.client.HTTPException):
             conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            return http.client.HTTPConnection("127.0.0.1", port, timeout=30), False
+
+    def client(index: int) -> None:
+        conn, _ = post(http.client.HTTPConnection("127.0.0.1", port, timeout=30))  # untimed: the loop counts failures
         barrier.wait()
         end = window["end"]
         own = results[index]
@@ -45,15 +51,7 @@ def measure(port: int, path: str, body: bytes, clients: int, seconds: float, war
             start = time.perf_counter()
             if start >= end:
                 break
-            try:
-                conn.request("POST", path, body, headers)
-                response = conn.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                ok = False
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn, ok = post(conn)
             if ok:
                 own.append((start, time.perf_counter() - start))
             else:

@@ -122,11 +122,20 @@ def register_two_versions(settings) -> tuple[int, int]:
 
 
 # -- one round -------------------------------------------------------------------------------------
+# A "race" point is not held by a lock: after "described" the promoter's last two writes (its incident and the
+# journal's close) race the kill. On a loaded machine the promoter can win (seen in a full test run): such a kill
+# crashed nothing, and the next promotion, of the other version, is killed instead, up to this many tries in all.
+RACE_TRIES = 4
+
+
 def crash_round(settings, versions: tuple[int, int], position: tuple[str, str], log_path: Path) -> dict:
     """Kill a promotion of the version not in production at `position`, restart, compare, promote again."""
-    before = agreement(settings)
-    target = versions[1] if before["alias"] == versions[0] else versions[0]
-    killed = kill_promotion_at(settings, target, position, log_path)
+    for _ in range(RACE_TRIES if position[1] == "race" else 1):
+        before = agreement(settings)
+        target = versions[1] if before["alias"] == versions[0] else versions[0]
+        killed = kill_promotion_at(settings, target, position, log_path)
+        if killed["state"] != "completed":
+            break
     started = time.perf_counter()
     app = _start_app(settings)
     try:

@@ -19,7 +19,7 @@ if _HIDE:
 try:
     import xgboost as xgb
 finally:
-    if _HIDE and "sklearn" in sys.modules and sys.modules["sklearn"] is None:
-        del sys.modules["sklearn"]
+    if _HIDE:
+        del sys.modules["sklearn"]  # still the None set above: nothing can import scikit-learn past it
 
 __all__ = ["xgb"]
