@@ -39,8 +39,10 @@ class Installed:
         return self.bin / "seedcore"
 
     def env(self, base: dict | None = None) -> dict:
-        """`base` (default: this environment) as a shell with the venv activated has it."""
+        """`base` (default: this environment) as a shell with the venv activated has it, writing bytecode as a
+        default Python does (the install compiled nothing: build)."""
         env = plain_env(base)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["VIRTUAL_ENV"] = str(self.venv)
         env["PATH"] = f"{self.bin}{os.pathsep}{env.get('PATH', os.defpath)}"
         return env
@@ -101,12 +103,13 @@ def build(base: Path) -> Installed:
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", venv], log, 300, env=env, cwd=base)  # no system or borrowed packages
     started = time.monotonic()
-    # Byte-compiled as pip does by default, as a user's install is: without it, where PYTHONDONTWRITEBYTECODE is
-    # set (as on the machines the suite runs on), every process of the venv compiled every module it imported
-    # (importing mlflow, ray and xgboost: 13 CPU-s instead of 4; the suite's servers, CLIs and Ray workers
-    # of this venv paid it hundreds of times).
-    _run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel], log,
-         INSTALL_TIMEOUT_S, env=env, cwd=base)
+    # Not byte-compiled at install (pip's --no-compile): each module is compiled on its first import and cached,
+    # as a default Python does (the venv's processes run without PYTHONDONTWRITEBYTECODE: Installed.env). pip's
+    # own compile of the whole 1.2 GB venv took about 40 of the install's 75 CPU-s, for the few modules the
+    # suite imports; with the cache off instead (where PYTHONDONTWRITEBYTECODE is set, as on the machines the
+    # suite runs on), every process compiled every module it imported (mlflow, ray and xgboost: 13 CPU-s, not 4).
+    _run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check",
+          wheel], log, INSTALL_TIMEOUT_S, env=env, cwd=base)
     install_s = time.monotonic() - started
     return Installed(venv, wheel, round(install_s, 1), _size(venv), modules)
 
