@@ -34,6 +34,13 @@ def clean_env(tmp_path: Path, **extra: str) -> dict:
     return env
 
 
+def settings_env(settings, **extra: str) -> dict:
+    """`clean_env` for a test's settings: a command started with it uses the test's own stores."""
+    env = {k: v for k, v in os.environ.items() if not _ours(k)}
+    env.update(SEEDCORE_DATA_DIR=str(settings.data_dir), SEEDCORE_MLRUNS_DIR=str(settings.mlruns_dir), **extra)
+    return env
+
+
 def as_fresh_user(monkeypatch, data_dir: Path, mlruns_dir: Path) -> None:
     """This process's environment as `clean_env` gives a command's (for the CLI called in process): no SEEDCORE_*
     of ours, no RAY_ADDRESS, the stores at `data_dir` and `mlruns_dir`."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from _lifecycle import settings_env
 from _tuning import job_rows
 from seedcore.cli import build_parser, main
 from seedcore.cli.common import READER_GONE
@@ -115,10 +115,8 @@ def test_jobs_commands_list_show_and_cancel(migrated_settings, monkeypatch, caps
 def test_a_reader_that_leaves_before_the_output_ends_the_command_quietly(migrated_settings):
     """`seedcore jobs list | head`: the pipe's reader is gone when the command prints. It exits READER_GONE (as a
     shell tool that SIGPIPE ends) with nothing on stderr, not a BrokenPipeError traceback."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDCORE_")}
-    env.update(SEEDCORE_DATA_DIR=str(migrated_settings.data_dir), SEEDCORE_MLRUNS_DIR=str(migrated_settings.mlruns_dir))
-    process = subprocess.Popen([sys.executable, "-m", "seedcore.cli", "jobs", "list", "--json"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-m", "seedcore.cli", "jobs", "list", "--json"],
+                               env=settings_env(migrated_settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.close()  # the reader leaves at once: the command is still importing
     stderr = process.stderr.read().decode()
     assert process.wait(60) == READER_GONE and stderr == "", stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from _lifecycle import settings_env
 from _tuning import LONG, all_runs, job_rows, model_versions, sweep_runs, wait_for
 from seedcore.jobs.store import INTERRUPTED, JobStore
 from seedcore.db.database import Database
@@ -42,12 +42,6 @@ VICTIM = textwrap.dedent("""
 """)
 
 
-def _env_for(settings) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDCORE_") and k != "RAY_ADDRESS"}
-    env.update(SEEDCORE_DATA_DIR=str(settings.data_dir), SEEDCORE_MLRUNS_DIR=str(settings.mlruns_dir))
-    return env
-
-
 def _kill_leftovers(processes: list[psutil.Process], grace: float = 30) -> None:
     """Our victim's own children (its Ray) should end with it; kill, by pid, any that did not."""
     _, alive = psutil.wait_procs(processes, timeout=grace)
@@ -65,7 +59,7 @@ def test_a_killed_runner_whose_sweep_storage_is_gone_leaves_a_job_the_next_start
     request = {**LONG, "experiment_name": "killed_midway"}
     log_path = tmp_path / "victim.log"
     with open(log_path, "w") as log:
-        victim = subprocess.Popen([sys.executable, "-c", VICTIM, json.dumps(request)], env=_env_for(settings),
+        victim = subprocess.Popen([sys.executable, "-c", VICTIM, json.dumps(request)], env=settings_env(settings),
                                   stdout=log, stderr=subprocess.STDOUT)
     descendants: list[psutil.Process] = []
     db = Database(settings.database_url)

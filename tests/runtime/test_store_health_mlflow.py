@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from _flywheel import GUIDE_ROW, add_version, blessed_as_read
+from _lifecycle import settings_env
 from _serving import free_port
 from seedcore.promotion.registry import Registry
 
@@ -71,9 +72,7 @@ def corrupt_store(migrated_settings):
 
 
 def _start(command: list[str], settings, port: int, log: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDCORE_") and k != "RAY_ADDRESS"}
-    env.update(SEEDCORE_DATA_DIR=str(settings.data_dir), SEEDCORE_MLRUNS_DIR=str(settings.mlruns_dir),
-               SEEDCORE_PORT=str(port), SEEDCORE_HOST="127.0.0.1")
+    env = settings_env(settings, SEEDCORE_PORT=str(port), SEEDCORE_HOST="127.0.0.1")
     with open(log, "w") as out:
         return subprocess.Popen([str(SEEDCORE), *command], env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
