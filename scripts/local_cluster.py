@@ -763,14 +763,15 @@ def _stop_part(state: Path, part: str, kill: bool = False) -> None:
 
 
 def _stop_parts(state: Path, parts, kill: bool = False, grace_s: float = 15.0) -> None:
-    """SIGTERM (or SIGKILL) each part's process group and every process carrying its mark; SIGKILL leftovers."""
+    """SIGTERM (or SIGKILL) each part's process group and every process carrying its mark or still in the session
+    the part was started in; SIGKILL leftovers. The session catches Ray's agents: they overwrite their
+    environment (and so the mark) when they rename themselves `ray::DashboardAgent`, may outlive their raylet,
+    and one was seen ignoring SIGTERM."""
+    pid_files = [state / "pids" / f"{part}.pid" for part in parts]
+    sessions = {int(f.read_text()) for f in pid_files if f.exists()}  # each part leads a session of its own
+
     def alive() -> list[int]:
-        pids = [pid for part in parts for pid in _marked_pids(state, part)]
-        for part in parts:
-            pid_file = state / "pids" / f"{part}.pid"
-            if pid_file.exists() and Path(f"/proc/{pid_file.read_text().strip()}").exists():
-                pids.append(int(pid_file.read_text()))
-        return pids
+        return [pid for part in parts for pid in _marked_pids(state, part)] + _in_sessions(sessions)
 
     for sig in ((signal.SIGKILL,) if kill else (signal.SIGTERM, signal.SIGKILL)):
         for pid in set(alive()):
@@ -790,6 +791,20 @@ def _signal(pid: int, sig: int) -> None:
             send()
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _in_sessions(sessions: set[int]) -> list[int]:
+    """Live processes (not zombies) in any of these sessions."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and sessions:
+            try:
+                fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z" and int(fields[3]) in sessions:
+                found.append(int(entry.name))
+    return found
 
 
 def _running_parts(state: Path) -> list[str]:
