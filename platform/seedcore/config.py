@@ -136,6 +136,9 @@ class Settings(BaseSettings):
                                            description="Ray dashboard port of the local Ray that `seedcore up` "
                                                        "starts (bound to 127.0.0.1); unset: 8265 or the next free "
                                                        "port; 0: no dashboard")
+    ray_num_cpus: int | None = Field(default=None, ge=1, le=4096,
+                                     description="CPUs the local Ray that the platform starts offers to trials "
+                                                 "(`ray start --num-cpus`); unset: every CPU of the machine")
     ray_storage: str | None = Field(default=None, min_length=1, max_length=2000,
                                     description="where Ray Tune keeps trial checkpoints on a cluster: a path every "
                                                 "node mounts (NFS) or a URI such as s3://bucket/prefix; unset: the "

@@ -78,6 +78,17 @@ def test_each_trial_run_names_its_node_and_the_parent_records_the_cluster(migrat
     assert here[:12] in tags[f"{CLUSTER_TAG_PREFIX}node_cpus"]
 
 
+def test_a_local_ray_offers_the_cpus_the_settings_name(migrated_settings, ray_session):
+    """This process's Ray was started with ray_num_cpus=1 (tests/conftest.py) on a machine of more CPUs: it
+    offers one, and a sweep records that cluster."""
+    import ray
+
+    assert os.cpu_count() > 1 and int(ray.cluster_resources()["CPU"]) == 1
+    result = run_sweep(migrated_settings, **FAST, experiment_name="one_cpu")
+    parent, _ = sweep_runs(migrated_settings, result["mlflow"]["parent_run_id"])
+    assert parent.data.tags[f"{CLUSTER_TAG_PREFIX}cpus"] == "1"
+
+
 def test_relay_storage_from_another_node_writes_and_reads_the_drivers_disk(ray_session):
     """Seen from a trial on another node, the relay does every operation on the driver's disk via its actor."""
     import ray
@@ -147,13 +158,20 @@ def test_with_no_address_the_platform_starts_its_own_ray_beside_one_another_prog
             env=env, check=True, capture_output=True, text=True, timeout=180)
         assert theirs, "ray start recorded no cluster address"
         assert ours.stdout.strip().splitlines()[-1] != theirs, ours.stderr[-2000:]
-    finally:  # end only the processes of that `ray start` (a plain `ray stop` would end every Ray here)
-        for process in psutil.process_iter(["cmdline"]):
-            if any(str(ray_tmp) in part for part in process.info["cmdline"] or ()):
+    finally:  # end only the processes of that `ray start` (a plain `ray stop` would end every Ray here): those
+        # naming its directory or writing a file in it. Its agents rename themselves (`ray::DashboardAgent`, their
+        # environment overwritten too) and outlive their raylet, but keep their logs there open.
+        theirs_left = []
+        for process in psutil.process_iter(["cmdline", "open_files"]):
+            named = " ".join(process.info["cmdline"] or ())
+            files = [f.path for f in process.info["open_files"] or ()]
+            if any(str(ray_tmp) in text for text in (named, *files)):
                 try:
                     process.kill()
+                    theirs_left.append(process)
                 except psutil.Error:
                     pass
+        psutil.wait_procs(theirs_left, timeout=10)
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 

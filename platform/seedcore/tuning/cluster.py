@@ -48,7 +48,8 @@ def ensure_ray(settings: Settings) -> bool:
     """Start (or attach to) Ray once per process; later sweeps reuse the same session. True when this call
     started or attached it (its caller may shut it down), False when it was running already.
 
-    A local Ray starts its dashboard on 127.0.0.1 (SEEDCORE_RAY_DASHBOARD_PORT; 0 turns it off).
+    A local Ray offers every CPU of the machine (SEEDCORE_RAY_NUM_CPUS: fewer) and starts its dashboard on
+    127.0.0.1 (SEEDCORE_RAY_DASHBOARD_PORT; 0 turns it off).
     Attaching to a cluster needs this machine to run a node of it (`ray start --address ...`), and
     RAY_AUTH_MODE=token with the cluster's RAY_AUTH_TOKEN when the cluster uses token authentication.
     """
@@ -69,7 +70,8 @@ def ensure_ray(settings: Settings) -> bool:
             port = _dashboard_port(settings.ray_dashboard_port)
             # "local": always a Ray of our own, never one that another program started on this machine
             # (with no address, ray.init joins the newest `ray start` session it finds under /tmp/ray)
-            context = _start_local(dict(address="local", num_cpus=os.cpu_count(), include_dashboard=port != 0,
+            context = _start_local(dict(address="local", num_cpus=settings.ray_num_cpus or os.cpu_count(),
+                                        include_dashboard=port != 0,
                                         dashboard_host="127.0.0.1", dashboard_port=port or None,
                                         logging_level=logging.WARNING, log_to_driver=False, configure_logging=True,
                                         _system_config=NO_PRESTART))
