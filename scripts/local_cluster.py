@@ -763,15 +763,20 @@ def _stop_part(state: Path, part: str, kill: bool = False) -> None:
 
 
 def _stop_parts(state: Path, parts, kill: bool = False, grace_s: float = 15.0) -> None:
-    """SIGTERM (or SIGKILL) each part's process group and every process carrying its mark or still in the session
-    the part was started in; SIGKILL leftovers. The session catches Ray's agents: they overwrite their
+    """SIGTERM (or SIGKILL) each part's process group and every process carrying its mark; SIGKILL leftovers.
+    Then SIGKILL whatever is still in the sessions the parts were started in: Ray's agents, which overwrite their
     environment (and so the mark) when they rename themselves `ray::DashboardAgent`, may outlive their raylet,
-    and one was seen ignoring SIGTERM."""
+    and one was seen ignoring SIGTERM. Only once the part's own processes are gone: PostgreSQL ends its
+    backends itself, and a backend signalled beside its postmaster left a data dir the next start refused."""
     pid_files = [state / "pids" / f"{part}.pid" for part in parts]
     sessions = {int(f.read_text()) for f in pid_files if f.exists()}  # each part leads a session of its own
 
     def alive() -> list[int]:
-        return [pid for part in parts for pid in _marked_pids(state, part)] + _in_sessions(sessions)
+        pids = [pid for part in parts for pid in _marked_pids(state, part)]
+        for pid_file in pid_files:
+            if pid_file.exists() and Path(f"/proc/{pid_file.read_text().strip()}").exists():
+                pids.append(int(pid_file.read_text()))
+        return pids
 
     for sig in ((signal.SIGKILL,) if kill else (signal.SIGTERM, signal.SIGKILL)):
         for pid in set(alive()):
@@ -781,8 +786,13 @@ def _stop_parts(state: Path, parts, kill: bool = False, grace_s: float = 15.0) -
             time.sleep(0.2)
         if not alive():
             break
-    for part in parts:
-        (state / "pids" / f"{part}.pid").unlink(missing_ok=True)
+    deadline = time.monotonic() + 5
+    while (left := _in_sessions(sessions)) and time.monotonic() < deadline:
+        for pid in left:
+            _signal(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    for f in pid_files:
+        f.unlink(missing_ok=True)
 
 
 def _signal(pid: int, sig: int) -> None:
