@@ -55,12 +55,15 @@ def test_hold_times_out_with_a_conflict_naming_the_cause(db):
 
 
 def test_hold_renews_the_lease_while_the_block_runs(db):
-    lock = LeaseLock(db, "promotion", lease_s=0.6)
+    # A lease of seconds, renewed every third of it: one of 0.6 s lapsed before its first read in a full run on
+    # PostgreSQL (two CPUs shared by three pytest processes, their Rays and the database)
+    lease_s = 3.0
+    lock = LeaseLock(db, "promotion", lease_s=lease_s)
     with lock.hold(timeout=1) as owner:
         first = lock.holder()["expires_at"]
-        time.sleep(0.5)
+        time.sleep(lease_s / 2)
         assert lock.holder()["owner"] == owner and lock.holder()["expires_at"] > first
-        time.sleep(0.5)  # longer than one lease: still held because it was renewed
+        time.sleep(lease_s * 2 / 3)  # longer than one lease in all: still held because it was renewed
         assert lock.try_acquire("intruder") is False
     assert lock.holder() is None
 
