@@ -101,35 +101,16 @@ def ray_session():
     """One local Ray session for each pytest process (starting Ray takes seconds). No dashboard and no metrics
     collection: idle, they took 2.7 CPU-seconds every 30 s of a run that keeps one Ray per xdist worker for its
     whole length (a dashboard is tested in tests/tuning/test_cluster_dashboard.py, in processes of their own).
-    One CPU (SEEDCORE_RAY_NUM_CPUS): a sweep here runs its trials one at a time in one Ray worker, where two
-    would start two workers, each importing Ray Tune and XGBoost (about 2 CPU-seconds), for trials of tiny
-    data; on the 2 CPUs of the machine the suite runs on, three pytest processes each holding two workers took
-    a quarter more CPU. A test about trials side by side uses `two_cpu_ray`.
     The environment change reaches only the Ray processes started here."""
-    _start_test_ray(cpus=1)
+    from seedcore.tuning.cluster import ensure_ray
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(*QUIET_RAY)
+        ensure_ray(Settings(ray_dashboard_port=0))
     yield
     import ray
 
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def two_cpu_ray(ray_session):
-    """This process's Ray with two CPUs, from the first test of the module that asks for it to the module's end:
-    for trials side by side, or one trial on two CPUs. Ray is started again for it and after it (a few
-    CPU-seconds each time)."""
-    _start_test_ray(cpus=2)
-    yield
-    _start_test_ray(cpus=1)
-
-
-def _start_test_ray(cpus: int) -> None:
-    from seedcore.tuning.cluster import ensure_ray, shutdown_ray
-
-    shutdown_ray()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(*QUIET_RAY)
-        ensure_ray(Settings(ray_dashboard_port=0, ray_num_cpus=cpus))
 
 
 @pytest.fixture

@@ -78,15 +78,23 @@ def test_each_trial_run_names_its_node_and_the_parent_records_the_cluster(migrat
     assert here[:12] in tags[f"{CLUSTER_TAG_PREFIX}node_cpus"]
 
 
-def test_a_local_ray_offers_the_cpus_the_settings_name(migrated_settings, ray_session):
-    """This process's Ray was started with ray_num_cpus=1 (tests/conftest.py) on a machine of more CPUs: it
-    offers one, and a sweep records that cluster."""
-    import ray
+def test_a_local_ray_offers_the_cpus_the_settings_name(tmp_path):
+    """SEEDCORE_RAY_NUM_CPUS=1 on a machine of more CPUs: the platform's own Ray offers one."""
+    import subprocess
+    import sys
 
-    assert os.cpu_count() > 1 and int(ray.cluster_resources()["CPU"]) == 1
-    result = run_sweep(migrated_settings, **FAST, experiment_name="one_cpu")
-    parent, _ = sweep_runs(migrated_settings, result["mlflow"]["parent_run_id"])
-    assert parent.data.tags[f"{CLUSTER_TAG_PREFIX}cpus"] == "1"
+    assert os.cpu_count() > 1
+    env = {**os.environ, "SEEDCORE_RAY_NUM_CPUS": "1", "SEEDCORE_RAY_DASHBOARD_PORT": "0",
+           "SEEDCORE_DATA_DIR": str(tmp_path / "data"), "RAY_TMPDIR": tempfile.mkdtemp(prefix="rc", dir="/tmp")}
+    for key in ("RAY_ADDRESS", "SEEDCORE_RAY_ADDRESS"):
+        env.pop(key, None)
+    done = subprocess.run([sys.executable, "-c", "import ray\nfrom seedcore.config import Settings\n"
+                           "from seedcore.tuning.cluster import cluster_cpus, ensure_ray\n"
+                           "assert ensure_ray(Settings.from_env())\nprint(cluster_cpus())\nray.shutdown()"],
+                          env=env, capture_output=True, text=True, timeout=180)
+    shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "1"
 
 
 def test_relay_storage_from_another_node_writes_and_reads_the_drivers_disk(ray_session):
