@@ -806,8 +806,8 @@ def _signal(pid: int, sig: int) -> None:
 def _in_sessions(sessions: set[int]) -> list[int]:
     """Live processes (not zombies) in any of these sessions."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and sessions:
+    for entry in Path("/proc").iterdir() if sessions else ():
+        if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
             except (OSError, IndexError):

@@ -29,15 +29,17 @@ def _ours(key: str) -> bool:
 
 def clean_env(tmp_path: Path, **extra: str) -> dict:
     """The environment of a user on a fresh machine: no SEEDCORE_* of ours, stores under tmp_path."""
-    env = {k: v for k, v in os.environ.items() if not _ours(k)}
-    env.update(SEEDCORE_DATA_DIR=str(tmp_path / "data"), SEEDCORE_MLRUNS_DIR=str(tmp_path / "mlruns"), **extra)
-    return env
+    return _stores_env(tmp_path / "data", tmp_path / "mlruns", **extra)
 
 
 def settings_env(settings, **extra: str) -> dict:
     """`clean_env` for a test's settings: a command started with it uses the test's own stores."""
+    return _stores_env(settings.data_dir, settings.mlruns_dir, **extra)
+
+
+def _stores_env(data_dir: Path, mlruns_dir: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not _ours(k)}
-    env.update(SEEDCORE_DATA_DIR=str(settings.data_dir), SEEDCORE_MLRUNS_DIR=str(settings.mlruns_dir), **extra)
+    env.update(SEEDCORE_DATA_DIR=str(data_dir), SEEDCORE_MLRUNS_DIR=str(mlruns_dir), **extra)
     return env
 
 
