@@ -101,16 +101,58 @@ def ray_session():
     """One local Ray session for each pytest process (starting Ray takes seconds). No dashboard and no metrics
     collection: idle, they took 2.7 CPU-seconds every 30 s of a run that keeps one Ray per xdist worker for its
     whole length (a dashboard is tested in tests/tuning/test_cluster_dashboard.py, in processes of their own).
-    The environment change reaches only the Ray processes started here."""
+    The environment change reaches only the Ray processes started here.
+
+    It offers every CPU, and holds all but one of them (`HeldCpus`): a sweep here runs its trials one at a time
+    in one Ray worker, where two would start two workers, each importing Ray Tune and XGBoost (about 2
+    CPU-seconds) for trials of tiny data. A module about trials side by side asks for `two_cpu_ray`."""
     from seedcore.tuning.cluster import ensure_ray
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(*QUIET_RAY)
         ensure_ray(Settings(ray_dashboard_port=0))
-    yield
+    held = HeldCpus()
+    held.hold()
+    yield held
     import ray
 
     ray.shutdown()
+
+
+class HeldCpus:
+    """CPUs of this process's Ray held by a placement group (no process runs in it), as other work on a shared
+    cluster would hold them. Ray is never restarted for a module that needs them: a Ray handle released into a
+    core worker that shut down ends the process (tuning/cluster.py), and a module's fixtures keep Tune's."""
+
+    def __init__(self) -> None:
+        self.group = None
+        self.cpus = 0
+
+    def hold(self) -> None:
+        from ray.util.placement_group import placement_group
+
+        from seedcore.tuning.cluster import cluster_cpus
+
+        self.cpus = cluster_cpus() - 1
+        if self.cpus > 0:
+            self.group = placement_group([{"CPU": self.cpus}])
+            assert self.group.wait(120), "the held CPUs were never free"  # the last module's trials have ended
+
+    def release(self) -> None:
+        from ray.util.placement_group import remove_placement_group
+
+        if self.group is not None:
+            remove_placement_group(self.group)
+        self.group, self.cpus = None, 0
+
+
+@pytest.fixture(scope="module")
+def two_cpu_ray(ray_session):
+    """Every CPU of this process's Ray free, from the first test of the module that asks for it to the module's
+    end: for trials side by side, or one trial on two CPUs."""
+    ray_session.release()
+    yield ray_session
+    ray_session.hold()
 
 
 @pytest.fixture

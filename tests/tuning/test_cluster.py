@@ -40,7 +40,7 @@ def test_a_trial_larger_than_every_node_is_a_400_naming_the_setting_and_the_larg
 
 
 def test_trials_waiting_for_a_busy_cluster_say_so_then_run(migrated_settings, ray_session):
-    """Another job holds every CPU: the sweep reports its waiting trials, and runs once the CPUs are free."""
+    """Another job holds every free CPU: the sweep reports its waiting trials, and runs once the CPUs are free."""
     import ray
 
     @ray.remote
@@ -48,8 +48,8 @@ def test_trials_waiting_for_a_busy_cluster_say_so_then_run(migrated_settings, ra
         def ping(self):
             return True
 
-    total = int(ray.cluster_resources()["CPU"])
-    hog = Hog.options(num_cpus=total).remote()
+    free = int(ray.cluster_resources()["CPU"]) - ray_session.cpus  # the run's Ray holds the others (conftest)
+    hog = Hog.options(num_cpus=free).remote()
     ray.get(hog.ping.remote())
     reports: list[dict] = []
     release = threading.Timer(8.0, lambda: ray.kill(hog))
@@ -200,7 +200,7 @@ print(len(workers))
 
 def test_a_local_ray_starts_no_worker_before_a_trial_asks_for_one(tmp_path):
     """A fresh process's local Ray has no Python worker until something runs: Ray's prestarted workers (one a
-    CPU) could never hold a trial (Tune's actors have a runtime_env of their own) and took CPU from a cold sweep."""
+    CPU) would sit idle in a server until its first sweep (tuning/cluster.py: NO_PRESTART)."""
     import subprocess
     import sys
 
@@ -215,6 +215,25 @@ def test_a_local_ray_starts_no_worker_before_a_trial_asks_for_one(tmp_path):
         assert counted.stdout.split()[-1] == "0", counted.stdout
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_a_trial_actor_has_no_runtime_env_so_its_worker_starts_without_a_shim(ray_session, tmp_path):
+    """Tune gives its trial actors PL_DISABLE_FORK in a runtime_env of their own, and Ray starts the worker of an
+    actor with a runtime_env through a shim that imports Ray once more before the worker does. Under ensure_ray
+    (what every sweep calls) a trial's actor has none."""
+    import json
+
+    import ray
+    from ray import tune
+
+    def trial(config):
+        tune.report({"runtime_env": ray.get_runtime_context().get_runtime_env_string(),
+                     "pl_disable_fork": os.environ.get("PL_DISABLE_FORK")})
+
+    (result,) = tune.Tuner(trial, run_config=tune.RunConfig(storage_path=str(tmp_path), name="plain")).fit()
+    assert result.error is None, result.error
+    assert json.loads(result.metrics["runtime_env"]).get("env_vars", {}) == {}
+    assert result.metrics["pl_disable_fork"] is None
 
 
 def test_a_trial_worker_loads_xgboost_without_scikit_learn(ray_session):

@@ -99,8 +99,10 @@ def sweep(tmp_path_factory, mlflow_template, name: str, settings_changes=None, *
                            parents=parent, parent=parent[0], children=children, ray_ids=ray_ids())
 
 
+# The module's sweeps have both CPUs of the shared Ray (test 10: one session): two trials side by side, and in
+# `early` one trial on two CPUs.
 @pytest.fixture(scope="module")
-def main(tmp_path_factory, mlflow_template, ray_session):
+def main(tmp_path_factory, mlflow_template, two_cpu_ray):
     # refit=False: these tests hold the registered model against the trial's (the refit: test_search_sweeps.py)
     return sweep(tmp_path_factory, mlflow_template, "flywheel_main", custom_search_space=FULL_SPACE,
                  config_type="conservative", refit=False,
@@ -109,7 +111,7 @@ def main(tmp_path_factory, mlflow_template, ray_session):
 
 
 @pytest.fixture(scope="module")
-def pruned(tmp_path_factory, mlflow_template, ray_session):
+def pruned(tmp_path_factory, mlflow_template, two_cpu_ray):
     return sweep(tmp_path_factory, mlflow_template, "flywheel_asha", custom_search_space=PRUNE_SPACE,
                  config_type="conservative", promote=False,
                  custom_tune_config={"num_samples": PRUNE_TRIALS, "max_concurrent_trials": 2, "grace_period": GRACE,
@@ -117,7 +119,7 @@ def pruned(tmp_path_factory, mlflow_template, ray_session):
 
 
 @pytest.fixture(scope="module")
-def early(tmp_path_factory, mlflow_template, ray_session):
+def early(tmp_path_factory, mlflow_template, two_cpu_ray):
     return sweep(tmp_path_factory, mlflow_template, "flywheel_early", settings_changes={"cpus_per_trial": 2},
                  custom_search_space=EARLY_SPACE, config_type="conservative", refit=False,
                  custom_tune_config={"num_samples": 1})

@@ -120,7 +120,7 @@ def test_a_sweep_where_every_trial_fails_promotes_nothing(settings, ray_session)
     assert (settings.blessed_dir / names.BLESSED_MODEL_FILE).read_bytes() == blessed_bytes
 
 
-def test_cancel_kills_the_runs_and_registers_nothing(settings, ray_session):
+def test_cancel_kills_the_runs_and_registers_nothing(settings, two_cpu_ray):  # trials side by side
     cancel = threading.Event()
     seen: list[dict] = []
 
