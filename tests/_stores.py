@@ -20,6 +20,10 @@ from seedcore.config import Settings
 # about 20 ms: at 0.2 s, every app of the suite spent a tenth of a CPU on it (tests/api/test_organism.py on
 # SQLite: 75.5 machine CPU-s at 0.2 s, 64.9 at 2 s). A test that needs a promotion served at once refreshes.
 POLL_S = 1.0
+# How long a test app's store checks (`/health`, the write probes) wait for an answer. The product's 2 s is a
+# verdict on a store; under the suite's load a fresh app's first MLflow check (its store's start) took longer,
+# and a unit test of /health saw `degraded` for it. No test here waits for that timeout to expire.
+STORE_CHECK_S = 30.0
 
 
 def stores_settings(root: Path, mlflow_template: Path, sqlite_template: Path | None = None, **changes) -> Settings:
@@ -28,7 +32,7 @@ def stores_settings(root: Path, mlflow_template: Path, sqlite_template: Path | N
     mlruns = root / "mlruns"
     mlruns.mkdir(parents=True)
     shutil.copy(mlflow_template, mlruns / "mlflow.db")
-    settings = Settings(data_dir=root / "data", mlruns_dir=mlruns, **{"poll_interval_s": POLL_S, **changes})
+    settings = Settings(data_dir=root / "data", mlruns_dir=mlruns, **{"poll_interval_s": POLL_S, "store_check_timeout_s": STORE_CHECK_S, **changes})
     settings.ensure_dirs()
     if sqlite_template is not None:
         copy_sqlite_template(sqlite_template, settings.database_url)
