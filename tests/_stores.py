@@ -32,7 +32,8 @@ def stores_settings(root: Path, mlflow_template: Path, sqlite_template: Path | N
     mlruns = root / "mlruns"
     mlruns.mkdir(parents=True)
     shutil.copy(mlflow_template, mlruns / "mlflow.db")
-    settings = Settings(data_dir=root / "data", mlruns_dir=mlruns, **{"poll_interval_s": POLL_S, "store_check_timeout_s": STORE_CHECK_S, **changes})
+    settings = Settings(data_dir=root / "data", mlruns_dir=mlruns,
+                        **{"poll_interval_s": POLL_S, "store_check_timeout_s": STORE_CHECK_S, **changes})
     settings.ensure_dirs()
     if sqlite_template is not None:
         copy_sqlite_template(sqlite_template, settings.database_url)

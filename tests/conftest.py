@@ -138,6 +138,12 @@ class HeldCpus:
             self.group = placement_group([{"CPU": self.cpus}])
             assert self.group.wait(120), "the held CPUs were never free"  # the last module's trials have ended
 
+    def free(self) -> int:
+        """The CPUs a test's work may use: the cluster's, less those held."""
+        from seedcore.tuning.cluster import cluster_cpus
+
+        return cluster_cpus() - self.cpus
+
     def release(self) -> None:
         from ray.util.placement_group import remove_placement_group
 

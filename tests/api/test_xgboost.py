@@ -328,7 +328,7 @@ def test_cancel_stops_a_running_sweep_kills_its_runs_and_promotes_nothing(app, c
     assert_one_sweep_metered(before, scrape(client), "cancelled", ended, time.monotonic() - started)
 
     # the trials stopped: their CPUs come back to the cluster
-    free = ray.cluster_resources().get("CPU") - ray_session.cpus  # all but those the run's Ray holds back
+    free = ray_session.free()  # all but those the run's Ray holds back
     wait_for(lambda: ray.available_resources().get("CPU", 0) == free, 120,
              "the cancelled trials to release their CPUs", interval=0.5)
     # the jobs cancelled in the queue stayed cancelled; nothing ran for them

@@ -48,8 +48,7 @@ def test_trials_waiting_for_a_busy_cluster_say_so_then_run(migrated_settings, ra
         def ping(self):
             return True
 
-    free = int(ray.cluster_resources()["CPU"]) - ray_session.cpus  # the run's Ray holds the others (conftest)
-    hog = Hog.options(num_cpus=free).remote()
+    hog = Hog.options(num_cpus=ray_session.free()).remote()  # the run's Ray holds the others (conftest)
     ray.get(hog.ping.remote())
     reports: list[dict] = []
     release = threading.Timer(8.0, lambda: ray.kill(hog))
