@@ -15,6 +15,11 @@ import psutil
 import requests
 
 SEEDCORE = Path(sys.executable).parent / "seedcore"
+# For a command whose test is not about Ray's dashboard: its Ray without the dashboard (on the 2-CPU machine a Ray
+# start with it costs about 6 CPU-seconds more: 18.4-20.4 against 12.4-14.7 for a start, a task and 20 s idle).
+# The dashboard as users get it: tests/deploy/test_guide.py, tests/cli/test_beside_server.py,
+# tests/tuning/test_cluster_dashboard.py, scripts/local-cluster's tests and the benchmarks' small modes.
+NO_RAY_DASHBOARD = {"SEEDCORE_RAY_DASHBOARD_PORT": "0"}
 
 
 def free_port() -> int:

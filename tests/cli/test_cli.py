@@ -18,7 +18,7 @@ import pytest
 import xgboost as xgb
 from sqlalchemy import create_engine, inspect, text
 
-from _lifecycle import settings_env
+from _lifecycle import NO_RAY_DASHBOARD, settings_env
 from _tuning import job_rows, mlflow_client, production_version, wait_for
 from seedcore import names
 from seedcore.cli import main
@@ -62,7 +62,8 @@ def test_tune_command_shows_progress_prints_the_result_and_promotes(settings):
     """`seedcore tune` in its own process (it ends its Ray session when done), as a user runs it."""
     command = [str(SEEDCORE), "tune", "--space", "conservative", "--config", "conservative",
                "--experiment-name", "cli_sweep"]
-    done = subprocess.run(command, env=settings_env(settings), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(command, env=settings_env(settings, **NO_RAY_DASHBOARD), capture_output=True, text=True,
+                          timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
 
     progress = [(int(m[1]), int(m[2])) for m in re.finditer(r"trials (\d+)/(\d+)", done.stderr)]
@@ -123,7 +124,8 @@ def test_tune_here_prints_its_answer_before_its_followups_end(migrated_settings)
     on stderr) before it exits, with the answer's exit code. A lock on the drift references' table holds the
     follow-ups back (nothing before the answer touches that table) for longer than the answer may take."""
     settings = migrated_settings
-    env = {**settings_env(settings), "SEEDCORE_DATABASE_URL": settings.database_url, "SEEDCORE_STOP_TIMEOUT_S": "600"}
+    env = {**settings_env(settings, **NO_RAY_DASHBOARD), "SEEDCORE_DATABASE_URL": settings.database_url,
+           "SEEDCORE_STOP_TIMEOUT_S": "600"}
     engine = create_engine(settings.database_url)
     try:
         with engine.connect() as lock:

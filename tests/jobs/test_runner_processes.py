@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from _lifecycle import settings_env
+from _lifecycle import NO_RAY_DASHBOARD, settings_env
 from _tuning import LONG, all_runs, job_rows, model_versions, sweep_runs, wait_for
 from seedcore.jobs.store import INTERRUPTED, JobStore
 from seedcore.db.database import Database
@@ -59,8 +59,8 @@ def test_a_killed_runner_whose_sweep_storage_is_gone_leaves_a_job_the_next_start
     request = {**LONG, "experiment_name": "killed_midway"}
     log_path = tmp_path / "victim.log"
     with open(log_path, "w") as log:
-        victim = subprocess.Popen([sys.executable, "-c", VICTIM, json.dumps(request)], env=settings_env(settings),
-                                  stdout=log, stderr=subprocess.STDOUT)
+        victim = subprocess.Popen([sys.executable, "-c", VICTIM, json.dumps(request)],
+                                  env=settings_env(settings, **NO_RAY_DASHBOARD), stdout=log, stderr=subprocess.STDOUT)
     descendants: list[psutil.Process] = []
     db = Database(settings.database_url)
     try:

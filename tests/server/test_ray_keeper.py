@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from _lifecycle import SEEDCORE, clean_env, free_port, start, wait_until_gone
+from _lifecycle import NO_RAY_DASHBOARD, SEEDCORE, clean_env, free_port, start, wait_until_gone
 from seedcore.server.ray_keeper import RAY_RETRY_S
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +24,7 @@ def test_a_ray_that_failed_to_start_is_started_again_and_announced(tmp_path):
     blocker = ray_tmp / "ray"
     blocker.write_text("not a directory")  # Ray cannot make its session dir under it: ray.init fails
     port = free_port()
-    env = clean_env(tmp_path, SEEDCORE_PORT=str(port), SEEDCORE_RAY_DASHBOARD_PORT="0", RAY_TMPDIR=str(ray_tmp))
+    env = clean_env(tmp_path, SEEDCORE_PORT=str(port), **NO_RAY_DASHBOARD, RAY_TMPDIR=str(ray_tmp))
     server = start(["up", "--no-mlflow-ui"], tmp_path, port, env)
     session = tmp_path / "data" / "ray" / "session.json"
     try:

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from seedcore.config import Settings
-from _lifecycle import clean_env, describe, free_port, session_processes, start, wait_until_gone
+from _lifecycle import NO_RAY_DASHBOARD, clean_env, describe, free_port, session_processes, start, wait_until_gone
 from _tuning import LONG, job_rows, sweep_runs, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +22,7 @@ STOP_WITHIN_S = 10.0
 def test_up_stops_mid_sweep_cancelling_the_job_and_leaving_no_process(tmp_path, signum):
     port = free_port()
     env = clean_env(tmp_path, SEEDCORE_PORT=str(port), SEEDCORE_MLFLOW_UI_PORT=str(free_port()),
-                    SEEDCORE_RAY_DASHBOARD_PORT="0")  # the dashboard: see the cluster tests
+                    **NO_RAY_DASHBOARD)
     up = start(["up"], tmp_path, port, env)
     try:
         assert up.wait_for("/health").status_code == 200

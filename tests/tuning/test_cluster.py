@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from _lifecycle import clean_env
+from _lifecycle import NO_RAY_DASHBOARD, clean_env
 from _tuning import FAST, mlflow_client, sweep_runs
 from seedcore.api import create_app
 from seedcore.tuning import relay_storage
@@ -84,7 +84,7 @@ def test_a_local_ray_offers_the_cpus_the_settings_name(tmp_path):
     import sys
 
     assert os.cpu_count() > 1
-    env = clean_env(tmp_path, SEEDCORE_RAY_NUM_CPUS="1", SEEDCORE_RAY_DASHBOARD_PORT="0",
+    env = clean_env(tmp_path, SEEDCORE_RAY_NUM_CPUS="1", **NO_RAY_DASHBOARD,
                     RAY_TMPDIR=tempfile.mkdtemp(prefix="rc", dir="/tmp"))
     done = subprocess.run([sys.executable, "-c", "import ray\nfrom seedcore.config import Settings\n"
                            "from seedcore.tuning.cluster import cluster_cpus, ensure_ray\n"

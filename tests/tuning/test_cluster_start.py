@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from _lifecycle import NO_RAY_DASHBOARD
 from tests.tuning.test_cluster_dashboard import _env
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +50,7 @@ ray.shutdown()
 
 @pytest.mark.timeout(300)
 def test_a_local_ray_that_timed_out_starting_is_started_again(tmp_path):
-    done = subprocess.run([sys.executable, "-c", FROZEN_FIRST_RAYLET], env=_env(tmp_path, SEEDCORE_RAY_DASHBOARD_PORT="0"),
+    done = subprocess.run([sys.executable, "-c", FROZEN_FIRST_RAYLET], env=_env(tmp_path, **NO_RAY_DASHBOARD),
                           capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "Ray did not start in time (try 1 of 3); trying again" in done.stderr

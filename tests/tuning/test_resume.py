@@ -15,7 +15,7 @@ import sys
 import psutil
 import pytest
 
-from _lifecycle import settings_env
+from _lifecycle import NO_RAY_DASHBOARD, settings_env
 from _tuning import job_rows, mlflow_client, sweep_runs, wait_for
 from seedcore import names
 from seedcore.db.database import Database
@@ -70,7 +70,7 @@ def _saved_state_knows_a_checkpoint(experiment, trial_id: str) -> bool:
 def test_a_sweep_whose_process_dies_is_resumed_by_the_next_start(migrated_settings, ray_session, tmp_path):
     settings = migrated_settings.replace(checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
     log_path = tmp_path / "victim.log"
-    env = settings_env(settings, SEEDCORE_CHECKPOINT_INTERVAL_S=str(CHECKPOINT_INTERVAL_S))
+    env = settings_env(settings, SEEDCORE_CHECKPOINT_INTERVAL_S=str(CHECKPOINT_INTERVAL_S), **NO_RAY_DASHBOARD)
     with open(log_path, "w") as log:
         victim = subprocess.Popen([sys.executable, "-c", VICTIM, json.dumps(REQUEST)], env=env,
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
