@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -13,7 +14,9 @@ from bench._load import LATE_S, measure
 pytestmark = pytest.mark.integration
 
 
-def slow_server(delay_s: float) -> ThreadingHTTPServer:
+@contextmanager
+def slow_server(delay_s: float):
+    """The port of a real HTTP server answering every POST after `delay_s`; stopped and closed after."""
     class Slow(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -28,30 +31,27 @@ def slow_server(delay_s: float) -> ThreadingHTTPServer:
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    with ThreadingHTTPServer(("127.0.0.1", 0), Slow) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield server.server_address[1]
+        finally:
+            server.shutdown()
 
 
 def test_a_window_shorter_than_one_answer_still_measures_a_request():
     """The small mode's 0.2 s warm-up and 0.5 s window, against answers that take 1 s (a loaded machine): the
     one client's request that started before the window ends after it, and the window used to come out empty."""
-    server = slow_server(1.0)
-    try:
-        result = measure(server.server_address[1], "/", b"{}", clients=1, seconds=0.5, warmup=0.2)
-    finally:
-        server.shutdown()
+    with slow_server(1.0) as port:
+        result = measure(port, "/", b"{}", clients=1, seconds=0.5, warmup=0.2)
     assert result["requests"] >= 1 and result["errors"] == 0, result
     assert 0.9 < result["p50_ms"] / 1000 < 5, result
 
 
 def test_a_fast_server_is_measured_inside_the_window_only():
-    server = slow_server(0.01)
-    try:
+    with slow_server(0.01) as port:
         started = time.perf_counter()
-        result = measure(server.server_address[1], "/", b"{}", clients=2, seconds=0.5, warmup=0.2)
+        result = measure(port, "/", b"{}", clients=2, seconds=0.5, warmup=0.2)
         took = time.perf_counter() - started
-    finally:
-        server.shutdown()
     assert result["requests"] > 10 and result["errors"] == 0, result
     assert took < LATE_S / 2, took  # no client went on past the window for lack of a request in it
