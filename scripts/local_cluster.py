@@ -67,6 +67,14 @@ MAX_STATE_PATH = 34  # + "/ray-node2/session_<date>_<time>_<pid>/sockets/plasma_
 CLUSTER_FILE = "cluster.json"  # in the state dir: instance id, the admin URL and the databases `up` made
 INSTANCE_TAG = "seedcore.local_cluster.instance"  # on MLflow's Default experiment
 INSTANCE_LABEL = "seedcore-instance"  # on each Ray node
+# The ports a Ray node listens on besides --ray-port and --dashboard-port: drawn afresh at each start of the node
+# (a node started again after it gave up, or by `start`, never reuses ones a busy machine may have taken since),
+# each free on every address: the GCS, the raylet and the agents listen on 0.0.0.0 (or on 127.0.0.1 as well)
+# whatever --node-ip-address says, so a port free on the node's own address only may be a listener's elsewhere.
+RAY_NODE_PORTS = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port",
+                  "--runtime-env-agent-port", "--node-manager-port", "--object-manager-port")
+RAY_HEAD_PORTS = ("--ray-client-server-port",)
+EVERY_ADDRESS = "0.0.0.0"
 GID_SPAN = (1 << 20, 1 << 30)  # each service's group id: drawn per cluster from here (no user has one so high)
 NFT = "nft"
 
@@ -229,14 +237,15 @@ def _up(args) -> int:
 def _taken_ports(args) -> list[str]:
     """Why each address:port `up` needs cannot be ours (given twice, or something listens on it)."""
     where = args.addresses
-    wanted = [("--api-port", API, args.api_port),
-              *(("--serve-ports", part, p) for part, p in zip(SERVES, args.serve_ports)),
-              ("--mlflow-port", MLFLOW, args.mlflow_port), ("--ray-port", HEAD, args.ray_port),
-              ("--dashboard-port", HEAD, args.dashboard_port)]
+    wanted = [("--api-port", where[API], args.api_port),
+              *(("--serve-ports", where[part], p) for part, p in zip(SERVES, args.serve_ports)),
+              ("--mlflow-port", where[MLFLOW], args.mlflow_port),
+              ("--ray-port", EVERY_ADDRESS, args.ray_port),  # the GCS listens on every address
+              ("--dashboard-port", where[HEAD], args.dashboard_port)]
     if not args.pg_url:
-        wanted.append(("--pg-port", PG, args.pg_port))
+        wanted.append(("--pg-port", where[PG], args.pg_port))
     problems, seen = [], {}
-    for option, part, port in wanted:
+    for option, address, port in wanted:
         if port in seen:  # the same port on two addresses would work, but is a mistake more often than not
             problems.append(f"port {port} is given twice ({seen[port]} and {option})")
             continue
@@ -244,9 +253,10 @@ def _taken_ports(args) -> list[str]:
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener still conflicts
             try:
-                probe.bind((where[part], port))
+                probe.bind((address, port))
             except OSError as exc:
-                problems.append(f"port {port} ({option}) is taken on {where[part]} ({exc.strerror}): free it or "
+                on = "some address of this machine" if address == EVERY_ADDRESS else address
+                problems.append(f"port {port} ({option}) is taken on {on} ({exc.strerror}): free it or "
                                 f"choose another with {option}")
     return problems
 
@@ -425,16 +435,23 @@ def _ray_start(temp_dir: Path, cpus: int, instance: str, address: str, head=None
     host), labelled with the cluster's instance id."""
     command = [sys.executable, "-c", PATIENT_RAY_START, "start", "--block", "--disable-usage-stats", "--temp-dir",
                str(temp_dir), "--num-cpus", str(cpus), "--node-ip-address", address,
-               "--labels", f"{INSTANCE_LABEL}={instance}",
-               "--dashboard-agent-listen-port", str(_free_port(address)),
-               "--dashboard-agent-grpc-port", str(_free_port(address)),
-               "--metrics-export-port", str(_free_port(address)), "--runtime-env-agent-port", str(_free_port(address)),
-               "--node-manager-port", str(_free_port(address)), "--object-manager-port", str(_free_port(address))]
+               "--labels", f"{INSTANCE_LABEL}={instance}", *_drawn(RAY_NODE_PORTS)]
     if head is None:
         return command
     return command + ["--head", "--port", str(head.ray_port), "--include-dashboard", "true",
                       "--dashboard-host", address, "--dashboard-port", str(head.dashboard_port),
-                      "--ray-client-server-port", str(_free_port(address))]
+                      *_drawn(RAY_HEAD_PORTS)]
+
+
+def _drawn(options: tuple[str, ...]) -> list[str]:
+    """Each option with a placeholder port: `_launch` draws the port at each start (RAY_NODE_PORTS)."""
+    return [word for option in options for word in (option, "0")]
+
+
+def _with_fresh_ports(command: list[str]) -> list[str]:
+    """`command` with a port free on every address after each option of RAY_NODE_PORTS and RAY_HEAD_PORTS."""
+    drawn = set(RAY_NODE_PORTS + RAY_HEAD_PORTS)
+    return [str(_free_port()) if i and command[i - 1] in drawn else word for i, word in enumerate(command)]
 
 
 def _start_node2(args, ray_env: dict) -> None:
@@ -517,15 +534,16 @@ def _launch(state: Path, part: str, spec: dict) -> None:
     environment = {**os.environ, **spec["env"], MARK: str(state), PART: part}
     gid = cluster_info(state)["gids"].get(part) if os.geteuid() == 0 else None
     with open(state / "logs" / f"{part}.log", "ab") as out:
-        process = subprocess.Popen(spec["command"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   env=environment, cwd=state, start_new_session=True, user=spec.get("user"),
+        process = subprocess.Popen(_with_fresh_ports(spec["command"]), stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=subprocess.STDOUT, env=environment, cwd=state, start_new_session=True, user=spec.get("user"),
                                    group=gid, extra_groups=[] if gid is not None else None)
     (state / "pids" / f"{part}.pid").write_text(str(process.pid))
 
 
-def _free_port(address: str) -> int:
+def _free_port() -> int:
+    """A port no listener holds on any address now (see RAY_NODE_PORTS)."""
     with socket.socket() as s:
-        s.bind((address, 0))
+        s.bind((EVERY_ADDRESS, 0))
         return s.getsockname()[1]
 
 

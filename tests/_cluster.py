@@ -23,13 +23,18 @@ SCRIPT = ROOT / "scripts" / "local-cluster"
 POLL_S = 2.0  # the serving replicas' poll interval in the loopback layout
 
 
+UP_TIMEOUT_S = 420  # `up --timeout`: past it, `up` stops what it started and says which part did not answer
+
+
 def free_port() -> int:
+    """A port no listener holds on any address (Ray's GCS, given --ray-port, listens on every address)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("0.0.0.0", 0))
         return s.getsockname()[1]
 
 
-def local_cluster(state: Path, *args: str, timeout: float = 420) -> subprocess.CompletedProcess:
+def local_cluster(state: Path, *args: str, timeout: float = UP_TIMEOUT_S + 120) -> subprocess.CompletedProcess:
+    """The script run to its end; its own deadlines come first, so a failure is its own message and log tails."""
     return subprocess.run([str(SCRIPT), "--state", str(state), *args], capture_output=True, text=True,
                           timeout=timeout)
 
@@ -57,7 +62,7 @@ def loopback_cluster(state: Path, pg_url: str | None = None) -> Iterator[dict]:
     args = ["up", "--db-prefix", prefix, "--api-port", str(ports[0]), "--address-base", address_base(),
             "--serve-ports", f"{ports[1]},{ports[2]}", "--mlflow-port", str(ports[3]), "--ray-port", str(ports[4]),
             "--dashboard-port", str(ports[5]), "--pg-port", str(ports[6]), "--head-cpus", "1", "--node2-cpus", "1",
-            "--poll-interval", str(POLL_S), *(["--pg-url", pg_url] if pg_url else [])]
+            "--poll-interval", str(POLL_S), "--timeout", str(UP_TIMEOUT_S), *(["--pg-url", pg_url] if pg_url else [])]
     try:
         started = time.monotonic()
         up = local_cluster(state, *args)

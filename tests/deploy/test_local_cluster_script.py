@@ -5,12 +5,14 @@ a `/health` answer from another server rejected; `GET /health` echoing the insta
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -223,9 +225,10 @@ def test_health_echoes_the_instance_id(migrated_settings):
             services_of(app).stop()
 
 
-def test_the_free_port_probe_sees_a_plain_listener_on_the_parts_own_address():
-    """A listener that is not HTTP at all (e.g. a Ray GCS) on the head's address counts as taken; the same port
-    on another loopback address, or closed, is free."""
+def test_the_free_port_probe_sees_a_plain_listener_where_the_part_would_listen():
+    """A listener that is not HTTP at all (e.g. a Ray GCS) on the head's address counts as taken. The same port
+    on another loopback address is taken for --ray-port (Ray's GCS listens on every address, and would fail to
+    start) but free for --dashboard-port (the dashboard listens on the head's address only)."""
     module = _module()
     head = module.addresses("127.0.1.10")["ray-head"]
     with socket.socket() as listener, socket.socket() as elsewhere:
@@ -236,13 +239,49 @@ def test_the_free_port_probe_sees_a_plain_listener_on_the_parts_own_address():
                                             "--ray-port", str(port), "--address-base", "127.0.1.10"])
         args.addresses = module.addresses(args.address_base)
         assert module._taken_ports(args) == [
-            f"port {port} (--ray-port) is taken on {head} (Address already in use): free it or choose another "
-            f"with --ray-port"]
+            f"port {port} (--ray-port) is taken on some address of this machine (Address already in use): free it "
+            f"or choose another with --ray-port"]
         elsewhere.bind(("127.0.0.1", 0))
         elsewhere.listen()
         args.ray_port = elsewhere.getsockname()[1]
+        assert module._taken_ports(args) == [
+            f"port {args.ray_port} (--ray-port) is taken on some address of this machine (Address already in use): "
+            f"free it or choose another with --ray-port"]
+        args.ray_port, args.dashboard_port = free_port(), elsewhere.getsockname()[1]
         assert module._taken_ports(args) == []
     assert module._taken_ports(args) == []
+
+
+def test_a_ray_node_gets_ports_drawn_at_each_start_free_on_every_address(tmp_path):
+    """Ray's raylet and agents listen on every address: their ports are drawn when the node starts (and again
+    when it starts after giving up, or by `start`), not once at `up`, so one a busy machine took since is never
+    given again (a raylet given a port a listener on 127.0.0.1 holds dies at once, and its node gives up)."""
+    module = _module()
+    for sub in ("pids", "logs", "parts"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / module.CLUSTER_FILE).write_text(json.dumps({"gids": {}}))
+    command = module._ray_start(tmp_path / "ray-head", 1, "ours", "127.0.1.13",
+                                head=argparse.Namespace(ray_port=free_port(), dashboard_port=free_port()))
+    assert [command[command.index(o) + 1] for o in module.RAY_NODE_PORTS + module.RAY_HEAD_PORTS] == \
+        ["0"] * 7  # placeholders in the spec kept for `start`
+    printer = [sys.executable, "-c", "import sys; print(' '.join(sys.argv[1:]))",
+               *command[command.index("--dashboard-agent-listen-port"):]]
+    drawn = []
+    for _ in range(2):
+        module._launch(tmp_path, module.HEAD, {"command": printer, "env": {}, "user": None})
+        pid = int((tmp_path / "pids" / f"{module.HEAD}.pid").read_text())
+        deadline = time.monotonic() + 30
+        while len((tmp_path / "logs" / f"{module.HEAD}.log").read_text().splitlines()) < len(drawn) + 1:
+            assert time.monotonic() < deadline, f"pid {pid} printed nothing"
+            time.sleep(0.05)
+        words = (tmp_path / "logs" / f"{module.HEAD}.log").read_text().splitlines()[-1].split()
+        drawn.append([int(words[words.index(o) + 1]) for o in module.RAY_NODE_PORTS + module.RAY_HEAD_PORTS])
+    for ports in drawn:
+        assert len(set(ports)) == 7 and 0 not in ports
+        for port in ports:
+            with socket.socket() as probe:
+                probe.bind(("0.0.0.0", port))  # free on every address, not only on the node's
+    assert drawn[0] != drawn[1]
 
 
 def test_every_service_gets_its_own_loopback_address_and_the_base_is_checked():
