@@ -69,7 +69,7 @@ INSTANCE_TAG = "seedcore.local_cluster.instance"  # on MLflow's Default experime
 INSTANCE_LABEL = "seedcore-instance"  # on each Ray node
 # The ports a Ray node listens on besides --ray-port and --dashboard-port: drawn afresh at each start of the node
 # (a node started again after it gave up, or by `start`, never reuses ones a busy machine may have taken since),
-# each free on every address: the GCS, the raylet and the agents listen on 0.0.0.0 (or on 127.0.0.1 as well)
+# each free on every address: the GCS, the raylet and the agents listen on 0.0.0.0 (or on the loopback one too)
 # whatever --node-ip-address says, so a port free on the node's own address only may be a listener's elsewhere.
 RAY_NODE_PORTS = ("--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port",
                   "--runtime-env-agent-port", "--node-manager-port", "--object-manager-port")
