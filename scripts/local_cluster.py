@@ -41,13 +41,22 @@ SERVES = ("serve-1", "serve-2")
 HOSTED = (PG, MLFLOW, HEAD, NODE2, API, *SERVES)  # in address order: the n-th takes the base address + n
 STOP_ORDER = (*SERVES, API, NODE2, HEAD, MLFLOW, PG)
 # `ray start`, but a node waits up to 2 minutes (not 30 s) for the GCS to list it: on a busy machine the GCS
-# answers slowly and Ray would give the node up although it comes up fine.
-PATIENT_RAY_START = """
+# answers slowly and Ray would give the node up although it comes up fine. It stops waiting at once when its
+# raylet has exited (e.g. a port taken): the node gives up, and `up` starts it again on fresh ports.
+RAYLET_EXITED = "the node's raylet exited while the node started (its log: logs/raylet.out in the node's session)"
+PATIENT_RAY_START = f"""
 import sys, time
+import psutil
 import ray._private.services as services
 from ray.scripts.scripts import main
 
 _get_node = services.get_node
+
+class RayletExited(Exception):  # not a RuntimeError, which Ray's own wait would catch and retry at once
+    pass
+
+def raylet_alive():
+    return any(p.name() == "raylet" and p.status() != psutil.STATUS_ZOMBIE for p in psutil.Process().children())
 
 def get_node(*args, **kwargs):
     deadline = time.monotonic() + 120
@@ -55,6 +64,8 @@ def get_node(*args, **kwargs):
         try:
             return _get_node(*args, **kwargs)
         except RuntimeError:
+            if not raylet_alive():
+                raise RayletExited({RAYLET_EXITED!r}) from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
@@ -535,8 +546,8 @@ def _launch(state: Path, part: str, spec: dict) -> None:
     gid = cluster_info(state)["gids"].get(part) if os.geteuid() == 0 else None
     with open(state / "logs" / f"{part}.log", "ab") as out:
         process = subprocess.Popen(_with_fresh_ports(spec["command"]), stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, env=environment, cwd=state, start_new_session=True, user=spec.get("user"),
-                                   group=gid, extra_groups=[] if gid is not None else None)
+                                   stderr=subprocess.STDOUT, env=environment, cwd=state, start_new_session=True,
+                                   user=spec.get("user"), group=gid, extra_groups=[] if gid is not None else None)
     (state / "pids" / f"{part}.pid").write_text(str(process.pid))
 
 

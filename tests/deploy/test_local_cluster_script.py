@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psutil
 import pytest
 
 from _cluster import ROOT, SCRIPT, free_port, marked_processes
@@ -283,6 +285,30 @@ def test_a_ray_node_gets_ports_drawn_at_each_start_free_on_every_address(tmp_pat
             with socket.socket() as probe:
                 probe.bind(("0.0.0.0", port))  # free on every address, not only on the node's
     assert drawn[0] != drawn[1]
+
+
+def test_a_node_whose_raylet_dies_gives_up_at_once_and_says_so(tmp_path):
+    """A raylet that cannot listen (its port is a listener's on 127.0.0.1 while the node is on another loopback
+    address) exits at once: the node's start says so instead of waiting out its 2 minutes for the GCS to list it,
+    and leaves no Ray process behind."""
+    module = _module()
+    temp_dir = Path(f"/tmp/seedcore-lc-{uuid.uuid4().hex[:8]}")  # short: Ray's sockets live under it
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        command = [sys.executable, "-c", module.PATIENT_RAY_START, "start", "--block", "--head",
+                   "--disable-usage-stats", "--include-dashboard", "false", "--num-cpus", "1",
+                   "--node-ip-address", "127.0.1.13", "--port", str(free_port()), "--temp-dir", str(temp_dir),
+                   "--node-manager-port", str(held.getsockname()[1])]
+        try:
+            started = subprocess.run(command, capture_output=True, text=True, timeout=110)
+            leftovers = [p for p in psutil.process_iter(["cmdline"])
+                         if str(temp_dir) in " ".join(p.info["cmdline"] or ())]
+        finally:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+    assert started.returncode != 0
+    assert module.RAYLET_EXITED in started.stderr, started.stderr[-3000:]
+    assert leftovers == []
 
 
 def test_every_service_gets_its_own_loopback_address_and_the_base_is_checked():
