@@ -82,7 +82,7 @@ def test_partition_cuts_exactly_the_pair_and_heal_and_down_restore_it():
     table = f"seedcore_lc_{instance}"
     out = state / "probe.log"
     try:
-        ports = {part: module._free_port(where[part]) for part in (module.MLFLOW, module.SERVES[0])}
+        ports = {part: module._free_port() for part in (module.MLFLOW, module.SERVES[0])}
         for part, port in ports.items():
             module._spawn(state, part, [*SERVE, where[part], str(port)])
         module._spawn(state, module.API, [sys.executable, "-c", PROBE, str(out),
