@@ -427,12 +427,14 @@ def _check_mlflow_is_ours(url: str, db_url: str, instance: str) -> None:
 
 def _start_ray_node(state: Path, part: str, spawn, dashboard: str, token: str, instance: str, count: int,
                     deadline: float, tries: int = 5) -> None:
-    """Spawn a Ray node and wait until the head lists `count` live nodes of ours; start it again if it gave up."""
+    """Spawn a Ray node and wait until the head lists `count` live nodes of ours, one of them new (a node just
+    killed stays listed as alive for a while); start it again if it gave up."""
     for attempt in range(tries):
+        known = _live_nodes(dashboard, token, instance)
         spawn()
         try:
             _wait(f"{dashboard}/api/gcs_healthz", deadline, part, state)
-            _wait_nodes(dashboard, token, instance, count, deadline, state, part)
+            _wait_nodes(dashboard, token, instance, count, deadline, state, part, known)
             return
         except RuntimeError:
             if part in _running_parts(state) or attempt == tries - 1 or time.monotonic() > deadline:
@@ -578,20 +580,36 @@ def _wait(url: str, deadline: float, part: str, state: Path, headers: dict | Non
 
 
 def _wait_nodes(dashboard: str, token: str, instance: str, count: int, deadline: float, state: Path,
-                part: str) -> None:
-    """Wait until the head lists `count` live nodes labelled with this cluster's instance id (the dashboard's
-    API needs the cluster's token)."""
+                part: str, known: set[str]) -> None:
+    """Wait until the head lists `count` live nodes labelled with this cluster's instance id, at least one not
+    in `known` (the dashboard's API needs the cluster's token)."""
     while True:
-        body = _wait(f"{dashboard}/nodes?view=summary", deadline, part, state, {"Authorization": f"Bearer {token}"})
-        summary = json.loads(body).get("data", {}).get("summary", [])
-        ours = [node["raylet"] for node in summary if (node.get("raylet") or {}).get("labels", {}).get(INSTANCE_LABEL)
-                == instance]
-        if sum(1 for raylet in ours if raylet.get("state") == "ALIVE") >= count:
+        alive = _live_nodes(dashboard, token, instance, deadline, state, part)
+        if len(alive) >= count and alive - known:
             return
         if part not in _running_parts(state) or time.monotonic() > deadline:
             tail = (state / "logs" / f"{part}.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{part} did not join; its log ends:\n{tail}")
         time.sleep(0.5)
+
+
+def _live_nodes(dashboard: str, token: str, instance: str, deadline: float | None = None, state: Path | None = None,
+                part: str | None = None) -> set[str]:
+    """The ids of the live nodes of this cluster the head lists: waiting for the head's dashboard until
+    `deadline`, or none at once when it does not answer and no deadline is given."""
+    url, headers = f"{dashboard}/nodes?view=summary", {"Authorization": f"Bearer {token}"}
+    if deadline is None:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
+                body = response.read()
+        except (urllib.error.URLError, OSError):
+            return set()
+    else:
+        body = _wait(url, deadline, part, state, headers)
+    summary = json.loads(body).get("data", {}).get("summary", [])
+    raylets = [node.get("raylet") or {} for node in summary]
+    return {r.get("nodeId") for r in raylets
+            if r.get("labels", {}).get(INSTANCE_LABEL) == instance and r.get("state") == "ALIVE"}
 
 
 # -- down, stop, status ---------------------------------------------------------------------------
@@ -803,7 +821,7 @@ def _stop_parts(state: Path, parts, kill: bool = False, grace_s: float = 15.0) -
     def alive() -> list[int]:
         pids = [pid for part in parts for pid in _marked_pids(state, part)]
         for pid_file in pid_files:
-            if pid_file.exists() and Path(f"/proc/{pid_file.read_text().strip()}").exists():
+            if pid_file.exists() and _live(Path(f"/proc/{pid_file.read_text().strip()}")):
                 pids.append(int(pid_file.read_text()))
         return pids
 
@@ -865,13 +883,21 @@ def _marked(state: Path) -> dict[str, list[int]]:
             continue
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
-            if mark not in environ or (entry / "stat").read_text().split(") ")[1][0] == "Z":
-                continue
-        except (OSError, IndexError):
+        except OSError:
             continue
-        part = next((v[len(prefix):].decode() for v in environ if v.startswith(prefix)), "")
-        found.setdefault(part, []).append(int(entry.name))
+        if mark in environ and _live(entry):
+            part = next((v[len(prefix):].decode() for v in environ if v.startswith(prefix)), "")
+            found.setdefault(part, []).append(int(entry.name))
     return found
+
+
+def _live(proc: Path) -> bool:
+    """Whether /proc/<pid> is a process that has not ended: a zombie (ended, not yet reaped by its parent, e.g. a
+    part `up` itself started and then stopped) is not."""
+    try:
+        return (proc / "stat").read_text().rsplit(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -311,6 +311,65 @@ def test_a_node_whose_raylet_dies_gives_up_at_once_and_says_so(tmp_path):
     assert leftovers == []
 
 
+def test_a_node_started_again_is_waited_for_while_the_killed_one_is_still_listed_alive(tmp_path):
+    """A node just killed stays listed as alive by the head for a while: `start` of it waits until the head
+    lists a node that was not there before, not only the count of live nodes (which the dead one still made)."""
+    module = _module()
+    for sub in ("pids", "logs", "parts"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / module.CLUSTER_FILE).write_text(json.dumps({"gids": {}}))
+    joined, served = threading.Event(), []
+
+    def node(node_id: str) -> dict:
+        return {"raylet": {"nodeId": node_id, "state": "ALIVE", "labels": {module.INSTANCE_LABEL: "ours"}}}
+
+    class Head(BaseHTTPRequestHandler):
+        def do_GET(self):
+            nodes = [node("head"), node("killed")] + ([node("started")] if joined.is_set() else [])
+            served.append([n["raylet"]["nodeId"] for n in nodes])
+            body = json.dumps({"data": {"summary": nodes}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    def spawn():
+        module._launch(tmp_path, module.NODE2, {"command": [sys.executable, "-c", "import time; time.sleep(30)"],
+                                                "env": {}, "user": None})
+        threading.Timer(1.0, joined.set).start()  # the new node registers a moment after its start
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Head)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        module._start_ray_node(tmp_path, module.NODE2, spawn, f"http://127.0.0.1:{server.server_address[1]}",
+                               "token", "ours", 2, time.monotonic() + 30)
+        assert served[-1] == ["head", "killed", "started"], served
+    finally:
+        server.shutdown()
+        server.server_close()
+        module._stop_all(tmp_path)
+
+
+def test_a_part_that_ended_is_not_running_before_its_parent_reaps_it():
+    """A part `up` started and then stopped (a Ray node started again) ends as a zombie of `up` until reaped:
+    stopping it must not wait out its grace period for a process that already ended."""
+    module = _module()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        proc = Path(f"/proc/{child.pid}")
+        deadline = time.monotonic() + 30
+        while "Z" not in proc.joinpath("stat").read_text().rsplit(") ", 1)[1][:1]:
+            assert time.monotonic() < deadline, "the child never ended"
+            time.sleep(0.05)
+        assert proc.exists() and not module._live(proc)
+        assert module._live(Path(f"/proc/{os.getpid()}"))
+    finally:
+        child.wait()
+
+
 def test_every_service_gets_its_own_loopback_address_and_the_base_is_checked():
     module = _module()
     where = module.addresses("127.0.1.10")
