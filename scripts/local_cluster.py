@@ -430,7 +430,7 @@ def _start_ray_node(state: Path, part: str, spawn, dashboard: str, token: str, i
     """Spawn a Ray node and wait until the head lists `count` live nodes of ours, one of them new (a node just
     killed stays listed as alive for a while); start it again if it gave up."""
     for attempt in range(tries):
-        known = _live_nodes(dashboard, token, instance)
+        known = _live_nodes(_fetch(*_nodes_url(dashboard, token)), instance)  # none before the head answers
         spawn()
         try:
             _wait(f"{dashboard}/api/gcs_healthz", deadline, part, state)
@@ -564,12 +564,8 @@ def _wait(url: str, deadline: float, part: str, state: Path, headers: dict | Non
     """GET `url` until it answers 200 (and `check(url, body)` accepts the body, else it raises); fail with the
     part's log tail when its process died or time ran out."""
     while True:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
-                body = response.read()
-        except (urllib.error.URLError, OSError):
-            pass
-        else:
+        body = _fetch(url, headers)
+        if body is not None:
             if check is not None:
                 check(url, body)
             return body
@@ -583,8 +579,9 @@ def _wait_nodes(dashboard: str, token: str, instance: str, count: int, deadline:
                 part: str, known: set[str]) -> None:
     """Wait until the head lists `count` live nodes labelled with this cluster's instance id, at least one not
     in `known` (the dashboard's API needs the cluster's token)."""
+    url, headers = _nodes_url(dashboard, token)
     while True:
-        alive = _live_nodes(dashboard, token, instance, deadline, state, part)
+        alive = _live_nodes(_wait(url, deadline, part, state, headers), instance)
         if len(alive) >= count and alive - known:
             return
         if part not in _running_parts(state) or time.monotonic() > deadline:
@@ -593,20 +590,23 @@ def _wait_nodes(dashboard: str, token: str, instance: str, count: int, deadline:
         time.sleep(0.5)
 
 
-def _live_nodes(dashboard: str, token: str, instance: str, deadline: float | None = None, state: Path | None = None,
-                part: str | None = None) -> set[str]:
-    """The ids of the live nodes of this cluster the head lists: waiting for the head's dashboard until
-    `deadline`, or none at once when it does not answer and no deadline is given."""
-    url, headers = f"{dashboard}/nodes?view=summary", {"Authorization": f"Bearer {token}"}
-    if deadline is None:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
-                body = response.read()
-        except (urllib.error.URLError, OSError):
-            return set()
-    else:
-        body = _wait(url, deadline, part, state, headers)
-    summary = json.loads(body).get("data", {}).get("summary", [])
+def _fetch(url: str, headers: dict | None = None) -> bytes | None:
+    """The body of a 200 answer to GET `url`, or None when it does not answer so."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
+            return response.read()
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _nodes_url(dashboard: str, token: str) -> tuple[str, dict]:
+    """The head's list of nodes, and the header its API needs (the cluster's token)."""
+    return f"{dashboard}/nodes?view=summary", {"Authorization": f"Bearer {token}"}
+
+
+def _live_nodes(body: bytes | None, instance: str) -> set[str]:
+    """The ids of the live nodes of this cluster in the head's list of nodes (none when there is no list)."""
+    summary = json.loads(body).get("data", {}).get("summary", []) if body else []
     raylets = [node.get("raylet") or {} for node in summary]
     return {r.get("nodeId") for r in raylets
             if r.get("labels", {}).get(INSTANCE_LABEL) == instance and r.get("state") == "ALIVE"}

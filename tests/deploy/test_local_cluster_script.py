@@ -60,9 +60,16 @@ def _state() -> Path:
 @contextmanager
 def _health_server(instance_id: str | None, port: int = 0, host: str = "127.0.0.1"):
     """A real HTTP server on `host` answering every GET with 200 and {"status": "ok", "instance_id": ...}."""
+    with _json_server(lambda: {"status": "ok", "instance_id": instance_id}, port, host) as bound:
+        yield bound
+
+
+@contextmanager
+def _json_server(answer, port: int = 0, host: str = "127.0.0.1"):
+    """A real HTTP server on `host` answering every GET with 200 and the JSON of `answer()`; yields its port."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            body = json.dumps({"status": "ok", "instance_id": instance_id}).encode()
+            body = json.dumps(answer()).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -260,9 +267,7 @@ def test_a_ray_node_gets_ports_drawn_at_each_start_free_on_every_address(tmp_pat
     when it starts after giving up, or by `start`), not once at `up`, so one a busy machine took since is never
     given again (a raylet given a port a listener on 127.0.0.1 holds dies at once, and its node gives up)."""
     module = _module()
-    for sub in ("pids", "logs", "parts"):
-        (tmp_path / sub).mkdir()
-    (tmp_path / module.CLUSTER_FILE).write_text(json.dumps({"gids": {}}))
+    module._fresh_state(tmp_path, "ours", module.addresses("127.0.1.10"))
     command = module._ray_start(tmp_path / "ray-head", 1, "ours", "127.0.1.13",
                                 head=argparse.Namespace(ray_port=free_port(), dashboard_port=free_port()))
     assert [command[command.index(o) + 1] for o in module.RAY_NODE_PORTS + module.RAY_HEAD_PORTS] == \
@@ -315,41 +320,28 @@ def test_a_node_started_again_is_waited_for_while_the_killed_one_is_still_listed
     """A node just killed stays listed as alive by the head for a while: `start` of it waits until the head
     lists a node that was not there before, not only the count of live nodes (which the dead one still made)."""
     module = _module()
-    for sub in ("pids", "logs", "parts"):
-        (tmp_path / sub).mkdir()
-    (tmp_path / module.CLUSTER_FILE).write_text(json.dumps({"gids": {}}))
+    module._fresh_state(tmp_path, "ours", module.addresses("127.0.1.10"))
     joined, served = threading.Event(), []
 
     def node(node_id: str) -> dict:
         return {"raylet": {"nodeId": node_id, "state": "ALIVE", "labels": {module.INSTANCE_LABEL: "ours"}}}
 
-    class Head(BaseHTTPRequestHandler):
-        def do_GET(self):
-            nodes = [node("head"), node("killed")] + ([node("started")] if joined.is_set() else [])
-            served.append([n["raylet"]["nodeId"] for n in nodes])
-            body = json.dumps({"data": {"summary": nodes}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
+    def head():
+        nodes = [node("head"), node("killed")] + ([node("started")] if joined.is_set() else [])
+        served.append([n["raylet"]["nodeId"] for n in nodes])
+        return {"data": {"summary": nodes}}
 
     def spawn():
         module._launch(tmp_path, module.NODE2, {"command": [sys.executable, "-c", "import time; time.sleep(30)"],
                                                 "env": {}, "user": None})
         threading.Timer(1.0, joined.set).start()  # the new node registers a moment after its start
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Head)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        module._start_ray_node(tmp_path, module.NODE2, spawn, f"http://127.0.0.1:{server.server_address[1]}",
-                               "token", "ours", 2, time.monotonic() + 30)
+        with _json_server(head) as port:
+            module._start_ray_node(tmp_path, module.NODE2, spawn, f"http://127.0.0.1:{port}", "token", "ours", 2,
+                                   time.monotonic() + 30)
         assert served[-1] == ["head", "killed", "started"], served
     finally:
-        server.shutdown()
-        server.server_close()
         module._stop_all(tmp_path)
 
 
