@@ -820,9 +820,10 @@ def _stop_parts(state: Path, parts, kill: bool = False, grace_s: float = 15.0) -
 
     def alive() -> list[int]:
         pids = [pid for part in parts for pid in _marked_pids(state, part)]
-        for pid_file in pid_files:
-            if pid_file.exists() and _live(Path(f"/proc/{pid_file.read_text().strip()}")):
-                pids.append(int(pid_file.read_text()))
+        for pid in sessions:
+            _reap(pid)
+            if Path(f"/proc/{pid}").exists():  # a zombie too: its pid is taken until reaped (PostgreSQL checks it)
+                pids.append(pid)
         return pids
 
     for sig in ((signal.SIGKILL,) if kill else (signal.SIGTERM, signal.SIGKILL)):
@@ -840,6 +841,15 @@ def _stop_parts(state: Path, parts, kill: bool = False, grace_s: float = 15.0) -
         time.sleep(0.1)
     for f in pid_files:
         f.unlink(missing_ok=True)
+
+
+def _reap(pid: int) -> None:
+    """Reap `pid` if it is an ended child of this process (a part `up` started and stopped again): its pid is
+    free then, and no stop waits out its grace for it."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its parent (or init) reaps it
+        pass
 
 
 def _signal(pid: int, sig: int) -> None:

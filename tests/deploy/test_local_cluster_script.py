@@ -345,21 +345,21 @@ def test_a_node_started_again_is_waited_for_while_the_killed_one_is_still_listed
         module._stop_all(tmp_path)
 
 
-def test_a_part_that_ended_is_not_running_before_its_parent_reaps_it():
-    """A part `up` started and then stopped (a Ray node started again) ends as a zombie of `up` until reaped:
-    stopping it must not wait out its grace period for a process that already ended."""
+def test_a_part_that_ended_as_a_child_of_this_process_is_reaped_when_stopped(tmp_path):
+    """A part `up` started and then stops (a Ray node started again) ends as a zombie of `up`: stopping it reaps
+    it, so its pid is free (PostgreSQL refuses to start while the pid in its lock file exists) and the stop does
+    not wait out its grace period for it; a zombie is not a running part."""
     module = _module()
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    try:
-        proc = Path(f"/proc/{child.pid}")
-        deadline = time.monotonic() + 30
-        while "Z" not in proc.joinpath("stat").read_text().rsplit(") ", 1)[1][:1]:
-            assert time.monotonic() < deadline, "the child never ended"
-            time.sleep(0.05)
-        assert proc.exists() and not module._live(proc)
-        assert module._live(Path(f"/proc/{os.getpid()}"))
-    finally:
-        child.wait()
+    module._fresh_state(tmp_path, "ours", module.addresses("127.0.1.10"))
+    module._launch(tmp_path, module.NODE2, {"command": [sys.executable, "-c", "pass"], "env": {}, "user": None})
+    proc = Path(f"/proc/{(tmp_path / 'pids' / f'{module.NODE2}.pid').read_text()}")
+    deadline = time.monotonic() + 30
+    while module._live(proc):
+        assert time.monotonic() < deadline, "the part never ended"
+        time.sleep(0.05)
+    assert proc.exists() and module._running_parts(tmp_path) == []  # a zombie, not running
+    module._stop_part(tmp_path, module.NODE2)
+    assert not proc.exists()
 
 
 def test_every_service_gets_its_own_loopback_address_and_the_base_is_checked():
