@@ -11,7 +11,8 @@ import xgboost as xgb
 from seedcore.datasets import load_dataset
 from seedcore.tuning.checkpoints import VALIDATION
 from seedcore.tuning.spaces import FIXED_PARAMS
-from seedcore.tuning.trainable import BEST_ITERATION, CONFIG_ATTR, CURVE, TrialData, make_dmatrices, train_booster
+from seedcore.tuning.trainable import (BEST_ITERATION, CONFIG_ATTR, CURVE, TrialData, make_dmatrices, split_config,
+                                       train_booster)
 
 pytestmark = pytest.mark.unit
 
@@ -22,13 +23,13 @@ def test_each_rounds_auc_and_the_early_stop_are_xgboosts_own():
     booster, final = train_booster(config, data, 1)
 
     dtrain, dvalid = make_dmatrices(data)
-    params = {k: v for k, v in config.items() if k not in ("num_boost_round", "early_stopping_rounds")}
+    params, rounds, early = split_config(config, 1)
     theirs: dict = {}  # XGBoost scoring its own "auc" (and logloss), stopping on the AUC as we ask it to
-    reference = xgb.train({**params, "nthread": 1}, dtrain, 80, evals=[(dvalid, VALIDATION)], evals_result=theirs,
-                          verbose_eval=False, early_stopping_rounds=4)
-    rounds = len(theirs[VALIDATION]["auc"])
-    assert rounds < 80  # it did stop early, so the stop is compared too
-    assert [r[0] for r in final[CURVE]] == list(range(1, rounds + 1))
+    reference = xgb.train(params, dtrain, rounds, evals=[(dvalid, VALIDATION)], evals_result=theirs,
+                          verbose_eval=False, early_stopping_rounds=early)
+    trained = len(theirs[VALIDATION]["auc"])
+    assert trained < rounds  # it did stop early, so the stop is compared too
+    assert [r[0] for r in final[CURVE]] == list(range(1, trained + 1))
     assert [r[1] for r in final[CURVE]] == pytest.approx(theirs[VALIDATION]["auc"], abs=1e-12)
     assert [r[2] for r in final[CURVE]] == theirs[VALIDATION]["logloss"]
     assert final[BEST_ITERATION] == reference.best_iteration and booster.num_boosted_rounds() == final[BEST_ITERATION] + 1
