@@ -138,7 +138,9 @@ class Settings(BaseSettings):
                                                        "port; 0: no dashboard")
     ray_num_cpus: int | None = Field(default=None, ge=1, le=4096,
                                      description="CPUs the local Ray that the platform starts offers to trials "
-                                                 "(`ray start --num-cpus`); unset: every CPU of the machine")
+                                                 "(`ray start --num-cpus`), and the XGBoost threads of a sweep's "
+                                                 "refit and of a single training; unset: every CPU of the "
+                                                 "machine")
     ray_storage: str | None = Field(default=None, min_length=1, max_length=2000,
                                     description="where Ray Tune keeps trial checkpoints on a cluster: a path every "
                                                 "node mounts (NFS) or a URI such as s3://bucket/prefix; unset: the "
@@ -225,6 +227,12 @@ class Settings(BaseSettings):
     @property
     def replica_urls(self) -> list[str]:
         return [url.rstrip("/") for url in (self.replicas or "").split(",") if url]
+
+    @property
+    def local_cpus(self) -> int:
+        """The CPUs the platform's work uses on this machine: its local Ray's, and the threads of the training that
+        runs in this process once no trial runs (a sweep's refit, a single training)."""
+        return self.ray_num_cpus or os.cpu_count() or 1
 
     @property
     def ray_results_dir(self) -> Path:

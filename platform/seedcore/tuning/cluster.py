@@ -72,7 +72,7 @@ def ensure_ray(settings: Settings) -> bool:
             port = _dashboard_port(settings.ray_dashboard_port)
             # "local": always a Ray of our own, never one that another program started on this machine
             # (with no address, ray.init joins the newest `ray start` session it finds under /tmp/ray)
-            context = _start_local(dict(address="local", num_cpus=settings.ray_num_cpus or os.cpu_count(),
+            context = _start_local(dict(address="local", num_cpus=settings.local_cpus,
                                         include_dashboard=port != 0,
                                         dashboard_host="127.0.0.1", dashboard_port=port or None,
                                         logging_level=logging.WARNING, log_to_driver=False, configure_logging=True,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable
 
@@ -54,7 +53,7 @@ def train_model(settings: Settings, params: dict, *, experiment_name: str = "xgb
     try:
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])
         started = time.perf_counter()
-        booster, final = train_booster(config, dataset, nthread=os.cpu_count() or 1, callbacks=callbacks)
+        booster, final = train_booster(config, dataset, nthread=settings.local_cpus, callbacks=callbacks)
         training_time = time.perf_counter() - started
         _log_curve(client, run_id, final, training_time)
         validation = {names.AUC: final[names.AUC], names.LOGLOSS: final[names.LOGLOSS]}
