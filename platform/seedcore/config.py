@@ -138,9 +138,9 @@ class Settings(BaseSettings):
                                                        "port; 0: no dashboard")
     ray_num_cpus: int | None = Field(default=None, ge=1, le=4096,
                                      description="CPUs the local Ray that the platform starts offers to trials "
-                                                 "(`ray start --num-cpus`), and the XGBoost threads of a sweep's "
-                                                 "refit and of a single training; unset: every CPU of the "
-                                                 "machine")
+                                                 "(`ray start --num-cpus`), and the XGBoost threads of a single "
+                                                 "training and of a sweep's refit on 200,000 rows or more; "
+                                                 "unset: every CPU of the machine")
     ray_storage: str | None = Field(default=None, min_length=1, max_length=2000,
                                     description="where Ray Tune keeps trial checkpoints on a cluster: a path every "
                                                 "node mounts (NFS) or a URI such as s3://bucket/prefix; unset: the "
