@@ -240,9 +240,10 @@ def trials_ended() -> None:
     shutting down once that thread has ended (shutdown_ray waits for it)."""
     with _LOCK:
         if _STATE["one_sweep"] and _STATE["ending"] is None:
-            _STATE["ending"] = threading.Thread(target=_shutdown_after, args=(threading.current_thread(),),
-                                                name="seedcore-ray-shutdown", daemon=True)
-            _STATE["ending"].start()
+            ending = threading.Thread(target=_shutdown_after, args=(threading.current_thread(),),
+                                      name="seedcore-ray-shutdown", daemon=True)
+            ending.start()  # before it is published: shutdown_ray joins what it finds there, without the lock
+            _STATE["ending"] = ending
 
 
 def _shutdown_after(tune_thread: threading.Thread) -> None:
