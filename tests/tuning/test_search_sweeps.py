@@ -143,7 +143,7 @@ def test_refit_trains_on_training_plus_validation_rows_and_registers_that_model(
     assert first.client.get_run(version.run_id).data.tags[TRAIN_ROWS] == str(rows)
     booster = registry.load_booster(version)
     assert booster.num_boosted_rounds() == result["best_trial"]["best_iteration"] + 1
-    # small data: trained on a trial's one thread (every CPU from REFIT_ALL_CPUS_ROWS rows: tests/tuning/test_winner.py)
+    # small data: trained on a trial's one thread (every CPU from REFIT_ALL_CPUS_ROWS rows: test_winner.py)
     assert rows < REFIT_ALL_CPUS_ROWS and first.settings.cpus_per_trial == 1
     assert json.loads(booster.attr(CONFIG_ATTR))["learner"]["generic_param"]["nthread"] == "1"
     # the result's holdout scores are the registered (refit) model's

@@ -74,8 +74,8 @@ def refit_threads(settings, dataset: Dataset) -> int:
 
 def final_booster(plan: SweepPlan, dataset: Dataset, best, nthread: int) -> tuple:
     """The model to register: the winner's config refit on training + validation rows with the rounds
-    it earned (best_iteration + 1) on `nthread` threads, or, with `refit: false`, the trial's own booster (with its checkpoint's bytes:
-    registered and blessed without serialising it again)."""
+    it earned (best_iteration + 1) on `nthread` threads, or, with `refit: false`, the trial's own booster (with its
+    checkpoint's bytes: registered and blessed without serialising it again)."""
     if not plan.request.refit:
         return booster_from(checkpoint_bytes(best.checkpoint)), {"enabled": False, "train_rows": len(dataset.y_train)}
     rounds = int(best.metrics[BEST_ITERATION]) + 1
