@@ -8,6 +8,7 @@ import time
 from mlflow.entities import Metric, RunTag
 
 from seedcore import names
+from seedcore.config import Settings
 from seedcore.datasets import Dataset
 from seedcore.promotion.service import PromotionService
 from seedcore.vocabulary import PromotionStatus
@@ -65,11 +66,11 @@ def register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, 
             "holdout": dict(candidate.holdout), "refit": refit, "followups": followups}
 
 
-def refit_threads(settings, dataset: Dataset) -> int:
+def refit_threads(settings: Settings, dataset: Dataset) -> int:
     """XGBoost threads for the refit: every CPU the trials had (Settings.local_cpus) on REFIT_ALL_CPUS_ROWS rows or
     more, a trial's below. Either gives the same model (XGBoost's hist: the same predictions, checked on flights)."""
     rows = len(dataset.y_train) + len(dataset.y_valid)
-    return settings.local_cpus if rows >= REFIT_ALL_CPUS_ROWS else max(1, settings.cpus_per_trial)
+    return settings.local_cpus if rows >= REFIT_ALL_CPUS_ROWS else settings.cpus_per_trial  # >= 1 by its field
 
 
 def final_booster(plan: SweepPlan, dataset: Dataset, best, nthread: int) -> tuple:
