@@ -19,6 +19,8 @@ from seedcore.errors import ValidationError, invalid
 from seedcore.names import BLESSED_DIRNAME
 
 ENV_PREFIX = "SEEDCORE_"
+# a sweep's refit on every CPU from this many rows, below on a trial's threads (why: tuning/winner.py)
+REFIT_ALL_CPUS_ROWS = 200_000
 
 
 def _sqlite_uri(path: Path) -> str:
@@ -139,8 +141,8 @@ class Settings(BaseSettings):
     ray_num_cpus: int | None = Field(default=None, ge=1, le=4096,
                                      description="CPUs the local Ray that the platform starts offers to trials "
                                                  "(`ray start --num-cpus`), and the XGBoost threads of a single "
-                                                 "training and of a sweep's refit on 200,000 rows or more; "
-                                                 "unset: every CPU of the machine")
+                                                 f"training and of a sweep's refit on {REFIT_ALL_CPUS_ROWS:,} rows or "
+                                                 "more; unset: every CPU of the machine")
     ray_storage: str | None = Field(default=None, min_length=1, max_length=2000,
                                     description="where Ray Tune keeps trial checkpoints on a cluster: a path every "
                                                 "node mounts (NFS) or a URI such as s3://bucket/prefix; unset: the "

@@ -19,7 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Domain
 
 from seedcore import names
-from seedcore.config import Settings
+from seedcore.config import REFIT_ALL_CPUS_ROWS, Settings
 from seedcore.datasets import load_dataset
 from seedcore.errors import ValidationError
 from seedcore.promotion import followups
@@ -30,7 +30,7 @@ from seedcore.tuning import tuner as tuner_module
 from seedcore.tuning.search import TPE_STARTUP_TRIALS
 from seedcore.tuning.spaces import NUM_BOOST_ROUND, SPACES, TUNE_CONFIGS, describe_space, resolve_space
 from seedcore.tuning.trainable import CONFIG_ATTR
-from seedcore.tuning.winner import REFIT_ALL_CPUS_ROWS, TRAIN_ROWS
+from seedcore.tuning.winner import TRAIN_ROWS
 from seedcore.tuning.warmstart import TAG_SOURCE
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from seedcore._xgboost import xgb
-from seedcore.config import Settings
+from seedcore.config import REFIT_ALL_CPUS_ROWS, Settings
 from seedcore.datasets import load_dataset
 from seedcore.tuning.trainable import refit_booster
-from seedcore.tuning.winner import REFIT_ALL_CPUS_ROWS, refit_threads
+from seedcore.tuning.winner import refit_threads
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import time
 from mlflow.entities import Metric, RunTag
 
 from seedcore import names
-from seedcore.config import Settings
+from seedcore.config import REFIT_ALL_CPUS_ROWS, Settings
 from seedcore.datasets import Dataset
 from seedcore.promotion.service import PromotionService
 from seedcore.vocabulary import PromotionStatus
@@ -22,10 +22,6 @@ from seedcore.tuning.checkpoints import checkpoint_bytes
 from seedcore.tuning.trainable import BEST_ITERATION, TRAINING_TIME, measure_costs, refit_booster
 
 TRAIN_ROWS = "train_rows"  # rows the registered model was trained on: a tag of its run and of its version
-# From this many rows (training + validation) a refit trains on every CPU the trials had, below it on a trial's
-# threads. On flights' 262k rows (200 rounds, depth 9) two threads took 7 s against 12 s on one, idle machine; on
-# small data more threads cost more than they bring (569 rows, 20 rounds, both CPUs busy: 0.10 s on one, 0.65 s on two).
-REFIT_ALL_CPUS_ROWS = 200_000
 
 
 def register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, best, logger: MLflowTrialLogger,
@@ -68,7 +64,9 @@ def register_and_promote(registry: Registry, plan: SweepPlan, dataset: Dataset, 
 
 def refit_threads(settings: Settings, dataset: Dataset) -> int:
     """XGBoost threads for the refit: every CPU the trials had (Settings.local_cpus) on REFIT_ALL_CPUS_ROWS rows or
-    more, a trial's below. Either gives the same model (XGBoost's hist: the same predictions, checked on flights)."""
+    more, a trial's below. Either gives the same model (XGBoost's hist: the same predictions, checked on flights).
+    On flights' 262k rows (200 rounds, depth 9) two threads took 7 s against 12 s on one, idle machine; on small data
+    more threads cost more than they bring (569 rows, 20 rounds, both CPUs busy: 0.10 s on one, 0.65 s on two)."""
     rows = len(dataset.y_train) + len(dataset.y_valid)
     return settings.local_cpus if rows >= REFIT_ALL_CPUS_ROWS else settings.cpus_per_trial  # >= 1 by its field
 
