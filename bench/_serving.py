@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 import psutil
 import xgboost as xgb
 
+from bench._ports import free_port  # noqa: F401 (the benchmarks import it from here)
 from bench._workspace import Workspace, mlflow_state
 from seedcore.config import Settings
 from seedcore.datasets import builtin_frame, split_frame, BUILTIN_FEATURES, BUILTIN_LABEL
@@ -49,12 +49,6 @@ def promoted_store(ws: Workspace, name: str, data_files: tuple[Path, ...] = ()) 
         registry.client.set_terminated(run.info.run_id)
         Production(registry).promote(version.version, force=True, dataset=dataset)
     return settings, int(version.version)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,19 +17,14 @@ from typing import Iterator
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench._ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "local-cluster"
 POLL_S = 2.0  # the serving replicas' poll interval in the loopback layout
 
 
 UP_TIMEOUT_S = 420  # `up --timeout`: past it, `up` stops what it started and says which part did not answer
-
-
-def free_port() -> int:
-    """A port no listener holds on any address (Ray's GCS, given --ray-port, listens on every address)."""
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
 
 
 def local_cluster(state: Path, *args: str, timeout: float = UP_TIMEOUT_S + 120) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +19,6 @@ SEEDCORE = Path(sys.executable).parent / "seedcore"
 # The dashboard as users get it: tests/deploy/test_guide.py, tests/cli/test_beside_server.py,
 # tests/tuning/test_cluster_dashboard.py, scripts/local-cluster's tests and the benchmarks' small modes.
 NO_RAY_DASHBOARD = {"SEEDCORE_RAY_DASHBOARD_PORT": "0"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _ours(key: str) -> bool:

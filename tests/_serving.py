@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import requests
 import xgboost as xgb
 
 from bench._serving import live_server  # noqa: F401  (the tests' and the benchmarks' one live server)
+from bench._ports import free_port
 from seedcore.api import create_app
 from seedcore.datasets import load_dataset
 from seedcore.scoring import evaluate
@@ -79,12 +79,6 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 PRODUCTION_URI = "models:/utility_risk_model@production"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from _serving import add_version, free_port, live_server, serve_app, stop_app
+from bench._ports import free_port
+from _serving import add_version, live_server, serve_app, stop_app
 from seedcore.api import create_app
 from seedcore.api.health import package_version
 from seedcore.promotion.registry import Registry

@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from _metrics import samples, value
-from _serving import GUIDE_ROW, add_version, free_port, wait_for
+from bench._ports import free_port
+from _serving import GUIDE_ROW, add_version, wait_for
 from seedcore.db.tables_jobs import TuningJob
 from seedcore.promotion.registry import Registry
 from seedcore.services import services_of

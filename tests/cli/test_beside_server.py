@@ -19,7 +19,8 @@ import time
 import pytest
 import requests
 
-from _lifecycle import SEEDCORE, clean_env, free_port, start
+from _lifecycle import SEEDCORE, clean_env, start
+from bench._ports import free_port
 from _tuning import job_rows
 from seedcore.config import Settings
 from seedcore.runtime.discovery import find_server

@@ -14,7 +14,8 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from _serving import free_port, wait_for
+from bench._ports import free_port
+from _serving import wait_for
 from seedcore.runtime.observability import child_env
 from seedcore.server.mlflow_ui import MLFLOW_SERVER_ENV
 from seedcore.tuning import run_sweep

@@ -18,7 +18,6 @@ import json
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +31,7 @@ import requests
 
 from _installed import ROOT, installed  # noqa: F401  (fixture)
 from _lifecycle import Platform, clean_env, ctrl_c, start
+from bench._ports import free_port
 from seedcore.request_models import PRESETS
 from seedcore.tuning.spaces import SEARCH_ALGS
 
@@ -197,23 +197,12 @@ class Server:
         return [job for job in answer["items"] if job["experiment_name"] == experiment_name]
 
 
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @pytest.fixture(scope="module")
 def server(installed, tmp_path_factory):
     """`seedcore up` of the plain install in a directory of its own, on free ports; Ctrl-C at the end."""
     assert shutil.which("curl"), "the guide's commands need curl (apt-get install -y curl)"
     home = tmp_path_factory.mktemp("guide")
-    port, ui_port, dashboard_port = free_ports(3)
+    port, ui_port, dashboard_port = free_port(), free_port(), free_port()
     env = installed.env(clean_env(home, SEEDCORE_PORT=str(port), SEEDCORE_MLFLOW_UI_PORT=str(ui_port),
                                   SEEDCORE_RAY_DASHBOARD_PORT=str(dashboard_port),
                                   SEEDCORE_PRESET_MAX_TRIALS=str(PRESET_MAX_TRIALS)))

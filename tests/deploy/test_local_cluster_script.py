@@ -24,8 +24,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from _cluster import ROOT, SCRIPT, free_port, marked_processes
+from _cluster import ROOT, SCRIPT, marked_processes
 from _pg import postgres_base_url
+from bench._ports import free_port
 from seedcore.api import create_app
 from seedcore.services import services_of
 from sqlalchemy import create_engine, text

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from _lifecycle import free_port
+from bench._ports import free_port
 from seedcore.db.base import utcnow
 from seedcore.db.database import Database
 from seedcore.db.locks import LeaseLock

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import psutil
 import pytest
 
-from _lifecycle import free_port
+from bench._ports import free_port
 from seedcore.config import Settings
 from seedcore.runtime.ports import port_problem
 from seedcore.server.mlflow_ui import start_mlflow_ui, stop_process

@@ -23,8 +23,9 @@ import requests
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from _lifecycle import SEEDCORE, clean_env, free_port, session_processes, start, wait_until_gone
+from _lifecycle import SEEDCORE, clean_env, session_processes, start, wait_until_gone
 from _pg import fresh_postgres_database, postgres_base_url
+from bench._ports import free_port
 from _stores import immutable
 from seedcore.cli.common import OUR_FAULT
 from seedcore.db.engine import normalize_url

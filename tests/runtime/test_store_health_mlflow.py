@@ -17,7 +17,7 @@ import requests
 
 from _flywheel import GUIDE_ROW, add_version, blessed_as_read
 from _lifecycle import settings_env
-from _serving import free_port
+from bench._ports import free_port
 from seedcore.promotion.registry import Registry
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,8 @@ import psutil
 import pytest
 import requests
 
-from _lifecycle import clean_env, describe, free_port, session_processes, start, wait_until_gone
+from _lifecycle import clean_env, describe, session_processes, start, wait_until_gone
+from bench._ports import free_port
 from _serving import GUIDE_ROW, add_version, wait_for
 from seedcore.config import Settings
 from seedcore.db.migrations import upgrade

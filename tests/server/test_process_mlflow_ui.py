@@ -6,7 +6,7 @@ import time
 
 import pytest
 import requests
-from _serving import free_port
+from bench._ports import free_port
 
 from seedcore.server.mlflow_ui import start_mlflow_ui, stop_process
 

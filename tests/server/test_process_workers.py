@@ -12,7 +12,8 @@ from collections import defaultdict
 import pytest
 import requests
 
-from _serving import GUIDE_ROW, add_version, free_port, wait_for
+from bench._ports import free_port
+from _serving import GUIDE_ROW, add_version, wait_for
 from seedcore.promotion.registry import Registry
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from _lifecycle import NO_RAY_DASHBOARD, SEEDCORE, clean_env, free_port, start, wait_until_gone
+from _lifecycle import NO_RAY_DASHBOARD, SEEDCORE, clean_env, start, wait_until_gone
+from bench._ports import free_port
 from seedcore.server.ray_keeper import RAY_RETRY_S
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from seedcore.config import Settings
-from _lifecycle import NO_RAY_DASHBOARD, clean_env, describe, free_port, session_processes, start, wait_until_gone
+from _lifecycle import NO_RAY_DASHBOARD, clean_env, describe, session_processes, start, wait_until_gone
+from bench._ports import free_port
 from _tuning import LONG, job_rows, sweep_runs, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,17 +13,12 @@ import pytest
 import psutil
 import requests
 
+from bench._ports import free_port
 from seedcore.server.mlflow_ui import UI_WORKERS
 
 pytestmark = pytest.mark.e2e
 
 SEEDCORE = Path(sys.executable).parent / "seedcore"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for_answer(url: str, timeout: float, process: subprocess.Popen, log: Path) -> requests.Response:
@@ -61,7 +55,7 @@ def _alive(processes: list[psutil.Process]) -> list[str]:
 
 
 def test_up_serves_the_api_with_gunicorn_and_the_mlflow_ui_and_stops_on_ctrl_c(tmp_path):
-    port, ui_port = _free_port(), _free_port()
+    port, ui_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDCORE_") and k != "RAY_ADDRESS"}
     env.update(SEEDCORE_DATA_DIR=str(tmp_path / "data"), SEEDCORE_MLRUNS_DIR=str(tmp_path / "mlruns"),
                SEEDCORE_PORT=str(port), SEEDCORE_MLFLOW_UI_PORT=str(ui_port))

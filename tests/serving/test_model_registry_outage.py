@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import requests
 
-from _serving import GUIDE_ROW, add_version, free_port, serve_app, stop_app, wait_for
+from bench._ports import free_port
+from _serving import GUIDE_ROW, add_version, serve_app, stop_app, wait_for
 from seedcore.promotion.registry import Registry
 
 pytestmark = pytest.mark.e2e

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from bench._ports import free_port
 from seedcore import names
 from seedcore.server.mlflow_ui import MLFLOW_SERVER_ENV
 from seedcore.tuning import run_sweep
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.e2e
 
 TRIALS, ROUNDS = 4, 300
 SPACE = {"eta": {"type": "loguniform", "lower": 0.01, "upper": 0.02}, "max_depth": 6, "num_boost_round": ROUNDS}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start_server(root: Path, port: int) -> subprocess.Popen:
@@ -62,7 +56,7 @@ def test_trials_that_end_while_the_tracking_server_is_down_are_recorded_once_it_
                                                                                        monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # each call fails fast; our writer retries
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    root, port = tmp_path / "tracking", _free_port()
+    root, port = tmp_path / "tracking", free_port()
     root.mkdir()
     url = f"http://127.0.0.1:{port}"
     settings = migrated_settings.replace(tracking_uri=url, registry_uri=url)
