@@ -18,12 +18,11 @@ import fcntl
 import os
 import random
 import socket
-import tempfile
 from pathlib import Path
 
 LOWEST = 20_000  # above Ray's default worker ports (10002-19999)
-LOCKS = Path(tempfile.gettempdir()) / "seedcore-test-ports"
-_held: dict[int, int] = {}  # port -> the descriptor whose lock reserves it, open while this process lives
+LOCKS = Path("/tmp/seedcore-ports")  # one place for every process, whatever its TMPDIR
+_held: dict[str, int] = {}  # name -> the descriptor whose lock reserves it, open while this process lives
 
 
 def _ephemeral_low() -> int:
@@ -42,24 +41,27 @@ def _free_on_every_address(port: int) -> bool:
     return True
 
 
-def _reserve(port: int) -> bool:
-    descriptor = os.open(LOCKS / str(port), os.O_CREAT | os.O_RDWR, 0o666)
+def reserve(name: str) -> bool:
+    """Whether `name` (a port, a loopback /24 ...) is now this process's until it ends: False if another process
+    holds it, or this one already does."""
+    if name in _held:
+        return False
+    LOCKS.mkdir(mode=0o777, exist_ok=True)
+    descriptor = os.open(LOCKS / name, os.O_CREAT | os.O_RDWR, 0o666)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(descriptor)
         return False
-    _held[port] = descriptor
+    _held[name] = descriptor
     return True
 
 
 def free_port() -> int:
     """A port free on every address now, reserved for this process: no other process drawing here is given it."""
-    LOCKS.mkdir(mode=0o777, exist_ok=True)
     candidates = list(range(LOWEST, max(LOWEST + 1, _ephemeral_low())))
     start = random.SystemRandom().randrange(len(candidates))  # processes starting together try different ports first
     for port in candidates[start:] + candidates[:start]:
-        if port not in _held and _reserve(port):
-            if _free_on_every_address(port):
-                return port
+        if reserve(str(port)) and _free_on_every_address(port):
+            return port
     raise RuntimeError(f"no free port left between {LOWEST} and {_ephemeral_low()}")

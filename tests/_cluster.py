@@ -4,7 +4,7 @@ of its own (a /24 drawn per cluster), with a PostgreSQL server of its own."""
 from __future__ import annotations
 
 import json
-import secrets
+import random
 import subprocess
 import time
 import urllib.error
@@ -17,7 +17,7 @@ from typing import Iterator
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench._ports import free_port
+from bench._ports import free_port, reserve
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "local-cluster"
@@ -71,8 +71,12 @@ def loopback_cluster(state: Path, pg_url: str | None = None) -> Iterator[dict]:
 
 
 def address_base() -> str:
-    """A base address in a /24 of 127.0.0.0/8 drawn at random (two clusters at once rarely share one)."""
-    return f"127.0.{secrets.randbelow(200) + 20}.10"
+    """A base address in a /24 of 127.0.0.0/8 no other test process holds (the partition tests cut a node's
+    addresses off with firewall rules: two clusters at once must not share them)."""
+    for third in random.SystemRandom().sample(range(20, 220), 200):
+        if reserve(f"loopback-127.0.{third}"):
+            return f"127.0.{third}.10"
+    raise RuntimeError("every loopback /24 from 127.0.20 to 127.0.219 is held")
 
 
 def _drop(pg_url: str, prefix: str) -> None:

@@ -46,3 +46,9 @@ def test_a_port_a_listener_holds_on_any_address_is_not_free():
         listener.bind(("127.0.0.2", port))  # another loopback address: a server on 0.0.0.0 could not bind it
         listener.listen()
         assert not _ports._free_on_every_address(port)
+
+
+def test_a_name_is_reserved_once():
+    name = f"loopback-test-{free_port()}"
+    assert _ports.reserve(name)
+    assert not _ports.reserve(name)  # this process holds it already
