@@ -10,8 +10,10 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
@@ -22,6 +24,7 @@ from _lifecycle import clean_env, describe, session_processes, start, wait_until
 from bench._ports import free_port
 from _serving import GUIDE_ROW, add_version, wait_for
 from seedcore.config import Settings
+from seedcore.names import MAX_REQUEST_ROWS
 from seedcore.db.migrations import upgrade
 from seedcore.promotion.registry import Registry
 
@@ -187,6 +190,32 @@ def test_a_keep_alive_connection_waits_no_longer_than_the_header_deadline(server
     assert sock.recv(100) == b""  # nothing more asked: closed at the deadline
     assert HEADER_TIMEOUT_S - 0.5 < time.monotonic() - started < HEADER_TIMEOUT_S + 2
     sock.close()
+
+
+def test_a_client_that_leaves_before_its_answer_is_logged_499_not_500(server):
+    """A client that sends its request and goes away before the answer gets nothing: the access log says 499
+    (nginx's "client closed request"), not the 500 gunicorn logs by default for an answer it never sent. A
+    client that stays gets its 200, logged as 200."""
+    body = json.dumps({"instances": [GUIDE_ROW] * MAX_REQUEST_ROWS}, separators=(",", ":")).encode()
+    mark = uuid.uuid4().hex
+    for _ in range(3):
+        sock = _connect(server)
+        sock.sendall(_head(server, length=len(body), extra=b"User-Agent: leaves-%s\r\n\r\n" % mark.encode())
+                     + body)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset, at once
+        sock.close()
+    sock = _connect(server)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: stays-%s\r\n\r\n"
+                 % (server.port, mark.encode()))
+    assert _response(sock)[0] == 200
+    sock.close()
+
+    def lines(who: str) -> list[str]:
+        return [line for line in server.text().splitlines() if f'"{who}-{mark}"' in line]
+
+    wait_for(lambda: len(lines("leaves")) == 3 and lines("stays"), timeout=30, interval=0.2)
+    assert all('" 499 0 ' in line for line in lines("leaves")), lines("leaves")
+    assert '"GET /health HTTP/1.1" 200 ' in lines("stays")[0], lines("stays")
 
 
 def test_oversized_predicts_are_refused_from_their_headers(server):

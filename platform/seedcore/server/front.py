@@ -6,6 +6,8 @@ thread pool. A client sending its headers or body slowly costs a socket and a fe
 `/health` and predict stay answered. Headers get `read_header_timeout_s` (FrontProtocol), counted from the
 connection's start or its previous answer; a late request is a 408 (an idle connection is just closed).
 A body over its cap is a 413 as soon as its Content-Length says so, or as soon as a chunked body passes it.
+A client that leaves before its answer is logged as 499 (nginx's "client closed request"), not as the 500
+gunicorn would log for an answer it never sent.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from seedcore.services import services_of
 
 LINGER_S = 2.0  # after refusing a body, read (and drop) what the client still sends, so it sees the answer
 CONNECTION = "seedcore.connection"  # scope["extensions"]: the FrontProtocol a request came on
+CLIENT_CLOSED = 499  # the access log's status for a request whose client left before any answer went out
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -153,6 +156,22 @@ class Front:
         return int(started["status"].split(" ", 1)[0]), headers, b"".join(chunks)
 
 
+class _ConnectionLog:
+    """The worker's log as one connection uses it: a request whose client left before any answer went out is
+    logged as CLIENT_CLOSED (the app's answer is dropped then, and gunicorn would log a 500 it never sent)."""
+
+    def __init__(self, log, connection: FrontProtocol):
+        self._log, self._connection = log, connection
+
+    def __getattr__(self, name):
+        return getattr(self._log, name)
+
+    def access(self, resp, req, environ, request_time):
+        if self._connection.left is req and not resp.headers:
+            resp.status = CLIENT_CLOSED
+        self._log.access(resp, req, environ, request_time)
+
+
 class FrontProtocol(ASGIProtocol):
     """gunicorn's HTTP/1.1 protocol with a deadline on each request's headers (none of its own)."""
 
@@ -162,6 +181,8 @@ class FrontProtocol(ASGIProtocol):
         self._late = None
         self._partial = False
         self.answering = False  # the app has the current request (set by Front)
+        self.left = None  # the request that was under way when the client went away
+        self.log = _ConnectionLog(worker.log, self)
 
     def connection_made(self, transport):
         super().connection_made(transport)
@@ -170,6 +191,7 @@ class FrontProtocol(ASGIProtocol):
 
     def connection_lost(self, exc):
         self._stop_waiting()
+        self.left = self._current_request
         self.worker.connections.discard(self)
         super().connection_lost(exc)
 
