@@ -298,7 +298,7 @@ def test_the_mlflow_ui_says_why_it_stopped_and_leaves_nothing(settings, capfd):
             stop_process(ui)
     said = capfd.readouterr().err
     assert f"MLflow UI on 127.0.0.1:{port} exited with code" in said, said[-3000:]
-    assert "Address already in use" in said
+    assert "address already in use" in said.lower()  # uvicorn's words: "[Errno 98] error while attempting to bind"
     group = [p for p in psutil.process_iter(["status"])
              if p.info["status"] != psutil.STATUS_ZOMBIE and _pgid(p.pid) == ui.pid]
     assert group == []

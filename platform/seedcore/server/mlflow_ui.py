@@ -19,11 +19,14 @@ from seedcore.runtime.observability import child_env
 from seedcore.runtime.ports import port_problem
 
 UI_STOP_S = 1.5  # the MLflow UI (a viewer, no state of its own) gets this long after SIGTERM, then SIGKILL
-# The UI is a viewer beside the API: two web workers (MLflow's default is 4), and none of MLflow's job
+# The UI is a viewer beside the API: one web worker (MLflow's default is 4), and none of MLflow's job
 # consumers (GenAI jobs this platform never submits; on by default, they add 8 processes). Measured with
 # `mlflow ui` 3.17 on this 2-CPU machine: 15 processes and 1.7 GB resident by default, 7 and 1.3 GB without
-# the consumers.
-UI_WORKERS = 2
+# the consumers. With one worker uvicorn serves in its own process (MLflow's Flask app in its threads): no
+# supervisor and no spawned workers that each import the whole MLflow server, 5 CPU-s and 246 MB where two
+# workers took 10 CPU-s and 490 MB. A port taken meanwhile ends it with exit code 0 and uvicorn's "[Errno 98]
+# error while attempting to bind ...: address already in use", which tether.py shows.
+UI_WORKERS = 1
 # every MLflow server or UI we start (the tests and scripts/local_cluster.py too)
 MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
