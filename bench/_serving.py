@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import xgboost as xgb
 
-from bench._ports import free_port  # noqa: F401 (the benchmarks import it from here)
+from bench._ports import free_port
 from bench._workspace import Workspace, mlflow_state
 from seedcore.config import Settings
 from seedcore.datasets import builtin_frame, split_frame, BUILTIN_FEATURES, BUILTIN_LABEL

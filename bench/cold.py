@@ -102,7 +102,8 @@ def _ours_beside_server(ws: Workspace, csv: Path, trials: int, seeds, settle_s: 
     hands each sweep to the server. The server is started first and given `settle_s` to finish warming up
     (Ray, imports), as a server that has been running would have; its start is not timed. One (seconds,
     the command's output) per seed."""
-    from bench._serving import free_port, request, wait_until, _base_env, _spawn
+    from bench._ports import free_port
+    from bench._serving import request, wait_until, _base_env, _spawn
 
     directory = _data_dir(ws, csv, "cold_server")
     port = free_port()

@@ -28,7 +28,8 @@ import psutil
 
 from bench import _load
 from bench._report import Section, log, median, percentile
-from bench._serving import (ROW, RssSampler, _base_env, _spawn, free_port, ours_body, ours_ready, promoted_store,
+from bench._ports import free_port
+from bench._serving import (ROW, RssSampler, _base_env, _spawn, ours_body, ours_ready, promoted_store,
                             start_ours, wait_until)
 from bench._workspace import Workspace
 

@@ -263,7 +263,8 @@ def in_process(root: Path):
 @contextmanager
 def seedcore_up(root: Path):
     """`seedcore up` (no MLflow UI, no Ray dashboard) in its own process group, on a free port."""
-    from bench._serving import _base_env, _spawn, free_port, request, wait_until
+    from bench._ports import free_port
+    from bench._serving import _base_env, _spawn, request, wait_until
 
     settings = _store(root)
     port = free_port()

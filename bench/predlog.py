@@ -15,7 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 from bench import _load
 from bench._report import Section, log, median
-from bench._serving import ROW, _base_env, _spawn, free_port, ours_body, ours_ready, promoted_store, wait_until
+from bench._ports import free_port
+from bench._serving import ROW, _base_env, _spawn, ours_body, ours_ready, promoted_store, wait_until
 from bench._workspace import Workspace
 
 NAME = "predlog"
